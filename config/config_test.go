@@ -1,0 +1,88 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultIsValidAndDescribesWikimedia(t *testing.T) {
+	c := Default()
+	require.NoError(t, c.Validate())
+	var topics []string
+	for _, ct := range c.Topics() {
+		topics = append(topics, ct.Topic.Name+"="+ct.Topic.Format)
+	}
+	require.Equal(t, []string{"k8s-mw-eqiad=mediawiki-log", "k8s-mw-codfw=mediawiki-log", "mediawiki.httpd.accesslog=httpd-accesslog"}, topics)
+	require.Equal(t, []string{"testwiki"}, c.Pretrain.Cohort)
+	require.Equal(t, "kube-mw-pretrain", c.Pretrain.ServergroupPrefix)
+	require.Equal(t, "mw-pretrain", c.Pretrain.Deployment)
+	require.Equal(t, 10*time.Second, time.Duration(c.Window.Bucket))
+	require.Equal(t, 2*time.Hour, time.Duration(c.Window.Length))
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		err        string // substring; "" = valid
+		check      func(*testing.T, Config)
+	}{
+		{name: "empty file is all defaults", yaml: "", check: func(t *testing.T, c Config) { require.Equal(t, Default(), c) }},
+		{name: "override keeps other defaults", yaml: "window:\n  bucket: 20s\n", check: func(t *testing.T, c Config) {
+			require.Equal(t, 20*time.Second, time.Duration(c.Window.Bucket))
+			require.Equal(t, 2*time.Hour, time.Duration(c.Window.Length))
+		}},
+		{name: "unknown top-level key", yaml: "windw:\n  bucket: 10s\n", err: `unknown field "windw" in the top level`},
+		{name: "unknown nested key", yaml: "window:\n  buckets: 10s\n", err: `unknown field "buckets" in window`},
+		{name: "unknown key in a cluster", yaml: "kafka:\n  clusters:\n  - name: a\n    broker: [x:1]\n", err: `unknown field "broker" in kafka.clusters[]`},
+		{name: "bad duration", yaml: "window:\n  bucket: ten seconds\n", err: "ten seconds"},
+		{name: "bad type", yaml: "detect:\n  alpha: lots\n", err: "lots"},
+		{name: "length not a multiple of bucket", yaml: "window:\n  bucket: 7s\n", err: "field window.length"},
+		{name: "alpha out of range", yaml: "detect:\n  alpha: 0.9\n", err: "field detect.alpha"},
+		{name: "unknown format", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:9092]\n    topics: [{name: t, format: csv}]\n", err: "field kafka.clusters[0].topics[0].format"},
+		{name: "broker without port", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [kafka1]\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].brokers[0]"},
+		{name: "sasl without password file", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: SCRAM-SHA-512, username: u}\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].sasl"},
+		{name: "unknown sasl mechanism", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: GSSAPI}\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].sasl.mechanism"},
+		{name: "empty cohort", yaml: "pretrain:\n  cohort: []\n", err: "field pretrain.cohort"},
+		{name: "deploy marker scope", yaml: "deploys:\n- {scope: canary, version: x, at: 2026-11-24T10:00:00Z}\n", err: "field deploys[0].scope"},
+		{name: "deploy marker ok", yaml: "deploys:\n- {scope: pretrain, version: 1.47.0-alpha, at: 2026-11-24T10:00:00Z}\n", check: func(t *testing.T, c Config) {
+			require.Len(t, c.Deploys, 1)
+			require.Equal(t, time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), c.Deploys[0].At.UTC())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+		})
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "detector.yml")
+	require.NoError(t, os.WriteFile(p, []byte("kafka:\n  clusters:\n  - name: a\n    brokers: [h:9093]\n    tls: {enabled: true, ca_file: ca.pem}\n    topics: [{name: t, format: mediawiki-log}]\n"), 0o600))
+	c, err := Load(p)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "ca.pem"), c.Kafka.Clusters[0].TLS.CAFile)
+
+	_, err = Load(filepath.Join(dir, "missing.yml"))
+	require.ErrorContains(t, err, "missing.yml")
+}
+
+func TestOverrideBrokers(t *testing.T) {
+	c := Default()
+	c.OverrideBrokers([]string{"127.0.0.1:9092"})
+	require.Equal(t, []string{"127.0.0.1:9092"}, c.Kafka.Clusters[0].Brokers)
+	c.OverrideBrokers(nil)
+	require.Equal(t, []string{"127.0.0.1:9092"}, c.Kafka.Clusters[0].Brokers)
+}

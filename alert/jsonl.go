@@ -1,0 +1,43 @@
+package alert
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/wikimedia/pretrain-detector/detect"
+)
+
+// JSONL writes each finding once, when it first fires: the findings JSONL
+// contract of DESIGN.md (replay --output). encoding/json escapes <, > and &
+// so the lines are safe to embed in HTML.
+type JSONL struct {
+	mu      sync.Mutex
+	w       io.Writer
+	written map[string]bool
+}
+
+// NewJSONL writes to w.
+func NewJSONL(w io.Writer) *JSONL { return &JSONL{w: w, written: map[string]bool{}} }
+
+// Notify writes the findings that fire for the first time.
+func (j *JSONL) Notify(fs []detect.Finding) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, f := range fs {
+		if f.State != detect.StateFiring || j.written[f.ID] {
+			continue
+		}
+		j.written[f.ID] = true
+		b, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("encode finding %s: %w", f.ID, err)
+		}
+		b = append(b, '\n')
+		if _, err := j.w.Write(b); err != nil {
+			return fmt.Errorf("write finding %s: %w", f.ID, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package alert
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wikimedia/pretrain-detector/detect"
+)
+
+// WebOptions are what the HTTP endpoints read and call. Nil functions
+// disable their endpoint.
+type WebOptions struct {
+	Gatherer prometheus.Gatherer
+	Findings func() []detect.Finding
+	// Ready reports readiness and, when not ready, why.
+	Ready func() (bool, string)
+	// Reload re-reads the configuration (POST /-/reload); nil unless
+	// lifecycle endpoints are enabled.
+	Reload func() error
+	// AddDeploy records a deploy marker (POST /api/v1/deploys).
+	AddDeploy func(DeployMarker) error
+	// Status is served as JSON at /api/v1/status; it must hold no secret.
+	Status func() any
+	Logger *slog.Logger
+}
+
+// DeployMarker is the body of POST /api/v1/deploys.
+type DeployMarker struct {
+	Scope   string    `json:"scope"` // "pretrain" or "train"
+	Group   string    `json:"group,omitempty"`
+	Version string    `json:"version"`
+	At      time.Time `json:"at"` // defaults to now
+}
+
+// NewHandler returns the detector's HTTP endpoints: /metrics, the /-/
+// probes, /api/v1/findings, /api/v1/deploys, /api/v1/status and pprof.
+func NewHandler(o WebOptions) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	if o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprintln(w, "Healthy.")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if o.Ready != nil {
+			if ok, why := o.Ready(); !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "Not ready: %s\n", why)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprintln(w, "Ready.")
+	})
+	if o.Reload != nil {
+		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
+			if err := o.Reload(); err != nil {
+				http.Error(w, "reload: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		})
+	}
+	if o.Findings != nil {
+		mux.HandleFunc("GET /api/v1/findings", func(w http.ResponseWriter, r *http.Request) {
+			id, state, kind := r.URL.Query().Get("id"), r.URL.Query().Get("state"), r.URL.Query().Get("kind")
+			out := []detect.Finding{}
+			for _, f := range o.Findings() {
+				if (id == "" || f.ID == id) && (state == "" || string(f.State) == state) && (kind == "" || string(f.Kind) == kind) {
+					out = append(out, f)
+				}
+			}
+			writeJSON(w, out, o.Logger)
+		})
+	}
+	if o.AddDeploy != nil {
+		mux.HandleFunc("POST /api/v1/deploys", func(w http.ResponseWriter, r *http.Request) {
+			var m DeployMarker
+			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&m); err != nil {
+				http.Error(w, "bad deploy marker: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if m.Scope != "pretrain" && m.Scope != "train" {
+				http.Error(w, `bad deploy marker: field scope: want "pretrain" or "train"`, http.StatusBadRequest)
+				return
+			}
+			if m.At.IsZero() {
+				m.At = time.Now().UTC()
+			}
+			if err := o.AddDeploy(m); err != nil {
+				http.Error(w, "add deploy: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusAccepted)
+			writeJSON(w, m, o.Logger)
+		})
+	}
+	if o.Status != nil {
+		mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, o.Status(), o.Logger) })
+	}
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = fmt.Fprintln(w, "Pretrain regression detector: /api/v1/findings /metrics /-/ready /-/healthy")
+	})
+	return mux
+}
+
+// writeJSON encodes v. encoding/json escapes <, > and & (SetEscapeHTML is
+// on by default), so error messages from events never become markup.
+func writeJSON(w http.ResponseWriter, v any, logger *slog.Logger) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		logger.Debug("Writing JSON response", "err", err)
+	}
+}
+
+// FindingsText renders findings as plain text (the demo's console, tests).
+func FindingsText(fs []detect.Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		FormatText(&b, f)
+	}
+	return b.String()
+}

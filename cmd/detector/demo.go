@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/simulate"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+)
+
+type demoOptions struct {
+	common       commonOptions
+	listen       string
+	exitWhenDone bool
+	speed        float64
+	seed         int64
+	scenario     string
+}
+
+// runDemo is `detector demo`: an in-process Kafka broker, the simulator at
+// high speed and the real pipeline (kafka-go readers → window → detect →
+// sinks). The findings come from the pipeline alone; the simulator's ground
+// truth is used only to narrate the story and, with --exit-when-done, to
+// grade the result.
+func runDemo(ctx context.Context, o demoOptions) error {
+	out := o.common.stdout
+	logger := o.common.logger
+	wikis, err := wikimap.Default()
+	if err != nil {
+		return err
+	}
+	simCfg := simulate.Config{Scenario: o.scenario, Seed: o.seed, Speed: o.speed}
+	truth, err := simulate.Plan(simCfg, wikis)
+	if err != nil {
+		return err
+	}
+	topics := simulate.DefaultTopics()
+	all := append(slices.Clone(topics.ErrorTopics), topics.AccessLog)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, all...))
+	if err != nil {
+		return fmt.Errorf("start in-process kafka: %w", err)
+	}
+	defer cluster.Close()
+
+	cfg := config.Default()
+	cfg.OverrideBrokers(cluster.ListenAddrs())
+	cfg.Kafka.MaxWait = config.Default().Kafka.MaxWait / 2
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	reg := newRegistry()
+	var mu sync.Mutex
+	var fired []detect.Finding
+	console := alert.NewConsole(out)
+	p, err := pipeline.New(pipeline.Options{
+		Config: cfg, Wikis: wikis, Registry: reg, Logger: logger,
+		Start: truth.Start.Add(-time.Minute),
+		OnChange: func(changed []detect.Finding) {
+			_ = console.Notify(changed)
+			mu.Lock()
+			for _, f := range changed {
+				if f.State == detect.StateFiring {
+					fired = append(fired, f)
+				}
+			}
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = p.Close() }()
+
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("web.listen-address: %w", err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: alert.NewHandler(alert.WebOptions{
+		Gatherer: reg, Findings: p.Findings, Logger: logger,
+		Ready:  func() (bool, string) { return true, "" },
+		Status: func() any { return status(cfg, p) },
+	})}
+	go func() { _ = srv.Serve(l) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+
+	dur := truth.End.Sub(truth.Start)
+	fmt.Fprintf(out, "Pretrain detector demo: scenario %q, %s of simulated Wikimedia traffic at %.0f× (about %s).\n",
+		truth.Scenario, dur, o.speed, (time.Duration(float64(dur) / o.speed)).Round(time.Second))
+	fmt.Fprintf(out, "In-process Kafka at %s; findings at http://%s/api/v1/findings, metrics at http://%s/metrics\n\n",
+		strings.Join(cluster.ListenAddrs(), ","), l.Addr(), l.Addr())
+
+	pctx, stopPipeline := context.WithCancel(ctx)
+	defer stopPipeline()
+	pdone := make(chan error, 1)
+	go func() { pdone <- p.Run(pctx) }()
+
+	w := &kafka.Writer{Addr: kafka.TCP(cluster.ListenAddrs()...), Transport: &kafka.Transport{}, Balancer: &kafka.Hash{},
+		BatchSize: 2000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne}
+	defer func() { _ = w.Close() }()
+	story := newNarrator(out, truth)
+	sink := simulate.KafkaSink(w)
+	_, err = simulate.Run(ctx, simCfg, wikis, func(ctx context.Context, batch []simulate.Record) error {
+		if len(batch) > 0 {
+			story.advance(batch[len(batch)-1].Time)
+		}
+		return sink(ctx, batch)
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("simulate: %w", err)
+	}
+	story.advance(truth.End)
+	// Let the pipeline read what was written and close the last buckets.
+	deadline := time.Now().Add(30 * time.Second)
+	for ctx.Err() == nil && time.Now().Before(deadline) &&
+		p.Store.Watermark() < truth.End.Add(-time.Duration(cfg.Window.Lateness)-time.Duration(cfg.Window.Bucket)).UnixNano() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Duration(200*time.Millisecond))
+
+	mu.Lock()
+	got := slices.Clone(fired)
+	mu.Unlock()
+	fmt.Fprintf(out, "\nThe story is over: %d findings fired.\n", len(got))
+	verdict := grade(truth, got, wikis)
+	fmt.Fprintln(out, verdict.text)
+	if o.exitWhenDone {
+		stopPipeline()
+		<-pdone
+		if !verdict.ok {
+			return errors.New("the scripted incident was not found")
+		}
+		return nil
+	}
+	fmt.Fprintf(out, "Still serving http://%s/api/v1/findings; press Ctrl-C to stop.\n", l.Addr())
+	<-ctx.Done()
+	stopPipeline()
+	<-pdone
+	return nil
+}
+
+// narrator prints the simulator's plan as simulated time passes it, so the
+// viewer knows what just happened. It reads the ground truth only to tell
+// the story, never to make a finding.
+type narrator struct {
+	out    interface{ Write([]byte) (int, error) }
+	events []storyEvent
+	next   int
+}
+
+type storyEvent struct {
+	at   time.Time
+	text string
+}
+
+func newNarrator(out interface{ Write([]byte) (int, error) }, gt simulate.GroundTruth) *narrator {
+	n := &narrator{out: out}
+	for _, d := range gt.Deploys {
+		what := "Pretrain deploy (mw-pretrain rolls out wmf/next)"
+		if d.Scope == "train" {
+			what = fmt.Sprintf("train deploy of %s to %s", d.Group, d.Version)
+		}
+		n.events = append(n.events, storyEvent{d.At, what})
+	}
+	for _, inc := range gt.Incidents {
+		n.events = append(n.events, storyEvent{inc.Onset, fmt.Sprintf("(scripted, hidden from the detector) %s begins on %d wikis", inc.Kind, len(inc.Wikis))})
+	}
+	slices.SortStableFunc(n.events, func(a, b storyEvent) int { return a.at.Compare(b.at) })
+	return n
+}
+
+func (n *narrator) advance(t time.Time) {
+	for n.next < len(n.events) && !n.events[n.next].at.After(t) {
+		e := n.events[n.next]
+		fmt.Fprintf(n.out, "-- %s  %s\n", e.at.UTC().Format("15:04:05"), e.text)
+		n.next++
+	}
+}
+
+type verdict struct {
+	ok   bool
+	text string
+}
+
+// grade compares the findings with the scripted incidents: every scripted
+// incident of a finding kind must be found with the right kind, on at least
+// one of its wikis, after the right deploy; and nothing may blame Pretrain
+// that the script did not put there.
+func grade(gt simulate.GroundTruth, got []detect.Finding, wikis *wikimap.Map) verdict {
+	var lines []string
+	ok := true
+	blames := map[detect.Kind]bool{detect.KindPretrainRegression: true, detect.KindSharedDataSpillover: true, detect.KindPretrainLeak: true}
+	scripted := map[detect.Kind]bool{}
+	for _, inc := range gt.Incidents {
+		k := detect.Kind(inc.Kind)
+		scripted[k] = true
+		if !slices.Contains(detect.Kinds, k) {
+			continue
+		}
+		var match *detect.Finding
+		for i := range got {
+			f := &got[i]
+			if f.Kind != k || !overlaps(f.Wikis, inc.Wikis) {
+				continue
+			}
+			if inc.Deploy != nil && (f.Deploy == nil || f.Deploy.Scope != inc.Deploy.Scope) {
+				continue
+			}
+			match = f
+			break
+		}
+		if match == nil {
+			ok = false
+			lines = append(lines, fmt.Sprintf("MISSED: scripted %s on %d wikis from %s", k, len(inc.Wikis), inc.Onset.Format("15:04")))
+			continue
+		}
+		sections := map[string]int{}
+		for _, w := range match.Wikis {
+			if id := wikis.ByNameString(w); id != 0 {
+				sections[wikis.Wiki(id).Section]++
+			}
+		}
+		lines = append(lines, fmt.Sprintf("FOUND: %s on %d wikis %v, %s after the scripted onset, following the %s deploy at %s",
+			k, len(match.Wikis), sections, match.DetectedAt.Sub(inc.Onset).Round(time.Second), match.Deploy.Scope, match.Deploy.At.Format("15:04")))
+	}
+	for _, f := range got {
+		if blames[f.Kind] && !scripted[f.Kind] {
+			ok = false
+			lines = append(lines, fmt.Sprintf("FALSE BLAME: %s %s", f.Kind, f.Summary))
+		}
+	}
+	return verdict{ok: ok, text: strings.Join(lines, "\n")}
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}

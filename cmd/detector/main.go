@@ -1,0 +1,128 @@
+// Command detector tells, within minutes and with evidence, whether code
+// deployed to Pretrain is hurting the wikis. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+)
+
+func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Default port of the web endpoints; documented in deploy/.
+const defaultListen = ":9797"
+
+// commonOptions are the flags every mode shares.
+type commonOptions struct {
+	configFile string
+	brokers    []string
+	logger     *slog.Logger
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+// realMain parses flags, builds the logger and calls the mode's run
+// function. It returns the process exit code.
+func realMain(args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("detector", "Tells, within minutes and with evidence, whether code deployed to Pretrain is hurting the wikis.")
+	app.Version(version.Print("detector"))
+	app.HelpFlag.Short('h')
+	app.Writer(stdout)
+	app.ErrorWriter(stderr)
+	app.Terminate(nil)
+
+	var c commonOptions
+	logCfg := &promslog.Config{Writer: stderr}
+	promslogflag.AddFlags(app, logCfg)
+	app.Flag("config.file", "Configuration file (YAML). Without it every default describes Wikimedia production.").StringVar(&c.configFile)
+
+	runCmd := app.Command("run", "Run the detector as a daemon.").Default()
+	var ro runOptions
+	runCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); overrides every cluster's brokers in the config.").StringsVar(&c.brokers)
+	runCmd.Flag("alertmanager.url", "Alertmanager base URL (repeatable; alerts go to all).").StringsVar(&ro.alertmanagers)
+	runCmd.Flag("alertmanager.resend-delay", "How often firing alerts are re-sent (overrides alerting.resend_delay).").DurationVar(&ro.resendDelay)
+	runCmd.Flag("web.external-url", "The URL under which the detector is reachable, for alert links.").StringVar(&ro.externalURL)
+	runCmd.Flag("web.enable-lifecycle", "Enable POST /-/reload.").BoolVar(&ro.enableLifecycle)
+	ro.web = kingpinflag.AddFlags(runCmd, defaultListen)
+
+	replayCmd := app.Command("replay", "Run the detector over a time range of historical topics and exit.")
+	var rp replayOptions
+	replayCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated).").StringsVar(&rp.brokers)
+	replayCmd.Flag("from", "Start of the range (RFC 3339).").Required().StringVar(&rp.from)
+	replayCmd.Flag("to", "End of the range (RFC 3339).").Required().StringVar(&rp.to)
+	replayCmd.Flag("output", "Findings JSONL output file (- for stdout).").Default("-").StringVar(&rp.output)
+	replayCmd.Flag("alertmanager.url", "Send the findings to this Alertmanager (repeatable).").StringsVar(&rp.alertmanagers)
+
+	demoCmd := app.Command("demo", "Run an in-process Kafka, simulated Wikimedia traffic and the detector: a Pretrain incident end to end.")
+	var do demoOptions
+	demoCmd.Flag("web.listen-address", "Address of the web endpoints during the demo.").Default("127.0.0.1:9797").StringVar(&do.listen)
+	demoCmd.Flag("exit-when-done", "Exit when the story ends: 0 if the scripted incident was found, 1 otherwise.").BoolVar(&do.exitWhenDone)
+	demoCmd.Flag("speed", "Simulated seconds per wall second.").Default("45").Float64Var(&do.speed)
+	demoCmd.Flag("seed", "Simulator seed.").Default("1").Int64Var(&do.seed)
+	demoCmd.Flag("scenario", "Simulator scenario to tell.").Default("demo").StringVar(&do.scenario)
+
+	simCmd := app.Command("simulate", "Produce realistic Wikimedia traffic into a Kafka cluster.")
+	var so simulateOptions
+	simCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated).").Required().StringsVar(&so.brokers)
+	simCmd.Flag("scenario", "Scenario name (see --list).").Default("quiet").StringVar(&so.scenario)
+	simCmd.Flag("list", "List the scenarios and exit.").BoolVar(&so.list)
+	simCmd.Flag("seed", "Random seed: the same seed gives the same records.").Default("1").Int64Var(&so.seed)
+	simCmd.Flag("speed", "Simulated seconds per wall second; 0 = as fast as possible.").Default("0").Float64Var(&so.speed)
+	simCmd.Flag("duration", "Simulated duration; 0 = the scenario's own.").Default("0").DurationVar(&so.duration)
+	simCmd.Flag("start", "Simulated start time (RFC 3339); empty = the scenario's own.").StringVar(&so.start)
+	simCmd.Flag("rate", "Train-fleet requests per simulated second; 0 = default.").Default("0").Float64Var(&so.rate)
+	simCmd.Flag("truth", "Write the scenario's ground truth (JSON) to this file.").StringVar(&so.truth)
+	simCmd.Flag("create-topics", "Create missing topics with this many partitions (0 = do not).").Default("4").IntVar(&so.partitions)
+
+	app.Command("version", "Print the version and exit.")
+
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "detector: %v\n", err)
+		return 2
+	}
+	c.logger = promslog.New(logCfg)
+	c.stdout, c.stderr = stdout, stderr
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case runCmd.FullCommand():
+		ro.common = c
+		err = runDaemon(ctx, ro)
+	case replayCmd.FullCommand():
+		c.brokers = rp.brokers
+		rp.common = c
+		err = runReplay(ctx, rp)
+	case demoCmd.FullCommand():
+		do.common = c
+		err = runDemo(ctx, do)
+	case simCmd.FullCommand():
+		so.common = c
+		err = runSimulate(ctx, so)
+	case "version":
+		fmt.Fprintln(stdout, version.Print("detector"))
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "detector %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// shutdownTimeout bounds the ordered shutdown (DESIGN.md: within 10 s).
+const shutdownTimeout = 8 * time.Second

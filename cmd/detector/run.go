@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+type runOptions struct {
+	common          commonOptions
+	alertmanagers   []string
+	resendDelay     time.Duration
+	externalURL     string
+	enableLifecycle bool
+	web             *web.FlagConfig
+}
+
+// loadConfig reads the config file (or the defaults) and applies the flags
+// that override it.
+func loadConfig(c commonOptions) (config.Config, error) {
+	cfg := config.Default()
+	if c.configFile != "" {
+		var err error
+		if cfg, err = config.Load(c.configFile); err != nil {
+			return config.Config{}, err
+		}
+	}
+	cfg.OverrideBrokers(splitList(c.brokers))
+	if err := cfg.Validate(); err != nil {
+		return config.Config{}, err
+	}
+	return cfg, nil
+}
+
+func loadWikis(cfg config.Config) (*wikimap.Map, error) {
+	if cfg.Wikis.MediaWikiConfigDir != "" {
+		m, err := wikimap.Load(cfg.Wikis.MediaWikiConfigDir)
+		if err != nil {
+			return nil, fmt.Errorf("wikis.mediawiki_config_dir: %w", err)
+		}
+		return m, nil
+	}
+	m, err := wikimap.Default()
+	if err != nil {
+		return nil, fmt.Errorf("built-in wiki map: %w", err)
+	}
+	return m, nil
+}
+
+// splitList accepts both repeated flags and comma-separated values.
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(versioncollector.NewCollector("detector"), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// runDaemon is `detector run`: warm up from Kafka, then detect until told to stop.
+func runDaemon(ctx context.Context, o runOptions) error {
+	logger := o.common.logger
+	// Register SIGHUP before the slow start so an early reload is not lost.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	cfg, err := loadConfig(o.common)
+	if err != nil {
+		return err
+	}
+	if *o.web.WebConfigFile != "" {
+		if err := web.Validate(*o.web.WebConfigFile); err != nil {
+			return fmt.Errorf("web.config.file: %w", err)
+		}
+	}
+	wikis, err := loadWikis(cfg)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	f := promauto.With(reg)
+	reloadOK := f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Name: "config_last_reload_successful", Help: "Whether the last configuration reload attempt was successful."})
+	reloadTime := f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Name: "config_last_reload_success_timestamp_seconds", Help: "Timestamp of the last successful configuration reload."})
+	reloadOK.Set(1)
+	reloadTime.SetToCurrentTime()
+
+	var notifier *alert.Notifier
+	if len(o.alertmanagers) > 0 {
+		resend := time.Duration(cfg.Alerting.ResendDelay)
+		if o.resendDelay > 0 {
+			resend = o.resendDelay
+		}
+		notifier, err = alert.NewNotifier(alert.NotifierOptions{
+			URLs: splitList(o.alertmanagers), ResendDelay: resend, ExternalURL: o.externalURL,
+			RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
+		}, logger.With("component", "notifier"), reg)
+		if err != nil {
+			return fmt.Errorf("alertmanager: %w", err)
+		}
+	}
+	console := alert.NewConsole(o.common.stdout)
+	var p *pipeline.Pipeline
+	p, err = pipeline.New(pipeline.Options{
+		Config: cfg, Wikis: wikis, Registry: reg, Logger: logger,
+		OnChange: func(changed []detect.Finding) {
+			if err := console.Notify(changed); err != nil {
+				logger.Warn("Printing findings", "err", err)
+			}
+			if notifier != nil {
+				notifier.Update(p.Detector.Findings())
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = p.Close() }()
+
+	var stopping atomic.Bool
+	reloads := make(chan chan error)
+	handler := alert.NewHandler(alert.WebOptions{
+		Gatherer: reg,
+		Findings: p.Findings,
+		Ready: func() (bool, string) {
+			switch {
+			case stopping.Load():
+				return false, "shutting down"
+			case !p.Ready():
+				return false, "warming the windows up from Kafka"
+			}
+			return true, ""
+		},
+		Reload: lifecycle(o.enableLifecycle, reloads),
+		AddDeploy: func(m alert.DeployMarker) error {
+			p.Store.AddDeploy(markerDeploy(m.Scope, m.Group, m.Version, m.At, "api"))
+			return nil
+		},
+		Status: func() any { return status(cfg, p) },
+		Logger: logger,
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	listeners := make([]net.Listener, 0, len(*o.web.WebListenAddresses))
+	for _, a := range *o.web.WebListenAddresses {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("web.listen-address: %w", err)
+		}
+		listeners = append(listeners, l)
+	}
+	var wg sync.WaitGroup
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := web.Serve(l, srv, o.web, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("Web server", "err", err)
+			}
+		}()
+	}
+
+	nctx, cancelNotifier := context.WithCancel(context.Background())
+	defer cancelNotifier()
+	if notifier != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); notifier.Run(nctx) }()
+	}
+
+	// One goroutine serves SIGHUP and POST /-/reload alike.
+	go func() {
+		for {
+			var reply chan error
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			case reply = <-reloads:
+			}
+			err := reloadConfig(o.common, p)
+			if err != nil {
+				logger.Error("Configuration reload failed; keeping the old one", "err", err)
+				reloadOK.Set(0)
+			} else {
+				logger.Info("Configuration reloaded")
+				reloadOK.Set(1)
+				reloadTime.SetToCurrentTime()
+			}
+			if reply != nil {
+				reply <- err
+			}
+		}
+	}()
+
+	logger.Info("Starting detector", "version", version.Info(), "topics", len(cfg.Topics()), "cohort", cfg.Pretrain.Cohort)
+	runErr := p.Run(ctx)
+
+	// Shutdown, in order: (1) not ready; (2) ingest has stopped (Run
+	// returned) and (3) the last evaluation is done; (4) drain the alert
+	// queue under a deadline; (5) stop HTTP last so /metrics shows the drain.
+	stopping.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	if runErr != nil {
+		errs = append(errs, runErr)
+	}
+	if notifier != nil {
+		if err := notifier.Drain(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain alerts: %w", err))
+		}
+		cancelNotifier()
+	}
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop web server: %w", err))
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lifecycle returns the /-/reload hook when enabled.
+func lifecycle(enabled bool, reloads chan chan error) func() error {
+	if !enabled {
+		return nil
+	}
+	return func() error {
+		reply := make(chan error, 1)
+		reloads <- reply
+		return <-reply
+	}
+}
+
+// reloadConfig re-reads the configuration. What can change without a
+// restart is applied (deploy markers); other changes are validated and
+// reported, so a bad file never replaces a good one.
+func reloadConfig(c commonOptions, p *pipeline.Pipeline) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	for _, m := range cfg.Deploys {
+		p.Store.AddDeploy(markerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
+	}
+	return nil
+}
+
+func markerDeploy(scope, group, version string, at time.Time, source string) window.Deploy {
+	sc := ingest.ScopeTrain
+	if scope == "pretrain" {
+		sc = ingest.ScopePretrain
+	}
+	return window.Deploy{Scope: sc, Group: group, Version: version, At: at.UnixNano(), Source: source}
+}
+
+// status is /api/v1/status: configuration without secrets and progress.
+func status(cfg config.Config, p *pipeline.Pipeline) any {
+	type cluster struct {
+		Name    string   `json:"name"`
+		Brokers []string `json:"brokers"`
+		TLS     bool     `json:"tls"`
+		SASL    string   `json:"sasl_mechanism,omitempty"`
+		Topics  []string `json:"topics"`
+	}
+	var cls []cluster
+	for _, c := range cfg.Kafka.Clusters {
+		cl := cluster{Name: c.Name, Brokers: c.Brokers, TLS: c.TLS.Enabled, SASL: c.SASL.Mechanism}
+		for _, t := range c.Topics {
+			cl.Topics = append(cl.Topics, t.Name+" ("+t.Format+")")
+		}
+		cls = append(cls, cl)
+	}
+	wm := p.Store.Watermark()
+	var wmt *time.Time
+	if wm > 0 {
+		t := time.Unix(0, wm).UTC()
+		wmt = &t
+	}
+	fleet, since := p.Detector.FleetIncident()
+	return map[string]any{
+		"version":        version.Version,
+		"revision":       version.GetRevision(),
+		"ready":          p.Ready(),
+		"watermark":      wmt,
+		"cohort":         cfg.Pretrain.Cohort,
+		"kafka":          cls,
+		"fleet_incident": map[string]any{"active": fleet, "since": since},
+		"window":         p.Store.Stats(),
+	}
+}

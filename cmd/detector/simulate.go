@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/wikimedia/pretrain-detector/simulate"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+)
+
+type simulateOptions struct {
+	common     commonOptions
+	brokers    []string
+	scenario   string
+	list       bool
+	seed       int64
+	speed      float64
+	duration   time.Duration
+	start      string
+	rate       float64
+	truth      string
+	partitions int
+}
+
+// runSimulate is `detector simulate`: realistic traffic into any Kafka.
+func runSimulate(ctx context.Context, o simulateOptions) error {
+	if o.list {
+		tw := tabwriter.NewWriter(o.common.stdout, 0, 4, 2, ' ', 0)
+		for _, s := range simulate.Scenarios() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.DefaultDuration, s.Description)
+		}
+		return tw.Flush()
+	}
+	wikis, err := wikimap.Default()
+	if err != nil {
+		return err
+	}
+	cfg := simulate.Config{Scenario: o.scenario, Seed: o.seed, Duration: o.duration, Speed: o.speed, Rate: o.rate}
+	if o.start != "" {
+		if cfg.Start, err = time.Parse(time.RFC3339, o.start); err != nil {
+			return fmt.Errorf("--start: %w", err)
+		}
+	}
+	gt, err := simulate.Plan(cfg, wikis)
+	if err != nil {
+		return err
+	}
+	brokers := splitList(o.brokers)
+	topics := []string{}
+	for _, t := range cfg.Topics.ErrorTopics {
+		topics = append(topics, t)
+	}
+	if len(topics) == 0 {
+		topics = simulate.DefaultTopics().ErrorTopics
+	}
+	topics = append(topics, simulate.DefaultTopics().AccessLog)
+	if err := ensureTopics(ctx, brokers, topics, o.partitions); err != nil {
+		return err
+	}
+	w := &kafka.Writer{
+		Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}, Balancer: &kafka.Hash{},
+		BatchSize: 1000, BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne,
+	}
+	defer func() { _ = w.Close() }()
+	var n int
+	sink := simulate.KafkaSink(w)
+	counted := func(ctx context.Context, batch []simulate.Record) error {
+		n += len(batch)
+		return sink(ctx, batch)
+	}
+	start := time.Now()
+	o.common.logger.Info("Simulating", "scenario", gt.Scenario, "seed", gt.Seed, "from", gt.Start, "to", gt.End, "speed", o.speed)
+	if _, err := simulate.Run(ctx, cfg, wikis, counted); err != nil {
+		return err
+	}
+	o.common.logger.Info("Simulation done", "records", n, "seconds", time.Since(start).Seconds())
+	if o.truth != "" {
+		b, err := json.MarshalIndent(gt, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode ground truth: %w", err)
+		}
+		if err := os.WriteFile(o.truth, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write ground truth: %w", err)
+		}
+	}
+	return nil
+}
+
+// ensureTopics creates the topics that do not exist yet, so that records
+// are spread over several partitions (auto-created topics get one).
+func ensureTopics(ctx context.Context, brokers []string, topics []string, partitions int) error {
+	if partitions <= 0 {
+		return nil
+	}
+	var conn *kafka.Conn
+	var err error
+	for _, b := range brokers {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err = kafka.DialContext(dctx, "tcp", b)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("kafka %v: %w", brokers, err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctrl, err := conn.Controller()
+	if err != nil {
+		return fmt.Errorf("find kafka controller: %w", err)
+	}
+	cc, err := kafka.Dial("tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
+	if err != nil {
+		return fmt.Errorf("dial kafka controller: %w", err)
+	}
+	defer func() { _ = cc.Close() }()
+	var cfgs []kafka.TopicConfig
+	for _, t := range topics {
+		cfgs = append(cfgs, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: 1})
+	}
+	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	return nil
+}

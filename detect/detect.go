@@ -1,0 +1,378 @@
+// Package detect decides, from the window's counts and deploy timeline,
+// whether code deployed to Pretrain is hurting the wikis. It is a pure
+// function of (window, deploy timeline, config, watermark): no I/O and no
+// clock, so live runs and replays give the same findings for the same records.
+//
+// Every bucket that closes behind the watermark is evaluated once, in order.
+// The rules, one per finding kind:
+//
+// pretrain-regression. (a) Rate: after each Pretrain deploy, the cohort's
+// (testwiki on the pretrain scope) errors are tested against the train
+// fleet's with the exact conditional binomial test run sequentially as a
+// mixture likelihood-ratio e-process (METHODS.md section 2). The null rate
+// ratio rho0 is the larger of the margin and the upper confidence bound of
+// the cohort/control ratio before the deploy (difference in differences), so
+// a wiki's own error mix and anything that moves cohort and control together
+// (daily cycles, fleet incidents) cancel. Fires when E ≥ 1/alpha. (b) New
+// fingerprint: a fingerprint first seen after the deploy, with k occurrences
+// on the cohort and m on the control, has p = P(X ≥ k | k+m, p0) where p0 is
+// the cohort's request share inflated by the margin (s^k when m = 0); it
+// fires when p ≤ alpha/K, K the new fingerprints tested since the deploy.
+//
+// shared-data-spillover. A fingerprint first seen after a Pretrain deploy
+// (within detect.attribution), served by TRAIN code, that either carries a
+// shared-data class (channel or frame) or lands on a cohort wiki through the
+// train jobrunners. Its onset must be significant: absent for the pre-period
+// and seen n times since, P(all n after the deploy) = (post/(pre+post))^n ≤
+// alpha/K. Where the shared path reaches only some wikis (the cohort's DB
+// section, its Wikibase repo's clients), the errors must also concentrate on
+// those wikis beyond their request share; otherwise a fleet-wide problem
+// could explain them. It is withheld while a fleet-wide incident is under
+// way, and handed to train-regression when only a newer train version
+// carries it.
+//
+// pretrain-leak. Pretrain-scope requests or errors for a wiki outside the
+// cohort, at least detect.leak_min_events of them within
+// detect.anomaly_window. Nothing statistical: Pretrain must serve nothing else.
+//
+// train-regression. A fingerprint first seen after a train deploy of a
+// group, carried only by the versions that deploy brought, on train-scope
+// wikis. The p-value is P(all n in the deployed groups) = s^n with s their
+// request share. It is the train's, never Pretrain's.
+//
+// wiki-anomaly. Per wiki (train scope, outside the cohort), an e-detector
+// (the e-process with its log-likelihood floored at 0, a CUSUM of the same
+// increments) of the wiki's errors against all other wikis', with rho0 from
+// the wiki's own trailing baseline. The threshold makes the expected number
+// of false alarms over a week across all wikis at most alpha (Bonferroni over
+// wikis and buckets). Suppressed when a deploy of the wiki's group or a
+// fleet-wide incident explains it.
+//
+// Guards (METHODS.md section 4): a finding needs its signal in
+// detect.min_buckets buckets and detect.min_distinct distinct requests (one
+// request or one crawler must not make a finding); without the pre-period a
+// fingerprint cannot be called new and the state is "insufficient
+// evidence", not OK. A fleet-wide incident (the train fleet's error rate
+// jumping across sections at once) is tracked separately and blocks every
+// Pretrain-blaming kind whose evidence it could explain.
+//
+// Lifecycle: pending (a signal, not yet significant or guarded) → firing →
+// resolved when no supporting evidence arrived for detect.resolve_after
+// (hysteresis: firing needs the full threshold, staying firing only needs
+// evidence). Identity is kind + key (fingerprint or cohort or wiki set),
+// hashed, stable across restarts.
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// Config tunes detection. DefaultConfig follows METHODS.md.
+type Config struct {
+	Cohort        []string // Pretrain cohort dbnames
+	SharedWith    []string // extra wikis known to share data with the cohort
+	Alpha         float64
+	FDR           float64
+	Margin        float64
+	MinPrePeriod  time.Duration
+	Attribution   time.Duration
+	ResolveAfter  time.Duration
+	AnomalyWindow time.Duration
+	MinBuckets    int
+	MinDistinct   int
+	LeakMinEvents int
+}
+
+// DefaultConfig returns the defaults of config.Default.
+func DefaultConfig() Config {
+	return Config{
+		Cohort: []string{"testwiki"}, Alpha: 1e-3, FDR: 0.05, Margin: 1.5,
+		MinPrePeriod: 30 * time.Minute, Attribution: time.Hour, ResolveAfter: 15 * time.Minute,
+		AnomalyWindow: 15 * time.Minute, MinBuckets: 3, MinDistinct: 3, LeakMinEvents: 3,
+	}
+}
+
+// Detector holds the sequential state of every test. One goroutine owns it.
+type Detector struct {
+	cfg   Config
+	wikis *wikimap.Map
+	w     *window.Store
+	topo  *topology
+
+	cohortIDs []wikimap.ID
+	bw        int64 // bucket width, ns
+	next      int64 // start of the next bucket to evaluate; 0 before the first
+	dataStart int64 // first bucket that had any event
+
+	findings map[string]*tracked
+	changed  []string // ids whose state changed in the current Evaluate
+
+	cohortRate rateState
+	wikiRate   []wikiState
+	fleet      fleetState
+	fps        map[uint64]*fpState
+	leaks      leakState
+
+	// scratch, reused across buckets
+	trainB, preB []window.Counts
+	sumT, sumP   []window.Counts
+	infos        []window.FingerprintInfo
+	deploys      []window.Deploy
+}
+
+type tracked struct {
+	f            Finding
+	lastEvidence int64 // event time of the newest supporting evidence
+}
+
+// New returns a Detector reading from w.
+func New(cfg Config, wikis *wikimap.Map, w *window.Store) (*Detector, error) {
+	if cfg.Alpha <= 0 || cfg.Alpha >= 1 || cfg.Margin < 1 || cfg.MinBuckets < 1 || cfg.MinDistinct < 1 {
+		return nil, errors.New("detect: alpha must be in (0,1), margin ≥ 1, min buckets and distinct ≥ 1")
+	}
+	d := &Detector{cfg: cfg, wikis: wikis, w: w, bw: w.BucketWidth(),
+		findings: map[string]*tracked{}, fps: map[uint64]*fpState{}}
+	for _, name := range cfg.Cohort {
+		id := wikis.ByNameString(name)
+		if id == 0 {
+			return nil, fmt.Errorf("pretrain.cohort: unknown wiki %q", name)
+		}
+		d.cohortIDs = append(d.cohortIDs, id)
+	}
+	var extra []wikimap.ID
+	for _, name := range cfg.SharedWith {
+		id := wikis.ByNameString(name)
+		if id == 0 {
+			return nil, fmt.Errorf("detect.shared_data_wikis: unknown wiki %q", name)
+		}
+		extra = append(extra, id)
+	}
+	d.topo = newTopology(wikis, d.cohortIDs, extra)
+	d.wikiRate = make([]wikiState, wikis.Len()+1)
+	d.leaks.count = make([]int64, wikis.Len()+1)
+	d.leaks.first = make([]int64, wikis.Len()+1)
+	d.leaks.last = make([]int64, wikis.Len()+1)
+	return d, nil
+}
+
+// Evaluate evaluates every bucket that closed at or before watermark and
+// returns the findings whose state changed (first firing, resolution), in
+// a deterministic order.
+func (d *Detector) Evaluate(watermark int64) []Finding {
+	d.changed = d.changed[:0]
+	if d.next == 0 {
+		oldest := d.w.Oldest()
+		if oldest == 0 || watermark == 0 {
+			return nil
+		}
+		d.next = d.w.BucketStart(oldest)
+	}
+	// Buckets that fell out of the ring while we were not looking cannot be
+	// evaluated; skip to the oldest one kept.
+	if o := d.w.BucketStart(d.w.Oldest()); d.next < o {
+		d.next = o
+	}
+	for d.next+d.bw <= watermark {
+		d.evalBucket(d.next, d.next+d.bw)
+		d.next += d.bw
+	}
+	slices.Sort(d.changed)
+	d.changed = slices.Compact(d.changed)
+	out := make([]Finding, 0, len(d.changed))
+	for _, id := range d.changed {
+		out = append(out, d.findings[id].f)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].DetectedAt.Before(out[j].DetectedAt) })
+	return out
+}
+
+// Findings returns every finding not resolved more than an hour of event
+// time ago, ordered by detection time then id.
+func (d *Detector) Findings() []Finding {
+	out := make([]Finding, 0, len(d.findings))
+	for _, t := range d.findings {
+		out = append(out, t.f)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].DetectedAt.Equal(out[j].DetectedAt) {
+			return out[i].DetectedAt.Before(out[j].DetectedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// FleetIncident reports whether a fleet-wide incident is under way as of the
+// last evaluated bucket, and since when.
+func (d *Detector) FleetIncident() (bool, time.Time) {
+	if !d.fleet.active {
+		return false, time.Time{}
+	}
+	return true, time.Unix(0, d.fleet.since).UTC()
+}
+
+// deployContext is what the deploy timeline says as of one bucket.
+type deployContext struct {
+	pretrain    *window.Deploy           // latest Pretrain deploy (not the initial state)
+	train       map[string]window.Deploy // latest train deploy per group
+	trainLatest *window.Deploy
+}
+
+func (d *Detector) deployContext(end int64) deployContext {
+	d.deploys = d.w.Deploys(d.deploys[:0])
+	dc := deployContext{train: map[string]window.Deploy{}}
+	for i := range d.deploys {
+		dep := d.deploys[i]
+		if dep.Initial || dep.At >= end {
+			continue
+		}
+		if dep.Scope == ingest.ScopePretrain {
+			dc.pretrain = &d.deploys[i]
+			continue
+		}
+		dc.train[dep.Group] = dep
+		dc.trainLatest = &d.deploys[i]
+	}
+	return dc
+}
+
+func (d *Detector) evalBucket(b0, b1 int64) {
+	d.trainB = d.w.SumWikis(ingest.ScopeTrain, b0, b1, d.trainB[:0])
+	d.preB = d.w.SumWikis(ingest.ScopePretrain, b0, b1, d.preB[:0])
+	if d.dataStart == 0 {
+		for i := range d.trainB {
+			if d.trainB[i].Requests+d.trainB[i].Errors+d.preB[i].Requests+d.preB[i].Errors > 0 {
+				d.dataStart = b0
+				break
+			}
+		}
+		if d.dataStart == 0 {
+			return
+		}
+	}
+	dc := d.deployContext(b1)
+	d.updateFleet(b0, b1)
+	d.cohortRateTest(b0, b1, dc)
+	d.leakTest(b0, b1)
+	d.wikiAnomalyTest(b0, b1, dc)
+	d.fingerprintTests(b0, b1, dc)
+	d.resolveQuiet(b1)
+}
+
+// upsert records supporting evidence for the finding (kind, key). A new or
+// resolved finding starts firing when fire is true, pending otherwise.
+func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(*Finding)) {
+	id := findingID(kind, key)
+	t, ok := d.findings[id]
+	if !ok || t.f.State == StateResolved {
+		if !fire && ok {
+			return // a resolved finding comes back only at full strength
+		}
+		t = &tracked{f: Finding{ID: id, Kind: kind, Severity: kind.Severity(), State: StatePending}}
+		d.findings[id] = t
+		if fire {
+			d.changed = append(d.changed, id)
+		}
+	}
+	t.lastEvidence = at
+	prev := t.f.State
+	if prev == StateFiring && !fire {
+		return // keep the evidence it fired on; weaker evidence only keeps it alive
+	}
+	fill(&t.f)
+	t.f.ID, t.f.Kind, t.f.Severity = id, kind, kind.Severity()
+	if fire && prev != StateFiring {
+		t.f.State = StateFiring
+		t.f.DetectedAt = time.Unix(0, at).UTC()
+		t.f.ResolvedAt = nil
+		d.changed = append(d.changed, id)
+	} else if prev == StatePending && !fire {
+		t.f.State = StatePending
+	}
+}
+
+// touch extends a finding's life without changing its evidence: the
+// signal is still there, even if the test is no longer run (hysteresis).
+func (d *Detector) touch(kind Kind, key string, at int64) {
+	if t, ok := d.findings[findingID(kind, key)]; ok && t.f.State != StateResolved {
+		t.lastEvidence = at
+	}
+}
+
+func (d *Detector) resolveQuiet(now int64) {
+	for id, t := range d.findings {
+		switch t.f.State {
+		case StateResolved:
+			if now-t.lastEvidence > 2*int64(time.Hour) {
+				delete(d.findings, id)
+			}
+		default:
+			if now-t.lastEvidence >= int64(d.cfg.ResolveAfter) {
+				if t.f.State == StatePending {
+					delete(d.findings, id) // never fired: nothing to resolve
+					continue
+				}
+				r := time.Unix(0, now).UTC()
+				t.f.State, t.f.ResolvedAt = StateResolved, &r
+				d.changed = append(d.changed, id)
+			}
+		}
+	}
+}
+
+func findingID(kind Kind, key string) string {
+	h := sha256.Sum256([]byte(string(kind) + "\x00" + key))
+	return hex.EncodeToString(h[:8])
+}
+
+func (d *Detector) wikiName(id wikimap.ID) string {
+	if w := d.wikis.Wiki(id); w != nil {
+		return w.DBName
+	}
+	return fmt.Sprintf("wiki#%d", id)
+}
+
+func (d *Detector) cohortNames() []string {
+	out := make([]string, 0, len(d.cohortIDs))
+	for _, id := range d.cohortIDs {
+		out = append(out, d.wikiName(id))
+	}
+	return out
+}
+
+func deployOf(dep *window.Deploy) *Deploy {
+	if dep == nil {
+		return nil
+	}
+	return &Deploy{Scope: dep.Scope.String(), Group: dep.Group, Version: dep.Version, At: time.Unix(0, dep.At).UTC(), Source: dep.Source}
+}
+
+func ts(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+func fmtP(p float64) string {
+	if p == 0 {
+		return "<1e-300"
+	}
+	return fmt.Sprintf("%.2g", p)
+}
+
+func ratio(x, rx, y, ry float64) float64 {
+	if rx <= 0 || ry <= 0 || y <= 0 {
+		if x > 0 {
+			return math.Inf(1)
+		}
+		return 0
+	}
+	return (x / rx) / (y / ry)
+}

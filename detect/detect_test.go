@@ -1,0 +1,310 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// synth is a small, deterministic traffic source written straight into a
+// real window, to test the rules without Kafka or the simulator.
+type synth struct {
+	t        *testing.T
+	m        *wikimap.Map
+	store    *window.Store
+	w        *window.Writer
+	rng      *rand.Rand
+	versions *ingest.Interner
+	rollouts *ingest.Interner
+	wikis    []wikimap.ID
+	rate     map[wikimap.ID]float64 // requests per second
+	testwiki wikimap.ID
+	rollout  uint32
+	trainVer uint32
+	groupVer map[string]uint32
+	reqs     int
+}
+
+func newSynth(t *testing.T) *synth {
+	m, err := wikimap.Default()
+	require.NoError(t, err)
+	s := &synth{t: t, m: m, rng: rand.New(rand.NewPCG(1, 2)), versions: ingest.NewInterner(), rollouts: ingest.NewInterner(),
+		rate: map[wikimap.ID]float64{}, groupVer: map[string]uint32{}}
+	s.store, err = window.New(window.Config{}, m, s.versions, s.rollouts, prometheus.NewRegistry())
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.store.Close()) })
+	s.w = s.store.NewWriter()
+	s.testwiki = m.ByNameString("testwiki")
+	big := map[string]float64{"enwiki": 120, "dewiki": 30, "frwiki": 25, "jawiki": 25, "commonswiki": 20, "wikidatawiki": 30, "metawiki": 3, "zhwiki": 12, "itwiki": 12}
+	for name, r := range big {
+		id := m.ByNameString(name)
+		require.NotZero(t, id, name)
+		s.wikis = append(s.wikis, id)
+		s.rate[id] = r
+	}
+	n := 0
+	for _, id := range m.InSection("s3") {
+		w := m.Wiki(id)
+		if w.Closed || w.Private || w.Test || n >= 60 {
+			continue
+		}
+		s.wikis = append(s.wikis, id)
+		s.rate[id] = 0.5 + 3*s.rng.Float64()
+		n++
+	}
+	s.rollout = s.rollouts.ID([]byte("main-aaaa"))
+	s.trainVer = s.versions.ID([]byte("1.47.0-wmf.16"))
+	for _, g := range []string{"group0", "group1", "group2"} {
+		s.groupVer[g] = s.trainVer
+	}
+	return s
+}
+
+func poisson(r *rand.Rand, mean float64) int {
+	// Knuth for small means, normal approximation for large ones.
+	if mean > 50 {
+		v := int(mean + r.NormFloat64()*sqrt(mean) + 0.5)
+		return max(v, 0)
+	}
+	l, k, p := exp(-mean), 0, 1.0
+	for {
+		p *= r.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
+}
+
+// errorSpec is an error injected per request with a probability.
+type errorSpec struct {
+	fp      uint64
+	msg     string
+	channel string
+	shared  ingest.SharedClass
+	perReq  float64
+	onWiki  func(wikimap.ID) bool
+	pretain bool // on the Pretrain scope (testwiki) too
+}
+
+var background = []errorSpec{
+	{fp: 0x1001, msg: "Memcached error for key {memcached-key}", channel: "memcached", shared: ingest.SharedObjectCache, perReq: 2e-4},
+	{fp: 0x1002, msg: "PHP Warning: Undefined array key \"title\"", channel: "error", perReq: 3e-4},
+	{fp: 0x1003, msg: "Wikimedia\\Rdbms\\DBQueryError: Error 1213: Deadlock found", channel: "DBQuery", shared: ingest.SharedCoreDB, perReq: 1e-4},
+}
+
+// run generates traffic for [from, to) in 1-s steps; extra errors apply.
+func (s *synth) run(from, to time.Time, extra ...errorSpec) {
+	all := append(append([]errorSpec(nil), background...), extra...)
+	for t := from; t.Before(to); t = t.Add(time.Second) {
+		ns := t.UnixNano()
+		for _, id := range s.wikis {
+			s.emit(ns, id, ingest.ScopeTrain, s.rate[id], all)
+		}
+		s.emit(ns, s.testwiki, ingest.ScopePretrain, 2, all)
+		s.w.Flush()
+	}
+	s.store.Sync()
+}
+
+func (s *synth) emit(ns int64, id wikimap.ID, sc ingest.Scope, rate float64, errs []errorSpec) {
+	n := poisson(s.rng, rate)
+	ver := s.groupVer[s.m.Wiki(id).Group]
+	ro := uint32(0)
+	if sc == ingest.ScopePretrain {
+		ver, ro = s.versions.ID([]byte("1.47.0-alpha")), s.rollout
+	}
+	for i := 0; i < n; i++ {
+		s.reqs++
+		ev := ingest.Event{Time: ns + int64(i), Kind: ingest.KindRequest, Wiki: id, Scope: sc, Status: 200, Version: ver, Rollout: ro}
+		s.w.Add(&ev, &ingest.Detail{})
+		for _, e := range errs {
+			if e.onWiki != nil && !e.onWiki(id) {
+				continue
+			}
+			if sc == ingest.ScopePretrain && e.onWiki == nil && !e.pretain && e.fp > 0x2000 {
+				continue
+			}
+			if s.rng.Float64() >= e.perReq {
+				continue
+			}
+			req := fmt.Sprintf("req-%d", s.reqs)
+			ev := ingest.Event{Time: ns + int64(i), Kind: ingest.KindError, Wiki: id, Scope: sc, Version: ver, Rollout: ro, Fingerprint: e.fp, Shared: e.shared}
+			d := ingest.Detail{Message: []byte(e.msg), Exemplar: []byte(e.msg), Channel: []byte(e.channel), ReqID: []byte(req), Version: []byte(s.versions.String(ver))}
+			s.w.Add(&ev, &d)
+		}
+	}
+}
+
+func (s *synth) detector(t *testing.T) *Detector {
+	d, err := New(DefaultConfig(), s.m, s.store)
+	require.NoError(t, err)
+	return d
+}
+
+var t0 = time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+
+// evaluate runs the detector to the store's watermark in steps, as the
+// pipeline does, and returns every finding that fired.
+func evaluate(d *Detector, s *synth) []Finding {
+	var fired []Finding
+	for _, f := range d.Evaluate(s.store.Watermark()) {
+		if f.State == StateFiring {
+			fired = append(fired, f)
+		}
+	}
+	return fired
+}
+
+func blames(fs []Finding) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		if f.Kind == KindPretrainRegression || f.Kind == KindSharedDataSpillover || f.Kind == KindPretrainLeak {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func TestQuietTrafficWithDeployMakesNoFinding(t *testing.T) {
+	s := newSynth(t)
+	d := s.detector(t)
+	s.run(t0, t0.Add(45*time.Minute))
+	var fired []Finding
+	fired = append(fired, evaluate(d, s)...)
+	s.rollout = s.rollouts.ID([]byte("main-bbbb")) // a Pretrain deploy
+	s.run(t0.Add(45*time.Minute), t0.Add(90*time.Minute))
+	fired = append(fired, evaluate(d, s)...)
+	require.Empty(t, fired, "%v", fired)
+	deps := s.store.Deploys(nil)
+	found := false
+	for _, dep := range deps {
+		if dep.Scope == ingest.ScopePretrain && !dep.Initial {
+			found = true
+		}
+	}
+	require.True(t, found, "the rollout is a Pretrain deploy: %+v", deps)
+}
+
+func TestSpilloverOnS3WikisAfterPretrainDeploy(t *testing.T) {
+	s := newSynth(t)
+	d := s.detector(t)
+	s.run(t0, t0.Add(45*time.Minute))
+	require.Empty(t, evaluate(d, s))
+	s.rollout = s.rollouts.ID([]byte("main-bbbb"))
+	deployAt := t0.Add(45 * time.Minute)
+	s.run(deployAt, deployAt.Add(5*time.Minute))
+	require.Empty(t, evaluate(d, s))
+	onset := deployAt.Add(5 * time.Minute)
+	s3 := func(id wikimap.ID) bool { return s.m.Wiki(id).Section == "s3" && id != s.testwiki }
+	bug := errorSpec{fp: 0x3001, msg: "Wikimedia\\Rdbms\\DBQueryError: Error 1054: Unknown column 'foo_bar' in 'field list'", channel: "DBQuery",
+		shared: ingest.SharedCoreDB, perReq: 5e-3, onWiki: s3}
+	s.run(onset, onset.Add(10*time.Minute), bug)
+	fired := evaluate(d, s)
+	require.Len(t, fired, 1, "%v", fired)
+	f := fired[0]
+	require.Equal(t, KindSharedDataSpillover, f.Kind)
+	require.Equal(t, "critical", f.Severity)
+	require.NotNil(t, f.Deploy)
+	require.Equal(t, "pretrain", f.Deploy.Scope)
+	require.WithinDuration(t, deployAt, f.Deploy.At, 10*time.Second)
+	require.Less(t, f.DetectedAt.Sub(onset), 5*time.Minute, "time to detect")
+	for _, w := range f.Wikis {
+		require.Equal(t, "s3", s.m.Wiki(s.m.ByNameString(w)).Section, w)
+	}
+	require.Equal(t, "core-db", f.Evidence.SharedData)
+	require.Less(t, f.Evidence.PValue, 1e-3)
+	require.Contains(t, f.Summary, "Pretrain deploy")
+
+	// Once the errors stop the finding resolves after the quiet period.
+	s.run(onset.Add(10*time.Minute), onset.Add(30*time.Minute))
+	var resolved bool
+	for _, g := range d.Evaluate(s.store.Watermark()) {
+		if g.ID == f.ID && g.State == StateResolved {
+			resolved = true
+		}
+	}
+	require.True(t, resolved)
+}
+
+func TestFleetWideErrorAfterPretrainDeployBlamesNoOne(t *testing.T) {
+	s := newSynth(t)
+	d := s.detector(t)
+	s.run(t0, t0.Add(45*time.Minute))
+	s.rollout = s.rollouts.ID([]byte("main-bbbb"))
+	deployAt := t0.Add(45 * time.Minute)
+	s.run(deployAt, deployAt.Add(5*time.Minute))
+	onset := deployAt.Add(5 * time.Minute)
+	// A database incident: connection errors on every wiki and both scopes,
+	// proportional to traffic.
+	incident := errorSpec{fp: 0x3002, msg: "Wikimedia\\Rdbms\\DBConnectionError: Cannot access the database", channel: "DBConnection",
+		shared: ingest.SharedCoreDB, perReq: 5e-3, pretain: true}
+	s.run(onset, onset.Add(15*time.Minute), incident)
+	fired := evaluate(d, s)
+	require.Empty(t, blames(fired), "a fleet-wide incident must not be blamed on Pretrain: %v", fired)
+}
+
+func TestNewErrorOnTestwikiAfterPretrainDeploy(t *testing.T) {
+	s := newSynth(t)
+	d := s.detector(t)
+	s.run(t0, t0.Add(45*time.Minute))
+	s.rollout = s.rollouts.ID([]byte("main-bbbb"))
+	deployAt := t0.Add(45 * time.Minute)
+	s.run(deployAt, deployAt.Add(5*time.Minute))
+	onset := deployAt.Add(5 * time.Minute)
+	// About one error a minute at testwiki's real traffic (2 req/s).
+	bug := errorSpec{fp: 0x3003, msg: "TypeError: Foo::bar(): Argument #1 ($x) must be of type int", channel: "exception",
+		perReq: 1.0 / 120, onWiki: func(id wikimap.ID) bool { return id == s.testwiki }, pretain: true}
+	s.run(onset, onset.Add(15*time.Minute), bug)
+	fired := evaluate(d, s)
+	var byFingerprint *Finding
+	for i, f := range fired {
+		// The cohort's rate test may fire too: same kind, same incident.
+		require.Equal(t, KindPretrainRegression, f.Kind, "%v", f)
+		require.Equal(t, []string{"testwiki"}, f.Wikis)
+		if f.Fingerprint == "0000000000003003" {
+			byFingerprint = &fired[i]
+		}
+	}
+	require.NotNil(t, byFingerprint, "%v", fired)
+	require.Less(t, byFingerprint.DetectedAt.Sub(onset), 5*time.Minute)
+	require.Equal(t, "pretrain", byFingerprint.Deploy.Scope)
+}
+
+func TestLeak(t *testing.T) {
+	s := newSynth(t)
+	d := s.detector(t)
+	s.run(t0, t0.Add(40*time.Minute))
+	require.Empty(t, evaluate(d, s))
+	leakAt := t0.Add(40 * time.Minute)
+	other := s.m.ByNameString("test2wiki")
+	for i := 0; i < 5; i++ {
+		ev := ingest.Event{Time: leakAt.Add(time.Duration(i) * 20 * time.Second).UnixNano(), Kind: ingest.KindRequest, Wiki: other, Scope: ingest.ScopePretrain, Status: 200}
+		s.w.Add(&ev, &ingest.Detail{})
+	}
+	s.run(leakAt, leakAt.Add(5*time.Minute))
+	fired := evaluate(d, s)
+	require.Len(t, fired, 1, "%v", fired)
+	require.Equal(t, KindPretrainLeak, fired[0].Kind)
+	require.Equal(t, []string{"test2wiki"}, fired[0].Wikis)
+}
+
+func TestBadConfig(t *testing.T) {
+	s := newSynth(t)
+	cfg := DefaultConfig()
+	cfg.Cohort = []string{"nosuchwiki"}
+	_, err := New(cfg, s.m, s.store)
+	require.ErrorContains(t, err, "nosuchwiki")
+}
+
+func sqrt(x float64) float64 { return math.Sqrt(x) }
+func exp(x float64) float64  { return math.Exp(x) }

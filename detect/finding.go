@@ -1,0 +1,98 @@
+package detect
+
+import "time"
+
+// Kind is a finding kind. The names are a contract (DESIGN.md).
+type Kind string
+
+const (
+	KindPretrainRegression  Kind = "pretrain-regression"
+	KindSharedDataSpillover Kind = "shared-data-spillover"
+	KindPretrainLeak        Kind = "pretrain-leak"
+	KindTrainRegression     Kind = "train-regression"
+	KindWikiAnomaly         Kind = "wiki-anomaly"
+)
+
+// Kinds lists every finding kind.
+var Kinds = []Kind{KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak, KindTrainRegression, KindWikiAnomaly}
+
+// Severity returns the kind's fixed severity.
+func (k Kind) Severity() string {
+	switch k {
+	case KindSharedDataSpillover, KindPretrainLeak:
+		return "critical"
+	case KindWikiAnomaly:
+		return "info"
+	default:
+		return "warning"
+	}
+}
+
+// State is where a finding is in its lifecycle.
+type State string
+
+const (
+	StatePending  State = "pending"
+	StateFiring   State = "firing"
+	StateResolved State = "resolved"
+)
+
+// Deploy is a deploy a finding follows.
+type Deploy struct {
+	Scope   string    `json:"scope"`
+	Group   string    `json:"group,omitempty"`
+	Version string    `json:"version"`
+	At      time.Time `json:"at"`
+	Source  string    `json:"source,omitempty"`
+}
+
+// WikiCount is one wiki's share of a finding's errors.
+type WikiCount struct {
+	Wiki     string `json:"wiki"`
+	Errors   int64  `json:"errors"`
+	Requests int64  `json:"requests,omitempty"`
+}
+
+// Evidence is what a finding rests on; a human should be able to check it.
+type Evidence struct {
+	Test            string      `json:"test"`                        // which test decided
+	CohortErrors    int64       `json:"cohort_errors"`               // since onset
+	CohortRequests  int64       `json:"cohort_requests"`             // since onset
+	ControlErrors   int64       `json:"control_errors"`              // since onset
+	ControlRequests int64       `json:"control_requests"`            // since onset
+	BaselineErrors  int64       `json:"baseline_errors"`             // cohort, before onset
+	BaselineRequest int64       `json:"baseline_requests"`           // cohort, before onset
+	BaselineRatio   float64     `json:"baseline_ratio"`              // rho0: the cohort/control rate ratio tested against
+	RateRatio       float64     `json:"rate_ratio"`                  // observed cohort/control rate ratio
+	PValue          float64     `json:"p_value"`                     // exact one-sided p-value, when a fixed test applies
+	EValue          float64     `json:"e_value,omitempty"`           // sequential mixture likelihood ratio
+	Alpha           float64     `json:"alpha"`                       // level after multiplicity control
+	Distinct        int64       `json:"distinct_requests,omitempty"` // distinct units, for the burst guard
+	TopWikis        []WikiCount `json:"top_wikis,omitempty"`
+	Versions        []string    `json:"versions,omitempty"`    // mwversions carried by the erroring events
+	SharedData      string      `json:"shared_data,omitempty"` // shared-data class
+	Frame           string      `json:"frame,omitempty"`       // the channel or frame that implicates shared data
+	Exemplar        string      `json:"exemplar,omitempty"`
+	Insufficient    bool        `json:"insufficient_evidence,omitempty"`
+	Note            string      `json:"note,omitempty"`
+}
+
+// Finding is one detected condition with its evidence. Its JSON form is the
+// findings JSONL contract of DESIGN.md.
+type Finding struct {
+	ID                string     `json:"id"`
+	Kind              Kind       `json:"kind"`
+	Severity          string     `json:"severity"`
+	State             State      `json:"state"`
+	Summary           string     `json:"summary"`
+	Wikis             []string   `json:"wikis"`
+	StartedAt         time.Time  `json:"started_at"`
+	DetectedAt        time.Time  `json:"detected_at"`
+	ResolvedAt        *time.Time `json:"resolved_at,omitempty"`
+	NormalizedMessage string     `json:"normalized_message,omitempty"`
+	ExceptionClass    string     `json:"exception_class,omitempty"`
+	Channel           string     `json:"channel,omitempty"`
+	Fingerprint       string     `json:"fingerprint,omitempty"` // hex
+	Deploy            *Deploy    `json:"deploy,omitempty"`
+	Evidence          Evidence   `json:"evidence"`
+}

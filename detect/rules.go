@@ -1,0 +1,452 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// rateState is the cohort rate test anchored at the latest Pretrain deploy.
+type rateState struct {
+	anchor       int64 // At of the deploy it follows; 0 = none
+	rho0         float64
+	ep           EProcess
+	insufficient string // why the test cannot run, "" when it runs
+	buckets      int    // buckets with cohort errors since the anchor
+	excessLast   int64  // last bucket whose cohort errors exceeded the null
+	x, y, rc, rk int64  // since the anchor
+	bx, by       int64  // baseline before the anchor
+	brc, brk     int64
+	newTested    map[uint64]bool // new fingerprints tested since the anchor (Bonferroni K)
+	spillTested  map[uint64]bool
+}
+
+func (d *Detector) cohortCounts(c []window.Counts, scope ingest.Scope) (errs, reqs int64) {
+	for _, id := range d.cohortIDs {
+		errs += c[id].Errors
+		reqs += c[id].Requests
+	}
+	return errs, reqs
+}
+
+// controlCounts sums the train fleet outside the cohort.
+func (d *Detector) controlCounts(c []window.Counts) (errs, reqs int64) {
+	for id := 1; id < len(c); id++ {
+		if d.topo.cohort.has(wikimap.ID(id)) {
+			continue
+		}
+		errs += c[id].Errors
+		reqs += c[id].Requests
+	}
+	return errs, reqs
+}
+
+func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
+	rs := &d.cohortRate
+	if dc.pretrain == nil {
+		return
+	}
+	if rs.anchor != dc.pretrain.At {
+		d.resetCohortRate(dc.pretrain.At)
+	}
+	x, rc := d.cohortCounts(d.preB, ingest.ScopePretrain)
+	y, rk := d.controlCounts(d.trainB)
+	rs.x, rs.y, rs.rc, rs.rk = rs.x+x, rs.y+y, rs.rc+rc, rs.rk+rk
+	if rs.insufficient != "" || b1-rs.anchor > int64(d.cfg.Attribution) {
+		return
+	}
+	if rc == 0 || rk == 0 {
+		return
+	}
+	s := float64(rc) / float64(rc+rk)
+	rs.ep.Update(x, y, s, rs.rho0)
+	if x > 0 {
+		rs.buckets++
+	}
+	// A bucket whose cohort errors exceed what the null expects keeps a
+	// firing finding alive (hysteresis); quiet buckets let it resolve.
+	p0 := rs.rho0 * s / (rs.rho0*s + 1 - s)
+	if float64(x) > p0*float64(x+y) && x > 0 {
+		rs.excessLast = b1
+		d.touch(KindPretrainRegression, "rate", b1)
+	}
+	e := rs.ep.E()
+	if e < math.Sqrt(1/d.cfg.Alpha) {
+		return
+	}
+	fire := e >= 1/d.cfg.Alpha && rs.buckets >= d.cfg.MinBuckets && !d.fleet.active
+	note := ""
+	switch {
+	case d.fleet.active:
+		note = "a fleet-wide incident is under way: not blaming Pretrain while it lasts"
+	case !fire && rs.buckets < d.cfg.MinBuckets:
+		note = fmt.Sprintf("burst guard: errors in %d of the %d buckets needed", rs.buckets, d.cfg.MinBuckets)
+	case !fire:
+		note = fmt.Sprintf("insufficient evidence: e-value %.3g of the %.3g needed", e, 1/d.cfg.Alpha)
+	}
+	if fire && rs.excessLast != b1 {
+		return // fire on a bucket that shows the excess, so onset and evidence agree
+	}
+	dep := dc.pretrain
+	pv := RateRatioPValue(rs.x, rs.y, float64(rs.rc), float64(rs.rk), rs.rho0, false)
+	obs := ratio(float64(rs.x), float64(rs.rc), float64(rs.y), float64(rs.rk))
+	d.upsert(KindPretrainRegression, "rate", b1, fire, func(f *Finding) {
+		f.Wikis = d.cohortNames()
+		f.StartedAt = ts(dep.At)
+		f.Deploy = deployOf(dep)
+		f.Evidence = Evidence{
+			Test:         "sequential conditional binomial (mixture e-process), cohort vs train fleet, rho0 from the pre-deploy ratio",
+			CohortErrors: rs.x, CohortRequests: rs.rc, ControlErrors: rs.y, ControlRequests: rs.rk,
+			BaselineErrors: rs.bx, BaselineRequest: rs.brc,
+			BaselineRatio: rs.rho0, RateRatio: obs, PValue: pv, EValue: e, Alpha: d.cfg.Alpha,
+			Insufficient: !fire && note != "", Note: note,
+		}
+		f.Summary = fmt.Sprintf("%s errors %s× the train fleet's rate since the Pretrain deploy at %s (%d errors in %d requests; null %.2g×, e-value %.3g).",
+			strings.Join(f.Wikis, ", "), fmtRatio(obs), ts(dep.At).Format("15:04"), rs.x, rs.rc, rs.rho0, e)
+	})
+	if fire {
+		rs.ep.Reset() // METHODS.md: reset after an alarm
+	}
+}
+
+func (d *Detector) resetCohortRate(at int64) {
+	rs := &d.cohortRate
+	*rs = rateState{anchor: at, ep: NewEProcess(nil, nil), newTested: map[uint64]bool{}, spillTested: map[uint64]bool{}}
+	from := max(d.dataStart, at-2*int64(d.cfg.MinPrePeriod), d.w.Oldest())
+	if at-from < int64(d.cfg.MinPrePeriod) {
+		rs.insufficient = fmt.Sprintf("only %s of data before the deploy; %s needed", time.Duration(at-from), d.cfg.MinPrePeriod)
+		return
+	}
+	d.sumP = d.w.SumWikis(ingest.ScopePretrain, from, at, d.sumP[:0])
+	d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, at, d.sumT[:0])
+	rs.bx, rs.brc = d.cohortCounts(d.sumP, ingest.ScopePretrain)
+	rs.by, rs.brk = d.controlCounts(d.sumT)
+	if rs.brc == 0 || rs.brk == 0 || rs.by == 0 {
+		rs.insufficient = "no cohort or control traffic before the deploy"
+		return
+	}
+	// Difference in differences: test against the upper bound of the
+	// cohort's own pre-deploy ratio, never below the practical margin.
+	_, hi := RateRatioCI(rs.bx, rs.by, float64(rs.brc), float64(rs.brk), 0.9)
+	rs.rho0 = math.Max(d.cfg.Margin, hi)
+	if math.IsInf(rs.rho0, 0) || math.IsNaN(rs.rho0) {
+		rs.insufficient = "pre-deploy ratio unbounded"
+	}
+}
+
+// leakState counts Pretrain-scope events for wikis outside the cohort.
+type leakState struct {
+	count, first, last []int64
+}
+
+func (d *Detector) leakTest(b0, b1 int64) {
+	ls := &d.leaks
+	win := int64(d.cfg.AnomalyWindow)
+	var leaked []wikimap.ID
+	for id := 1; id < len(d.preB); id++ {
+		wid := wikimap.ID(id)
+		if d.topo.cohort.has(wid) {
+			continue
+		}
+		c := d.preB[id].Requests + d.preB[id].Errors
+		if c == 0 {
+			if ls.count[id] > 0 && b1-ls.last[id] > win {
+				ls.count[id] = 0
+			}
+			continue
+		}
+		if ls.count[id] == 0 || b1-ls.last[id] > win {
+			ls.count[id], ls.first[id] = 0, b0
+		}
+		ls.count[id] += c
+		ls.last[id] = b1
+		if ls.count[id] >= int64(d.cfg.LeakMinEvents) {
+			leaked = append(leaked, wid)
+		}
+	}
+	if len(leaked) == 0 {
+		return
+	}
+	var total, reqs, errs int64
+	first := int64(math.MaxInt64)
+	var top []WikiCount
+	for id := 1; id < len(ls.count); id++ {
+		if ls.count[id] < int64(d.cfg.LeakMinEvents) || b1-ls.last[id] > win {
+			continue
+		}
+		total += ls.count[id]
+		first = min(first, ls.first[id])
+		top = append(top, WikiCount{Wiki: d.wikiName(wikimap.ID(id)), Errors: ls.count[id]})
+	}
+	for _, id := range leaked {
+		reqs += d.preB[id].Requests
+		errs += d.preB[id].Errors
+	}
+	sort.Slice(top, func(i, j int) bool {
+		if top[i].Errors != top[j].Errors {
+			return top[i].Errors > top[j].Errors
+		}
+		return top[i].Wiki < top[j].Wiki
+	})
+	d.upsert(KindPretrainLeak, "leak", b1, true, func(f *Finding) {
+		f.Wikis = wikisOf(top)
+		if f.StartedAt.IsZero() || ts(first).Before(f.StartedAt) {
+			f.StartedAt = ts(first)
+		}
+		f.Evidence = Evidence{
+			Test:         "count of Pretrain-scope events for wikis outside the cohort",
+			CohortErrors: errs, CohortRequests: reqs, TopWikis: capTop(top, 10), Alpha: d.cfg.Alpha,
+			Note: fmt.Sprintf("%d Pretrain-served events for %d wikis outside the cohort (%s) in the last %s",
+				total, len(top), strings.Join(d.cohortNames(), ", "), d.cfg.AnomalyWindow),
+		}
+		f.Summary = fmt.Sprintf("Pretrain (mw-pretrain) served or logged %d events for %d wikis outside its cohort, e.g. %s: Pretrain code is reaching wikis it must not serve.",
+			total, len(top), strings.Join(firstN(f.Wikis, 3), ", "))
+	})
+}
+
+func wikisOf(top []WikiCount) []string {
+	out := make([]string, 0, len(top))
+	for _, t := range top {
+		out = append(out, t.Wiki)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func capTop(top []WikiCount, n int) []WikiCount {
+	if len(top) > n {
+		return append([]WikiCount(nil), top[:n]...)
+	}
+	return append([]WikiCount(nil), top...)
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func fmtRatio(r float64) string {
+	if math.IsInf(r, 1) {
+		return "∞"
+	}
+	return strconv.FormatFloat(r, 'g', 3, 64)
+}
+
+// fleetState watches the train fleet's error rate per DB section against an
+// exponentially weighted baseline. Several sections jumping at once is a
+// fleet-wide incident: nobody's deploy, and never Pretrain's fault.
+type fleetState struct {
+	sectionOf []uint8 // wiki → section index
+	nsec      int
+	baseE     []float64 // EWMA errors per bucket
+	baseR     []float64
+	recentE   [][3]int64 // last three buckets per section
+	recentR   [][3]int64
+	pos       int
+	warm      int // buckets seen
+	active    bool
+	since     int64
+	calm      int64 // last bucket that looked like an incident
+}
+
+const fleetHalfLifeBuckets = 360.0 // one hour of 10-s buckets
+
+func (d *Detector) updateFleet(b0, b1 int64) {
+	fs := &d.fleet
+	if fs.sectionOf == nil {
+		secs := map[string]uint8{}
+		fs.sectionOf = make([]uint8, d.wikis.Len()+1)
+		names := make([]string, 0, 8)
+		for _, w := range d.wikis.Wikis() {
+			if _, ok := secs[w.Section]; !ok {
+				names = append(names, w.Section)
+				secs[w.Section] = 0
+			}
+		}
+		sort.Strings(names)
+		for i, n := range names {
+			secs[n] = uint8(i)
+		}
+		for _, w := range d.wikis.Wikis() {
+			fs.sectionOf[w.ID] = secs[w.Section]
+		}
+		fs.nsec = len(names)
+		fs.baseE = make([]float64, fs.nsec)
+		fs.baseR = make([]float64, fs.nsec)
+		fs.recentE = make([][3]int64, fs.nsec)
+		fs.recentR = make([][3]int64, fs.nsec)
+	}
+	e := make([]int64, fs.nsec)
+	r := make([]int64, fs.nsec)
+	for id := 1; id < len(d.trainB); id++ {
+		s := fs.sectionOf[id]
+		e[s] += d.trainB[id].Errors
+		r[s] += d.trainB[id].Requests
+	}
+	fs.pos = (fs.pos + 1) % 3
+	elevated := 0
+	for s := 0; s < fs.nsec; s++ {
+		fs.recentE[s][fs.pos], fs.recentR[s][fs.pos] = e[s], r[s]
+		var re, rr int64
+		for i := 0; i < 3; i++ {
+			re += fs.recentE[s][i]
+			rr += fs.recentR[s][i]
+		}
+		if fs.warm >= 60 && fs.baseR[s] > 0 && rr > 0 && fs.baseE[s] > 0 {
+			rate := fs.baseE[s] / fs.baseR[s]
+			expected := rate * float64(rr)
+			// Elevated: 3× the baseline and significant as a Poisson excess.
+			if float64(re) >= 3*expected && BinomialUpperTail(re, re+int64(math.Ceil(expected*1000)), 1.0/1001) <= 1e-6 {
+				elevated++
+			}
+		}
+	}
+	// Update baselines only with calm buckets so an incident does not
+	// become its own baseline.
+	a := 1 - math.Exp2(-1/fleetHalfLifeBuckets)
+	if !fs.active || elevated == 0 {
+		for s := 0; s < fs.nsec; s++ {
+			if fs.warm == 0 {
+				fs.baseE[s], fs.baseR[s] = float64(e[s]), float64(r[s])
+				continue
+			}
+			fs.baseE[s] += a * (float64(e[s]) - fs.baseE[s])
+			fs.baseR[s] += a * (float64(r[s]) - fs.baseR[s])
+		}
+	}
+	fs.warm++
+	switch {
+	case elevated >= 3:
+		if !fs.active {
+			fs.active, fs.since = true, b0
+		}
+		fs.calm = b1
+	case fs.active && b1-fs.calm > int64(5*time.Minute):
+		fs.active = false
+	}
+}
+
+// wikiState is one wiki's anomaly detector.
+type wikiState struct {
+	s        [maxAlternatives]float64 // CUSUM of log-LR per alternative
+	rho0     float64
+	bx, by   float64 // EWMA baseline: wiki errors, others' errors
+	brw, bro float64 // EWMA baseline: wiki requests, others' requests
+	buckets  int     // buckets with excess since the CUSUM left 0
+	onset    int64
+	x, rw    int64 // since onset
+	y, ro    int64
+}
+
+const maxAlternatives = 4
+
+var anomalyRhos = [maxAlternatives]float64{2, 3, 5, 10}
+
+func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
+	y, ro := d.controlCounts(d.trainB)
+	if ro == 0 {
+		return
+	}
+	n := d.wikis.Len()
+	// Expected false alarms over a week across all wikis ≤ alpha: Lorden's
+	// bound gives ARL ≥ exp(h) buckets for the CUSUM.
+	weekBuckets := float64(7*24*time.Hour) / float64(d.bw)
+	h := math.Log(float64(n) * weekBuckets / d.cfg.Alpha)
+	testing := b0-d.dataStart >= int64(d.cfg.MinPrePeriod)
+	a := 1 - math.Exp2(-float64(d.bw)/float64(time.Hour))
+	for id := 1; id <= n; id++ {
+		wid := wikimap.ID(id)
+		if d.topo.cohort.has(wid) {
+			continue
+		}
+		st := &d.wikiRate[id]
+		x, rw := d.trainB[id].Errors, d.trainB[id].Requests
+		yo, rro := y-x, ro-rw
+		if testing && st.bx > 0 && rw > 0 && rro > 0 && (x > 0 || st.buckets > 0) {
+			if x > 0 || st.rho0 == 0 {
+				_, hi := RateRatioCI(int64(math.Round(st.bx*60)), int64(math.Round(st.by*60)), st.brw*60, st.bro*60, 0.99)
+				st.rho0 = math.Max(d.cfg.Margin, hi)
+			}
+			if !math.IsInf(st.rho0, 0) {
+				s := float64(rw) / float64(rw+rro)
+				p0 := st.rho0 * s / (st.rho0*s + 1 - s)
+				top := 0.0
+				for j, r := range anomalyRhos {
+					q := st.rho0 * r * s / (st.rho0*r*s + 1 - s)
+					inc := float64(x)*math.Log(q/p0) + float64(yo)*math.Log((1-q)/(1-p0))
+					st.s[j] = math.Max(0, st.s[j]+inc)
+					top = math.Max(top, st.s[j])
+				}
+				if top == 0 {
+					st.buckets, st.onset, st.x, st.rw, st.y, st.ro = 0, 0, 0, 0, 0, 0
+				} else {
+					if st.onset == 0 {
+						st.onset = b0
+					}
+					if float64(x) > p0*float64(x+yo) {
+						st.buckets++
+						d.touch(KindWikiAnomaly, "wiki:"+d.wikiName(wid), b1)
+					}
+					st.x, st.rw, st.y, st.ro = st.x+x, st.rw+rw, st.y+yo, st.ro+rro
+					if top >= h && st.buckets >= d.cfg.MinBuckets {
+						d.fireAnomaly(wid, st, top, h, b1, dc)
+					}
+				}
+			}
+		}
+		// Baseline learns only from buckets that are not part of an excursion.
+		if st.onset == 0 {
+			if st.bx == 0 && st.brw == 0 {
+				st.bx, st.by, st.brw, st.bro = float64(x), float64(yo), float64(rw), float64(rro)
+			} else {
+				st.bx += a * (float64(x) - st.bx)
+				st.by += a * (float64(yo) - st.by)
+				st.brw += a * (float64(rw) - st.brw)
+				st.bro += a * (float64(rro) - st.bro)
+			}
+		}
+	}
+}
+
+func (d *Detector) fireAnomaly(wid wikimap.ID, st *wikiState, stat, h float64, b1 int64, dc deployContext) {
+	w := d.wikis.Wiki(wid)
+	if dep, ok := dc.train[w.Group]; ok && st.onset-dep.At <= int64(d.cfg.Attribution) && st.onset >= dep.At {
+		return // a train deploy of its group explains it: train-regression's business
+	}
+	if d.fleet.active {
+		return
+	}
+	obs := ratio(float64(st.x), float64(st.rw), float64(st.y), float64(st.ro))
+	pv := RateRatioPValue(st.x, st.y, float64(st.rw), float64(st.ro), st.rho0, false)
+	d.upsert(KindWikiAnomaly, "wiki:"+w.DBName, b1, true, func(f *Finding) {
+		f.Wikis = []string{w.DBName}
+		if f.StartedAt.IsZero() {
+			f.StartedAt = ts(st.onset)
+		}
+		f.Evidence = Evidence{
+			Test:         "CUSUM e-detector of the wiki's errors against all other wikis, rho0 from its own baseline",
+			CohortErrors: st.x, CohortRequests: st.rw, ControlErrors: st.y, ControlRequests: st.ro,
+			BaselineRatio: st.rho0, RateRatio: obs, PValue: pv, EValue: math.Exp(stat), Alpha: d.cfg.Alpha,
+			Note: fmt.Sprintf("log-likelihood %.1f over the threshold %.1f (≤ alpha false alarms a week over all wikis); no deploy of %s explains it", stat, h, w.Group),
+		}
+		usual := ratio(st.bx, st.brw, st.by, st.bro)
+		rel := math.Inf(1)
+		if usual > 0 {
+			rel = obs / usual
+		}
+		f.Summary = fmt.Sprintf("%s errors at %s× its usual rate relative to the other wikis since %s (%d errors in %d requests), with no deploy to explain it.",
+			w.DBName, fmtRatio(rel), ts(st.onset).Format("15:04"), st.x, st.rw)
+	})
+	for j := range st.s {
+		st.s[j] = 0 // reset after the alarm; the finding lives on through touch()
+	}
+}

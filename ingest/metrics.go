@@ -1,0 +1,131 @@
+package ingest
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+const (
+	namespace = "detector"
+	subsystem = "ingest"
+)
+
+// Metrics are the ingest counters, shared by every partition reader.
+type Metrics struct {
+	records    *prometheus.CounterVec
+	bytes      *prometheus.CounterVec
+	skipped    *prometheus.CounterVec
+	rejected   *prometheus.CounterVec
+	lag        *prometheus.GaugeVec
+	partitions *prometheus.GaugeVec
+	missing    *prometheus.GaugeVec
+	reconnects *prometheus.CounterVec
+
+	mu     sync.Mutex
+	topics map[string]*partitionMetrics
+}
+
+// NewMetrics registers the ingest metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		records: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_total",
+			Help: "Kafka records read, by topic."}, []string{"topic"}),
+		bytes: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "bytes_total",
+			Help: "Bytes of Kafka record values read, by topic."}, []string{"topic"}),
+		skipped: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_skipped_total",
+			Help: "Well-formed records not counted (canary events, non-error log levels), by topic."}, []string{"topic"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_rejected_total",
+			Help: "Malformed records counted and skipped, by topic and reason."}, []string{"topic", "reason"}),
+		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "consumer_lag_records",
+			Help: "Records between the newest read and the high-water mark, summed over partitions, by topic (last fetch of each partition)."}, []string{"topic"}),
+		partitions: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "partitions",
+			Help: "Partitions being read, by topic."}, []string{"topic"}),
+		missing: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "topic_missing",
+			Help: "1 when a configured topic does not exist (it is looked for again)."}, []string{"topic"}),
+		reconnects: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "reconnects_total",
+			Help: "Partition connections re-established after an error, by topic."}, []string{"topic"}),
+		topics: map[string]*partitionMetrics{},
+	}
+}
+
+// partitionMetrics holds a topic's label children, resolved once.
+type partitionMetrics struct {
+	records, bytes, skipped, reconnects prometheus.Counter
+	rejected                            map[error]prometheus.Counter
+	lag                                 *lagSum
+}
+
+// lagSum keeps the topic gauge the sum of its partitions' lags.
+type lagSum struct {
+	g  prometheus.Gauge
+	mu sync.Mutex
+	by map[*partitionLag]float64
+}
+
+type partitionLag struct{ s *lagSum }
+
+func (l *partitionLag) Set(v float64) {
+	l.s.mu.Lock()
+	l.s.by[l] = v
+	sum := 0.0
+	for _, x := range l.s.by {
+		sum += x
+	}
+	l.s.mu.Unlock()
+	l.s.g.Set(sum)
+}
+
+func (m *Metrics) forTopic(topic string) *partitionMetricsHandle {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pm, ok := m.topics[topic]
+	if !ok {
+		pm = &partitionMetrics{
+			records:    m.records.WithLabelValues(topic),
+			bytes:      m.bytes.WithLabelValues(topic),
+			skipped:    m.skipped.WithLabelValues(topic),
+			reconnects: m.reconnects.WithLabelValues(topic),
+			rejected:   map[error]prometheus.Counter{},
+			lag:        &lagSum{g: m.lag.WithLabelValues(topic), by: map[*partitionLag]float64{}},
+		}
+		for _, r := range RejectReasons {
+			pm.rejected[r] = m.rejected.WithLabelValues(topic, r.Error())
+		}
+		m.topics[topic] = pm
+	}
+	return &partitionMetricsHandle{partitionMetrics: pm, lag: &partitionLag{s: pm.lag}}
+}
+
+// partitionMetricsHandle is one partition's view: shared counters, own lag.
+type partitionMetricsHandle struct {
+	*partitionMetrics
+	lag *partitionLag
+}
+
+func (p *partitionMetricsHandle) reject(err error) {
+	if c, ok := p.rejected[err]; ok {
+		c.Inc()
+		return
+	}
+	p.rejected[ErrInvalidJSON].Inc() // decoders return only known reasons; be safe
+}
+
+// InitTopics initialises per-topic series to 0 so they exist before the first record.
+func (m *Metrics) InitTopics(topics []string) {
+	for _, t := range topics {
+		m.forTopic(t)
+		m.partitions.WithLabelValues(t)
+		m.missing.WithLabelValues(t)
+	}
+}
+
+func (m *Metrics) topicMissing(topic string, missing bool) {
+	v := 0.0
+	if missing {
+		v = 1
+	}
+	m.missing.WithLabelValues(topic).Set(v)
+}

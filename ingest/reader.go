@@ -1,0 +1,449 @@
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+)
+
+// Sink receives the decoded events of one partition. Each partition has its
+// own Sink, so a Sink needs no locking; Flush is called after every Kafka
+// batch so that buffered events reach the window promptly.
+type Sink interface {
+	Add(ev *Event, d *Detail)
+	Flush()
+}
+
+// Source is one topic on one cluster.
+type Source struct {
+	Cluster string
+	Brokers []string
+	Dialer  *kafka.Dialer
+	Topic   string
+	Format  Format
+}
+
+// ConsumerOptions configures a Consumer.
+type ConsumerOptions struct {
+	Sources []Source
+	// Start is the event time every partition seeks to (by Kafka timestamp)
+	// before reading: now − window length for a live start, from − window
+	// length for replay. Zero reads from the oldest retained record.
+	Start time.Time
+	// End makes the consumer stop: each partition stops at its high-water
+	// mark as of the first fetch, or at its first record past End, whichever
+	// comes first. Zero follows the topics forever.
+	End time.Time
+	// NewSink and NewDecoder are called once per partition.
+	NewSink    func() Sink
+	NewDecoder func(Format) (*Decoder, error)
+	MaxWait    time.Duration
+	MinBytes   int
+	MaxBytes   int
+	// TopicRecheck is how often missing topics and new partitions are looked for.
+	TopicRecheck time.Duration
+}
+
+// Consumer reads every partition of every source in parallel, one
+// goroutine and one connection per (topic, partition), without a consumer
+// group: Kafka is the detector's only state and nothing is committed
+// (DESIGN.md "State, restarts, scale").
+type Consumer struct {
+	opts    ConsumerOptions
+	logger  *slog.Logger
+	metrics *Metrics
+
+	mu      sync.Mutex
+	running map[partitionKey]bool
+	caught  map[partitionKey]bool // reached the high-water mark seen at its first fetch
+	wg      sync.WaitGroup
+}
+
+type partitionKey struct {
+	cluster, topic string
+	partition      int
+}
+
+// NewConsumer returns a Consumer; Run starts it.
+func NewConsumer(opts ConsumerOptions, logger *slog.Logger, m *Metrics) (*Consumer, error) {
+	if len(opts.Sources) == 0 {
+		return nil, errors.New("no topics configured")
+	}
+	if opts.NewSink == nil || opts.NewDecoder == nil {
+		return nil, errors.New("consumer needs NewSink and NewDecoder")
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 250 * time.Millisecond
+	}
+	if opts.MinBytes <= 0 {
+		opts.MinBytes = 1
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 16 << 20
+	}
+	if opts.TopicRecheck <= 0 {
+		opts.TopicRecheck = time.Minute
+	}
+	for _, s := range opts.Sources {
+		if _, err := opts.NewDecoder(s.Format); err != nil {
+			return nil, fmt.Errorf("topic %s: %w", s.Topic, err)
+		}
+	}
+	return &Consumer{opts: opts, logger: logger, metrics: m, running: map[partitionKey]bool{}, caught: map[partitionKey]bool{}}, nil
+}
+
+// ErrNoBroker is returned when no broker of a cluster answers at start.
+var ErrNoBroker = errors.New("no broker reachable")
+
+// Discover checks that every cluster answers and returns the partitions found
+// per topic. A topic that does not exist is a warning, not an error: it is
+// looked for again every TopicRecheck (DESIGN.md).
+// The result is keyed by the index of the source in ConsumerOptions.Sources.
+func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
+	out := map[int][]int{}
+	reached := map[string]bool{}
+	var errs []error
+	for i, s := range c.opts.Sources {
+		parts, err := c.partitions(ctx, s)
+		if err != nil {
+			if errors.Is(err, ErrNoBroker) {
+				if !reached[s.Cluster] {
+					errs = append(errs, fmt.Errorf("kafka cluster %s (%v): %w", s.Cluster, s.Brokers, err))
+					reached[s.Cluster] = true
+				}
+				continue
+			}
+			c.logger.Warn("Topic not found; will look again", "topic", s.Topic, "cluster", s.Cluster, "err", err)
+			c.metrics.topicMissing(s.Topic, true)
+			continue
+		}
+		c.metrics.topicMissing(s.Topic, false)
+		out[i] = parts
+	}
+	return out, errors.Join(errs...)
+}
+
+func (c *Consumer) partitions(ctx context.Context, s Source) ([]int, error) {
+	var lastErr error
+	for _, b := range s.Brokers {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := s.Dialer.DialContext(dctx, "tcp", b)
+		cancel()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		ps, err := conn.ReadPartitions(s.Topic)
+		closeErr := conn.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read partitions: %w", err)
+		}
+		if closeErr != nil {
+			c.logger.Debug("Closing metadata connection", "err", closeErr)
+		}
+		ids := make([]int, 0, len(ps))
+		for _, p := range ps {
+			if p.Topic == s.Topic {
+				ids = append(ids, p.ID)
+			}
+		}
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("topic %s has no partitions", s.Topic)
+		}
+		return ids, nil
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoBroker, lastErr)
+}
+
+// Run reads until ctx is done or, with End set, until every partition is
+// done. It fails at start when a cluster is unreachable.
+func (c *Consumer) Run(ctx context.Context) error {
+	found, err := c.Discover(ctx)
+	if err != nil {
+		return err
+	}
+	c.start(ctx, found)
+	if !c.opts.End.IsZero() {
+		// Replay runs over what exists now; no rechecks.
+		c.wg.Wait()
+		return nil
+	}
+	t := time.NewTicker(c.opts.TopicRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			c.wg.Wait()
+			return nil
+		case <-t.C:
+			found, err := c.Discover(ctx)
+			if err != nil {
+				c.logger.Warn("Topic discovery", "err", err)
+			}
+			c.start(ctx, found)
+		}
+	}
+}
+
+func (c *Consumer) start(ctx context.Context, found map[int][]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, parts := range found {
+		s := c.opts.Sources[i]
+		for _, p := range parts {
+			k := partitionKey{s.Cluster, s.Topic, p}
+			if c.running[k] {
+				continue
+			}
+			c.running[k] = true
+			c.metrics.partitions.WithLabelValues(s.Topic).Inc()
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.readPartition(ctx, s, p)
+				c.markCaughtUp(k) // a finished partition has nothing left to catch up
+			}()
+		}
+	}
+}
+
+func (c *Consumer) markCaughtUp(k partitionKey) {
+	c.mu.Lock()
+	c.caught[k] = true
+	c.mu.Unlock()
+}
+
+// CaughtUp reports whether every partition started so far has read up to the
+// high-water mark it saw on its first fetch: the warm-up is done.
+func (c *Consumer) CaughtUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.running) == 0 {
+		return false
+	}
+	for k := range c.running {
+		if !c.caught[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// Wait blocks until every partition goroutine has returned.
+func (c *Consumer) Wait() { c.wg.Wait() }
+
+// partitionReader is the state of one partition's goroutine.
+type partitionReader struct {
+	c      *Consumer
+	src    Source
+	part   int
+	dec    *Decoder
+	sink   Sink
+	pm     *partitionMetricsHandle
+	logger *slog.Logger
+	ev     Event
+	det    Detail
+
+	offset     int64 // next offset to read; -1 before the first seek
+	stopOffset int64 // with End: the high-water mark at the first fetch
+	lastSample time.Time
+}
+
+func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
+	dec, err := c.opts.NewDecoder(s.Format)
+	if err != nil {
+		c.logger.Error("Decoder", "topic", s.Topic, "err", err) // checked in NewConsumer; cannot happen
+		return
+	}
+	r := &partitionReader{
+		c: c, src: s, part: part, dec: dec, sink: c.opts.NewSink(),
+		pm:     c.metrics.forTopic(s.Topic),
+		logger: c.logger.With("topic", s.Topic, "partition", part),
+		offset: -1, stopOffset: -1,
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		done, err := r.session(ctx)
+		if done {
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			r.pm.reconnects.Inc()
+			r.logger.Warn("Partition read interrupted; reconnecting", "err", err, "backoff", backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// session reads from one connection until it fails. done means the
+// partition has nothing more to read (replay reached its end).
+func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
+	conn, err := r.dial(ctx)
+	if err != nil {
+		return false, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks a pending fetch
+	defer func() {
+		stop()
+		_ = conn.Close()
+	}()
+	if r.offset < 0 {
+		if r.offset, err = r.seekStart(conn); err != nil {
+			return false, err
+		}
+	}
+	if _, err := conn.Seek(r.offset, kafka.SeekAbsolute); err != nil {
+		return false, fmt.Errorf("seek to offset %d: %w", r.offset, err)
+	}
+	cfg := kafka.ReadBatchConfig{MinBytes: r.c.opts.MinBytes, MaxBytes: r.c.opts.MaxBytes, MaxWait: r.c.opts.MaxWait}
+	for ctx.Err() == nil {
+		if err := conn.SetReadDeadline(time.Now().Add(r.c.opts.MaxWait + 10*time.Second)); err != nil {
+			return false, fmt.Errorf("set deadline: %w", err)
+		}
+		batch := conn.ReadBatchWith(cfg)
+		hwm := batch.HighWaterMark()
+		if r.stopOffset < 0 {
+			r.stopOffset = hwm
+		}
+		past := false
+		for {
+			msg, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			r.offset = msg.Offset + 1
+			if !r.c.opts.End.IsZero() && msg.Time.After(r.c.opts.End) {
+				past = true
+				break
+			}
+			r.handle(&msg)
+		}
+		berr := batch.Close()
+		r.sink.Flush()
+		if hwm >= 0 {
+			r.pm.lag.Set(float64(max(hwm-r.offset, 0)))
+		}
+		if r.offset >= r.stopOffset && r.stopOffset >= 0 {
+			r.c.markCaughtUp(partitionKey{r.src.Cluster, r.src.Topic, r.part})
+		}
+		if !r.c.opts.End.IsZero() && (past || r.offset >= r.stopOffset) {
+			return true, nil
+		}
+		if berr != nil && !errors.Is(berr, io.EOF) {
+			if errors.Is(berr, kafka.OffsetOutOfRange) {
+				// Retention removed what we wanted: resume at the oldest record.
+				first, ferr := conn.ReadFirstOffset()
+				if ferr != nil {
+					return false, fmt.Errorf("read first offset: %w", ferr)
+				}
+				r.logger.Warn("Offset out of range; skipping to the oldest retained record", "from", r.offset, "to", first)
+				r.offset = first
+				if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
+					return false, fmt.Errorf("seek: %w", err)
+				}
+				continue
+			}
+			var ne net.Error
+			if errors.As(berr, &ne) && ne.Timeout() {
+				continue
+			}
+			return false, fmt.Errorf("fetch: %w", berr)
+		}
+	}
+	return false, nil
+}
+
+func (r *partitionReader) dial(ctx context.Context) (*kafka.Conn, error) {
+	var errs []error
+	for _, b := range r.src.Brokers {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := r.src.Dialer.DialLeader(dctx, "tcp", b, r.src.Topic, r.part)
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("dial leader: %w", errors.Join(errs...))
+}
+
+// seekStart finds the first offset at or after Start by Kafka timestamp.
+func (r *partitionReader) seekStart(conn *kafka.Conn) (int64, error) {
+	if r.c.opts.Start.IsZero() {
+		off, err := conn.ReadFirstOffset()
+		if err != nil {
+			return 0, fmt.Errorf("read first offset: %w", err)
+		}
+		return off, nil
+	}
+	off, err := conn.ReadOffset(r.c.opts.Start)
+	if err != nil {
+		return 0, fmt.Errorf("read offset at %s: %w", r.c.opts.Start.Format(time.RFC3339), err)
+	}
+	if off < 0 { // nothing at or after Start: begin at the end
+		if off, err = conn.ReadLastOffset(); err != nil {
+			return 0, fmt.Errorf("read last offset: %w", err)
+		}
+	}
+	return off, nil
+}
+
+func (r *partitionReader) handle(msg *kafka.Message) {
+	r.pm.records.Inc()
+	r.pm.bytes.Add(float64(len(msg.Value)))
+	r.det = Detail{}
+	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
+	switch {
+	case err == nil:
+		r.sink.Add(&r.ev, &r.det)
+	case errors.Is(err, ErrSkip):
+		r.pm.skipped.Inc()
+	default:
+		r.pm.reject(err)
+		r.sample(msg, err)
+	}
+}
+
+// sample logs a rejected record at most every 10 s per partition, quoted and
+// truncated: records carry user input.
+func (r *partitionReader) sample(msg *kafka.Message, err error) {
+	now := time.Now()
+	if now.Sub(r.lastSample) < 10*time.Second {
+		return
+	}
+	r.lastSample = now
+	v := msg.Value
+	if len(v) > 256 {
+		v = v[:256]
+	}
+	s := string(v)
+	if !utf8.ValidString(s) {
+		s = strconv.QuoteToASCII(s)
+	}
+	r.logger.Warn("Rejected record (sampled)", "reason", err.Error(), "offset", msg.Offset, "bytes", len(msg.Value), "sample", s)
+}
+
+// NewDialer builds a kafka-go Dialer with TLS and SASL as configured.
+func NewDialer(clientID string, tlsConfig *tls.Config, mech sasl.Mechanism) *kafka.Dialer {
+	d := &kafka.Dialer{ClientID: clientID, Timeout: 10 * time.Second, DualStack: true, TLS: tlsConfig}
+	if mech != nil {
+		d.SASLMechanism = mech
+	}
+	return d
+}

@@ -1,0 +1,285 @@
+// Package pipeline wires the stages of DESIGN.md together, Kafka → ingest →
+// window → detect, for the daemon, replay, the demo and the benchmarks. It
+// owns no logic of its own: each stage's state lives in its package.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// Options configures a Pipeline.
+type Options struct {
+	Config config.Config
+	Wikis  *wikimap.Map
+	// Start is where every partition begins (by Kafka timestamp); zero
+	// means now − window length.
+	Start time.Time
+	// End makes the pipeline run to completion (replay); zero follows forever.
+	End time.Time
+	// OnChange receives findings whose state changed, from the evaluation
+	// goroutine, in order.
+	OnChange     func([]detect.Finding)
+	EvalInterval time.Duration // how often the watermark is checked; default 200ms
+	ClientID     string
+	Registry     prometheus.Registerer
+	Logger       *slog.Logger
+}
+
+// Pipeline is one running detector.
+type Pipeline struct {
+	opts     Options
+	Store    *window.Store
+	Detector *detect.Detector
+	Consumer *ingest.Consumer
+	Versions *ingest.Interner
+	Rollouts *ingest.Interner
+	logger   *slog.Logger
+	evalDur  prometheus.Histogram
+	active   *prometheus.GaugeVec
+	fleet    prometheus.Gauge
+
+	mu       sync.Mutex
+	findings []detect.Finding
+	lastEval time.Time
+}
+
+// New builds every stage from the configuration. Errors name the field.
+func New(opts Options) (*Pipeline, error) {
+	cfg := opts.Config
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.EvalInterval <= 0 {
+		opts.EvalInterval = 200 * time.Millisecond
+	}
+	if opts.ClientID == "" {
+		opts.ClientID = "pretrain-detector"
+	}
+	p := &Pipeline{opts: opts, Versions: ingest.NewInterner(), Rollouts: ingest.NewInterner(), logger: opts.Logger}
+
+	store, err := window.New(window.Config{
+		Bucket:           time.Duration(cfg.Window.Bucket),
+		Length:           time.Duration(cfg.Window.Length),
+		Lateness:         time.Duration(cfg.Window.Lateness),
+		CacheBytes:       cfg.Window.CacheBytes,
+		CatalogueEntries: cfg.Window.CatalogueEntries,
+		CatalogueBytes:   cfg.Window.CatalogueBytes,
+	}, opts.Wikis, p.Versions, p.Rollouts, opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("window: %w", err)
+	}
+	p.Store = store
+	for _, m := range cfg.Deploys {
+		sc := ingest.ScopeTrain
+		if m.Scope == "pretrain" {
+			sc = ingest.ScopePretrain
+		}
+		store.AddDeploy(window.Deploy{Scope: sc, Group: m.Group, Version: m.Version, At: m.At.UnixNano(), Source: "config"})
+	}
+
+	dc := detect.Config{
+		Cohort: cfg.Pretrain.Cohort, SharedWith: cfg.Detect.ShareDataWikis,
+		Alpha: cfg.Detect.Alpha, FDR: cfg.Detect.FDR, Margin: cfg.Detect.Margin,
+		MinPrePeriod: time.Duration(cfg.Detect.MinPrePeriod), Attribution: time.Duration(cfg.Detect.Attribution),
+		ResolveAfter: time.Duration(cfg.Detect.ResolveAfter), AnomalyWindow: time.Duration(cfg.Detect.AnomalyWindow),
+		MinBuckets: cfg.Detect.MinBuckets, MinDistinct: cfg.Detect.MinDistinct, LeakMinEvents: cfg.Detect.LeakMinEvents,
+	}
+	if p.Detector, err = detect.New(dc, opts.Wikis, store); err != nil {
+		return nil, err
+	}
+
+	cls, err := classifier(cfg.Classifier)
+	if err != nil {
+		return nil, err
+	}
+	decOpts := ingest.DecoderOptions{
+		MaxRecordBytes:            cfg.Kafka.MaxRecordBytes,
+		MaxSkew:                   time.Duration(cfg.Kafka.MaxSkew),
+		PretrainServergroupPrefix: cfg.Pretrain.ServergroupPrefix,
+		PretrainDeployment:        cfg.Pretrain.Deployment,
+		Classifier:                cls,
+	}
+	var sources []ingest.Source
+	for _, ct := range cfg.Topics() {
+		dialer, err := dialer(opts.ClientID, ct.Cluster)
+		if err != nil {
+			return nil, fmt.Errorf("kafka cluster %s: %w", ct.Cluster.Name, err)
+		}
+		format, err := ingest.ParseFormat(ct.Topic.Format)
+		if err != nil {
+			return nil, fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
+		}
+		sources = append(sources, ingest.Source{Cluster: ct.Cluster.Name, Brokers: ct.Cluster.Brokers, Dialer: dialer, Topic: ct.Topic.Name, Format: format})
+	}
+	start := opts.Start
+	if start.IsZero() {
+		start = time.Now().Add(-time.Duration(cfg.Window.Length))
+	}
+	im := ingest.NewMetrics(opts.Registry)
+	topics := make([]string, 0, len(sources))
+	for _, s := range sources {
+		topics = append(topics, s.Topic)
+	}
+	im.InitTopics(topics)
+	p.Consumer, err = ingest.NewConsumer(ingest.ConsumerOptions{
+		Sources: sources, Start: start, End: opts.End,
+		NewSink: func() ingest.Sink { return store.NewWriter() },
+		NewDecoder: func(f ingest.Format) (*ingest.Decoder, error) {
+			return ingest.NewDecoder(f, opts.Wikis, p.Versions, p.Rollouts, decOpts)
+		},
+		MaxWait: time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
+		TopicRecheck: time.Duration(cfg.Kafka.TopicRecheck),
+	}, opts.Logger.With("component", "ingest"), im)
+	if err != nil {
+		return nil, err
+	}
+
+	f := promauto.With(opts.Registry)
+	p.evalDur = f.NewHistogram(prometheus.HistogramOpts{Namespace: "detector", Subsystem: "detect", Name: "evaluation_duration_seconds",
+		Help: "Time to evaluate the buckets that closed since the last evaluation.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)})
+	p.active = f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "detector", Subsystem: "detect", Name: "findings_active",
+		Help: "Findings pending or firing, by kind and state."}, []string{"kind", "state"})
+	for _, k := range detect.Kinds {
+		p.active.WithLabelValues(string(k), string(detect.StatePending))
+		p.active.WithLabelValues(string(k), string(detect.StateFiring))
+	}
+	p.fleet = f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Subsystem: "detect", Name: "fleet_incident",
+		Help: "1 while the train fleet's error rate jumps across DB sections at once (no one's deploy)."})
+	return p, nil
+}
+
+func classifier(c config.Classifier) (*ingest.Classifier, error) {
+	cc := ingest.DefaultClassifierConfig()
+	if len(c.Channels) > 0 {
+		ch := maps.Clone(cc.Channels)
+		if ch == nil {
+			ch = map[string]string{}
+		}
+		maps.Copy(ch, c.Channels)
+		cc.Channels = ch
+	}
+	for _, r := range c.Paths {
+		cc.Paths = append(cc.Paths, ingest.PathRule{Contains: r.Contains, Class: r.Class})
+	}
+	cls, err := ingest.NewClassifier(cc)
+	if err != nil {
+		return nil, fmt.Errorf("classifier: %w", err)
+	}
+	return cls, nil
+}
+
+func dialer(clientID string, cl *config.Cluster) (*kafka.Dialer, error) {
+	tc, err := ingest.TLSConfig(ingest.TLSOptions(cl.TLS))
+	if err != nil {
+		return nil, err
+	}
+	mech, err := ingest.SASLMechanism(cl.SASL.Mechanism, cl.SASL.Username, cl.SASL.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	return ingest.NewDialer(clientID, tc, mech), nil
+}
+
+// Run reads and evaluates until ctx is done or, with End set, until every
+// partition reached the end; then it evaluates what is left and returns.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if _, err := p.Consumer.Discover(ctx); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Consumer.Run(cctx) }()
+	t := time.NewTicker(p.opts.EvalInterval)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			p.finish()
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		case <-t.C:
+			p.evaluate(p.Store.Watermark())
+		}
+	}
+}
+
+// finish evaluates everything read. In replay the last records are final,
+// so the watermark moves to the newest event: nothing later will come.
+func (p *Pipeline) finish() {
+	p.Store.Sync()
+	wm := p.Store.Watermark()
+	if !p.opts.End.IsZero() {
+		wm = p.Store.Newest() + p.Store.BucketWidth()
+		if end := p.opts.End.UnixNano(); wm > end {
+			wm = end
+		}
+	}
+	p.evaluate(wm)
+}
+
+func (p *Pipeline) evaluate(wm int64) {
+	p.Store.Sync()
+	start := time.Now()
+	changed := p.Detector.Evaluate(wm)
+	p.evalDur.Observe(time.Since(start).Seconds())
+	all := p.Detector.Findings()
+	counts := map[[2]string]float64{}
+	for _, f := range all {
+		if f.State != detect.StateResolved {
+			counts[[2]string{string(f.Kind), string(f.State)}]++
+		}
+	}
+	for _, k := range detect.Kinds {
+		for _, s := range []detect.State{detect.StatePending, detect.StateFiring} {
+			p.active.WithLabelValues(string(k), string(s)).Set(counts[[2]string{string(k), string(s)}])
+		}
+	}
+	if on, _ := p.Detector.FleetIncident(); on {
+		p.fleet.Set(1)
+	} else {
+		p.fleet.Set(0)
+	}
+	p.mu.Lock()
+	p.findings = all
+	p.lastEval = start
+	p.mu.Unlock()
+	if len(changed) > 0 && p.opts.OnChange != nil {
+		p.opts.OnChange(changed)
+	}
+}
+
+// Findings returns a snapshot of the current findings.
+func (p *Pipeline) Findings() []detect.Finding {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]detect.Finding(nil), p.findings...)
+}
+
+// Ready reports whether the warm-up is done: every partition read up to the
+// high-water mark it saw first.
+func (p *Pipeline) Ready() bool { return p.Consumer.CaughtUp() }
+
+// Close releases the window.
+func (p *Pipeline) Close() error { return p.Store.Close() }

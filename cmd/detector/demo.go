@@ -113,7 +113,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	pdone := make(chan error, 1)
 	go func() { pdone <- p.Run(pctx) }()
 
-	w := &kafka.Writer{Addr: kafka.TCP(cluster.ListenAddrs()...), Transport: &kafka.Transport{}, Balancer: &kafka.Hash{},
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections() // Writer.Close leaves them open
+	w := &kafka.Writer{Addr: kafka.TCP(cluster.ListenAddrs()...), Transport: tr, Balancer: &kafka.Hash{},
 		BatchSize: 2000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne}
 	defer func() { _ = w.Close() }()
 	story := newNarrator(out, truth)

@@ -66,8 +66,10 @@ func runSimulate(ctx context.Context, o simulateOptions) error {
 	if err := ensureTopics(ctx, brokers, topics, o.partitions); err != nil {
 		return err
 	}
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections() // Writer.Close leaves them open
 	w := &kafka.Writer{
-		Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}, Balancer: &kafka.Hash{},
+		Addr: kafka.TCP(brokers...), Transport: tr, Balancer: &kafka.Hash{},
 		BatchSize: 1000, BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne,
 	}
 	defer func() { _ = w.Close() }()

@@ -148,8 +148,14 @@ func AlertFor(f detect.Finding, o NotifierOptions, now time.Time) *models.Postab
 	if f.Fingerprint != "" {
 		labels[labelFingerprint] = labelValue(f.Fingerprint)
 	}
-	if w := wikisLabel(f.Wikis); w != "" {
-		labels[labelWikis] = w
+	// A wiki set is part of the identity only where it cannot grow while the
+	// finding fires (a label change would make Alertmanager see a new
+	// alert): the cohort's own regressions and single-wiki anomalies. The
+	// others carry their wikis in the annotations.
+	if f.Kind == detect.KindWikiAnomaly || (f.Kind == detect.KindPretrainRegression && f.Fingerprint == "") {
+		if w := wikisLabel(f.Wikis); w != "" {
+			labels[labelWikis] = w
+		}
 	}
 	for name, v := range o.ExtraLabels {
 		// Names were validated by NewNotifier; AlertFor may be called with

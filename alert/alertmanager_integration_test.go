@@ -112,7 +112,6 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 		"cohort":      "pretrain",
 		"finding_id":  f.ID,
 		"fingerprint": "3f9a",
-		"wikis":       "enwiktionary,testwiki",
 		"replay":      "false",
 	}, got.Labels)
 	require.Equal(t, f.Summary, got.Annotations["summary"])

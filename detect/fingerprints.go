@@ -149,7 +149,7 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = p, level, distinct
 		f.Evidence.Insufficient = !fire
 		f.Evidence.Note = strings.Join(notes, "; ")
-		f.Summary = fmt.Sprintf("New error on %s since the Pretrain deploy at %s: %q (%d occurrences on the cohort, %d elsewhere; p=%s).",
+		f.Summary = fmt.Sprintf("New error on %s since the Pretrain deploy at %s: “%s” (%d occurrences on the cohort, %d elsewhere; p=%s).",
 			strings.Join(f.Wikis, ", "), ts(dep.At).Format("15:04"), short(f.NormalizedMessage, 120), k, m, fmtP(p))
 	})
 }
@@ -274,7 +274,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			f.Evidence.Frame = strings.TrimSpace(f.Evidence.Frame + " jobrunner")
 		}
 		f.Evidence.Note = strings.Join(append([]string{"reached via " + where}, notes...), "; ")
-		f.Summary = fmt.Sprintf("Train-served errors on %d wikis (%s) began %s after the Pretrain deploy at %s, in %s: %q (%d errors; p=%s).",
+		f.Summary = fmt.Sprintf("Train-served errors on %d wikis (%s) began %s after the Pretrain deploy at %s, in %s: “%s” (%d errors; p=%s).",
 			len(f.Wikis), strings.Join(firstN(f.Wikis, 3), ", "), minutes(info.FirstSeen-dep.At), ts(dep.At).Format("15:04"),
 			sharedName(info.Shared, jobrunner), short(f.NormalizedMessage, 100), n, fmtP(f.Evidence.PValue))
 	})
@@ -366,7 +366,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 		f.Evidence.TopWikis = capTop(top, 10)
 		f.Evidence.Insufficient = !fire
 		f.Evidence.Note = strings.Join(append([]string{"the train's, not Pretrain's: only " + strings.Join(info.Versions, ", ") + " carries it"}, notes...), "; ")
-		f.Summary = fmt.Sprintf("New error after the train deploy of %s (%s) at %s, on %d wikis: %q (%d errors; p=%s).",
+		f.Summary = fmt.Sprintf("New error after the train deploy of %s (%s) at %s, on %d wikis: “%s” (%d errors; p=%s).",
 			strings.Join(gs, ", "), dep.Version, ts(dep.At).Format("15:04"), len(f.Wikis), short(f.NormalizedMessage, 100), n, fmtP(p))
 	})
 }
@@ -408,7 +408,9 @@ func (d *Detector) fillFingerprint(f *Finding, info *window.FingerprintInfo, sc 
 	}
 }
 
+// short makes a one-line excerpt of at most about n bytes for a summary.
 func short(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
 	if len(s) <= n {
 		return s
 	}

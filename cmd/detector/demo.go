@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -43,13 +44,12 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	simCfg := simulate.Config{Scenario: o.scenario, Seed: o.seed, Speed: o.speed}
+	simCfg := simulate.Config{Scenario: o.scenario, Seed: o.seed, Speed: o.speed, Topics: simTopics()}
 	truth, err := simulate.Plan(simCfg, wikis)
 	if err != nil {
 		return err
 	}
-	topics := simulate.DefaultTopics()
-	all := append(slices.Clone(topics.ErrorTopics), topics.AccessLog)
+	all := append(slices.Clone(simCfg.Topics.ErrorTopics), simCfg.Topics.AccessLog)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, all...))
 	if err != nil {
 		return fmt.Errorf("start in-process kafka: %w", err)
@@ -59,6 +59,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	cfg := config.Default()
 	cfg.OverrideBrokers(cluster.ListenAddrs())
 	cfg.Kafka.MaxWait = config.Default().Kafka.MaxWait / 2
+	// The story has half an hour of calm before the deploy; ask for a little
+	// less so bucket alignment cannot make it fall short.
+	cfg.Detect.MinPrePeriod = model.Duration(20 * time.Minute)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

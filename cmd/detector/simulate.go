@@ -44,7 +44,7 @@ func runSimulate(ctx context.Context, o simulateOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg := simulate.Config{Scenario: o.scenario, Seed: o.seed, Duration: o.duration, Speed: o.speed, Rate: o.rate}
+	cfg := simulate.Config{Scenario: o.scenario, Seed: o.seed, Duration: o.duration, Speed: o.speed, Rate: o.rate, Topics: simTopics()}
 	if o.start != "" {
 		if cfg.Start, err = time.Parse(time.RFC3339, o.start); err != nil {
 			return fmt.Errorf("--start: %w", err)
@@ -55,14 +55,7 @@ func runSimulate(ctx context.Context, o simulateOptions) error {
 		return err
 	}
 	brokers := splitList(o.brokers)
-	topics := []string{}
-	for _, t := range cfg.Topics.ErrorTopics {
-		topics = append(topics, t)
-	}
-	if len(topics) == 0 {
-		topics = simulate.DefaultTopics().ErrorTopics
-	}
-	topics = append(topics, simulate.DefaultTopics().AccessLog)
+	topics := append(append([]string(nil), cfg.Topics.ErrorTopics...), cfg.Topics.AccessLog)
 	if err := ensureTopics(ctx, brokers, topics, o.partitions); err != nil {
 		return err
 	}
@@ -134,4 +127,10 @@ func ensureTopics(ctx context.Context, brokers []string, topics []string, partit
 		return fmt.Errorf("create topics: %w", err)
 	}
 	return nil
+}
+
+// simTopics are the production topic names the simulator writes to: the
+// detector's defaults read them.
+func simTopics() simulate.Topics {
+	return simulate.Topics{ErrorTopics: []string{"k8s-mw-eqiad", "k8s-mw-codfw"}, AccessLog: "mediawiki.httpd.accesslog"}
 }

@@ -89,21 +89,10 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	p.Store = store
 	for _, m := range cfg.Deploys {
-		sc := ingest.ScopeTrain
-		if m.Scope == "pretrain" {
-			sc = ingest.ScopePretrain
-		}
-		store.AddDeploy(window.Deploy{Scope: sc, Group: m.Group, Version: m.Version, At: m.At.UnixNano(), Source: "config"})
+		store.AddDeploy(markerDeploy(m))
 	}
 
-	dc := detect.Config{
-		Cohort: cfg.Pretrain.Cohort, SharedWith: cfg.Detect.ShareDataWikis,
-		Alpha: cfg.Detect.Alpha, FDR: cfg.Detect.FDR, Margin: cfg.Detect.Margin,
-		MinPrePeriod: time.Duration(cfg.Detect.MinPrePeriod), Attribution: time.Duration(cfg.Detect.Attribution),
-		ResolveAfter: time.Duration(cfg.Detect.ResolveAfter), AnomalyWindow: time.Duration(cfg.Detect.AnomalyWindow),
-		MinBuckets: cfg.Detect.MinBuckets, MinDistinct: cfg.Detect.MinDistinct, LeakMinEvents: cfg.Detect.LeakMinEvents,
-	}
-	if p.Detector, err = detect.New(dc, opts.Wikis, store); err != nil {
+	if p.Detector, err = detect.New(detectConfig(cfg), opts.Wikis, store); err != nil {
 		return nil, err
 	}
 
@@ -111,13 +100,7 @@ func New(opts Options) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	decOpts := ingest.DecoderOptions{
-		MaxRecordBytes:            cfg.Kafka.MaxRecordBytes,
-		MaxSkew:                   time.Duration(cfg.Kafka.MaxSkew),
-		PretrainServergroupPrefix: cfg.Pretrain.ServergroupPrefix,
-		PretrainDeployment:        cfg.Pretrain.Deployment,
-		Classifier:                cls,
-	}
+	decOpts := decoderOptions(cfg, cls)
 	var sources []ingest.Source
 	for _, ct := range cfg.Topics() {
 		dialer, err := dialer(opts.ClientID, ct.Cluster)
@@ -165,6 +148,39 @@ func New(opts Options) (*Pipeline, error) {
 	p.fleet = f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Subsystem: "detect", Name: "fleet_incident",
 		Help: "1 while the train fleet's error rate jumps across DB sections at once (no one's deploy)."})
 	return p, nil
+}
+
+func detectConfig(cfg config.Config) detect.Config {
+	return detect.Config{
+		Cohort: cfg.Pretrain.Cohort, SharedWith: cfg.Detect.ShareDataWikis,
+		Alpha: cfg.Detect.Alpha, FDR: cfg.Detect.FDR, Margin: cfg.Detect.Margin,
+		MinPrePeriod: time.Duration(cfg.Detect.MinPrePeriod), Attribution: time.Duration(cfg.Detect.Attribution),
+		ResolveAfter: time.Duration(cfg.Detect.ResolveAfter), AnomalyWindow: time.Duration(cfg.Detect.AnomalyWindow),
+		MinBuckets: cfg.Detect.MinBuckets, MinDistinct: cfg.Detect.MinDistinct, LeakMinEvents: cfg.Detect.LeakMinEvents,
+	}
+}
+
+func decoderOptions(cfg config.Config, cls *ingest.Classifier) ingest.DecoderOptions {
+	return ingest.DecoderOptions{
+		MaxRecordBytes:            cfg.Kafka.MaxRecordBytes,
+		MaxSkew:                   time.Duration(cfg.Kafka.MaxSkew),
+		PretrainServergroupPrefix: cfg.Pretrain.ServergroupPrefix,
+		PretrainDeployment:        cfg.Pretrain.Deployment,
+		Classifier:                cls,
+	}
+}
+
+// MarkerDeploy turns a configured deploy marker into a timeline entry.
+func MarkerDeploy(scope, group, version string, at time.Time, source string) window.Deploy {
+	sc := ingest.ScopeTrain
+	if scope == "pretrain" {
+		sc = ingest.ScopePretrain
+	}
+	return window.Deploy{Scope: sc, Group: group, Version: version, At: at.UnixNano(), Source: source}
+}
+
+func markerDeploy(m config.DeployMarker) window.Deploy {
+	return MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config")
 }
 
 func classifier(c config.Classifier) (*ingest.Classifier, error) {

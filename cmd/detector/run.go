@@ -24,10 +24,8 @@ import (
 	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/wikimap"
-	"github.com/wikimedia/pretrain-detector/window"
 )
 
 type runOptions struct {
@@ -167,7 +165,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		},
 		Reload: lifecycle(o.enableLifecycle, reloads),
 		AddDeploy: func(m alert.DeployMarker) error {
-			p.Store.AddDeploy(markerDeploy(m.Scope, m.Group, m.Version, m.At, "api"))
+			p.Store.AddDeploy(pipeline.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "api"))
 			return nil
 		},
 		Status: func() any { return status(cfg, p) },
@@ -272,17 +270,9 @@ func reloadConfig(c commonOptions, p *pipeline.Pipeline) error {
 		return err
 	}
 	for _, m := range cfg.Deploys {
-		p.Store.AddDeploy(markerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
+		p.Store.AddDeploy(pipeline.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
 	}
 	return nil
-}
-
-func markerDeploy(scope, group, version string, at time.Time, source string) window.Deploy {
-	sc := ingest.ScopeTrain
-	if scope == "pretrain" {
-		sc = ingest.ScopePretrain
-	}
-	return window.Deploy{Scope: sc, Group: group, Version: version, At: at.UnixNano(), Source: source}
 }
 
 // status is /api/v1/status: configuration without secrets and progress.

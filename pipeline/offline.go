@@ -1,0 +1,133 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// Offline runs records through the same decoders, window and detector as
+// the Kafka pipeline, in the order given, on the caller's goroutine: the
+// scenario suite, benchmarks and tools feed it records they already hold.
+// Records must come in (roughly) event-time order; evaluation follows the
+// watermark exactly as live.
+type Offline struct {
+	store    *window.Store
+	det      *detect.Detector
+	w        *window.Writer
+	decoders map[string]*ingest.Decoder
+	ev       ingest.Event
+	detail   ingest.Detail
+
+	bucket   int64
+	nextEval int64
+	fired    []detect.Finding
+	changes  []detect.Finding
+	Rejected map[error]int
+	Skipped  int
+	Records  int
+	// Tap, when set, sees every decoded event (baselines such as the scap
+	// guardrail are scored on the same events).
+	Tap func(*ingest.Event)
+}
+
+// NewOffline builds the stages from cfg; topics maps topic names to formats.
+func NewOffline(cfg config.Config, wikis *wikimap.Map, topics map[string]ingest.Format) (*Offline, error) {
+	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
+	store, err := window.New(window.Config{
+		Bucket: time.Duration(cfg.Window.Bucket), Length: time.Duration(cfg.Window.Length), Lateness: time.Duration(cfg.Window.Lateness),
+		CacheBytes: cfg.Window.CacheBytes, CatalogueEntries: cfg.Window.CatalogueEntries, CatalogueBytes: cfg.Window.CatalogueBytes,
+	}, wikis, versions, rollouts, prometheus.NewRegistry())
+	if err != nil {
+		return nil, fmt.Errorf("window: %w", err)
+	}
+	det, err := detect.New(detectConfig(cfg), wikis, store)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	cls, err := classifier(cfg.Classifier)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	o := &Offline{store: store, det: det, w: store.NewWriter(), decoders: map[string]*ingest.Decoder{},
+		bucket: int64(time.Duration(cfg.Window.Bucket)), Rejected: map[error]int{}}
+	for topic, f := range topics {
+		d, err := ingest.NewDecoder(f, wikis, versions, rollouts, decoderOptions(cfg, cls))
+		if err != nil {
+			_ = store.Close()
+			return nil, fmt.Errorf("topic %s: %w", topic, err)
+		}
+		o.decoders[topic] = d
+	}
+	for _, m := range cfg.Deploys {
+		store.AddDeploy(markerDeploy(m))
+	}
+	return o, nil
+}
+
+// Add decodes one record and, when its time closes a bucket, evaluates.
+func (o *Offline) Add(topic string, value []byte, ts time.Time) error {
+	d, ok := o.decoders[topic]
+	if !ok {
+		return fmt.Errorf("no format for topic %q", topic)
+	}
+	o.Records++
+	o.detail = ingest.Detail{}
+	switch err := d.Decode(value, ts, &o.ev, &o.detail); {
+	case err == nil:
+		o.w.Add(&o.ev, &o.detail)
+		if o.Tap != nil {
+			o.Tap(&o.ev)
+		}
+	case errors.Is(err, ingest.ErrSkip):
+		o.Skipped++
+	default:
+		o.Rejected[err]++
+	}
+	t := ts.UnixNano()
+	if o.nextEval == 0 {
+		o.nextEval = t - t%o.bucket + o.bucket
+	}
+	if t >= o.nextEval {
+		o.evaluate(o.store.Watermark())
+		o.nextEval = t - t%o.bucket + o.bucket
+	}
+	return nil
+}
+
+func (o *Offline) evaluate(wm int64) {
+	o.w.Flush()
+	o.store.Sync()
+	for _, f := range o.det.Evaluate(wm) {
+		o.changes = append(o.changes, f)
+		if f.State == detect.StateFiring {
+			o.fired = append(o.fired, f)
+		}
+	}
+}
+
+// Finish evaluates up to end (the records are final) and returns every
+// finding that fired, in order, and every state change.
+func (o *Offline) Finish(end time.Time) (fired, changes []detect.Finding) {
+	o.evaluate(end.UnixNano())
+	return o.fired, o.changes
+}
+
+// Detector exposes the detector, for its current findings.
+func (o *Offline) Detector() *detect.Detector { return o.det }
+
+// Store exposes the window.
+func (o *Offline) Store() *window.Store { return o.store }
+
+// Close releases the window.
+func (o *Offline) Close() error { return o.store.Close() }

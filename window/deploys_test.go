@@ -1,0 +1,220 @@
+package window
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+)
+
+func TestDeployTimeline(t *testing.T) {
+	const (
+		minute = int64(time.Minute)
+		hour   = int64(time.Hour)
+	)
+	type ev struct {
+		at      int64
+		wiki    wikimap.ID // 1, 4, 7: group0; 2, 5, 8: group1; 3, 6: group2
+		scope   ingest.Scope
+		version string
+		rollout string
+		isError bool
+	}
+	train, pretrain := ingest.ScopeTrain, ingest.ScopePretrain
+	initial := func(sc ingest.Scope, group, version string, at int64) Deploy {
+		return Deploy{Scope: sc, Group: group, Version: version, At: at, Source: "mwversion", Initial: true}
+	}
+	for _, tc := range []struct {
+		name    string
+		events  []ev
+		markers []Deploy
+		want    []Deploy
+	}{
+		{
+			name: "the first version of each group and scope is the initial state",
+			events: []ev{
+				{at: t0, wiki: 1, scope: train, version: "1.47.0-wmf.16"},
+				{at: t0, wiki: 2, scope: train, version: "1.47.0-wmf.16"},
+				{at: t0 + 1, wiki: 3, scope: train, version: "1.47.0-wmf.16", isError: true},
+				{at: t0 + 5*minute, wiki: 6, scope: train, version: "1.47.0-wmf.16"},
+				{at: t0 + 2, wiki: 1, scope: pretrain, version: "1.48.0-alpha"},
+			},
+			want: []Deploy{
+				initial(train, "group0", "1.47.0-wmf.16", t0),
+				initial(train, "group1", "1.47.0-wmf.16", t0),
+				initial(train, "group2", "1.47.0-wmf.16", t0+1),
+				initial(pretrain, "", "1.48.0-alpha", t0+2),
+			},
+		},
+		{
+			name: "a version change in one train group is that group's deploy",
+			events: []ev{
+				{at: t0, wiki: 1, scope: train, version: "wmf.16"},
+				{at: t0, wiki: 2, scope: train, version: "wmf.16"},
+				{at: t0 + hour, wiki: 2, scope: train, version: "wmf.17"},
+				{at: t0 + hour + 10*sec, wiki: 5, scope: train, version: "wmf.17"},
+				{at: t0 + hour + 20*sec, wiki: 5, scope: train, version: "wmf.16"}, // a straggler of the old version
+				{at: t0 + hour + 30*sec, wiki: 1, scope: train, version: "wmf.16"},
+			},
+			want: []Deploy{
+				initial(train, "group0", "wmf.16", t0),
+				initial(train, "group1", "wmf.16", t0),
+				{Scope: train, Group: "group1", Version: "wmf.17", At: t0 + hour, Source: "mwversion"},
+			},
+		},
+		{
+			name: "a deploy is dated by its earliest event, whichever shard saw it first",
+			events: []ev{
+				{at: t0, wiki: 2, scope: train, version: "wmf.16"},
+				{at: t0 + hour + 30*sec, wiki: 2, scope: train, version: "wmf.17"}, // shard 0
+				{at: t0 + hour, wiki: 5, scope: train, version: "wmf.17"},          // shard 1, late
+				{at: t0 + hour + 5*sec, wiki: 8, scope: train, version: "wmf.17"},
+			},
+			want: []Deploy{
+				initial(train, "group1", "wmf.16", t0),
+				{Scope: train, Group: "group1", Version: "wmf.17", At: t0 + hour, Source: "mwversion"},
+			},
+		},
+		{
+			name: "a version seen again is not a new deploy",
+			events: []ev{
+				{at: t0, wiki: 3, scope: train, version: "wmf.16"},
+				{at: t0 + hour, wiki: 3, scope: train, version: "wmf.17"},
+				{at: t0 + hour + 30*minute, wiki: 6, scope: train, version: "wmf.16"}, // rollback
+			},
+			want: []Deploy{
+				initial(train, "group2", "wmf.16", t0),
+				{Scope: train, Group: "group2", Version: "wmf.17", At: t0 + hour, Source: "mwversion"},
+			},
+		},
+		{
+			name: "new rollouts in the pretrain scope are Pretrain deploys, merged within ten minutes",
+			events: []ev{
+				{at: t0, wiki: 1, scope: pretrain, rollout: "main-7f9c"},
+				{at: t0 + 2*minute, wiki: 1, scope: pretrain, rollout: "canary-5d2a", isError: true}, // initial state too
+				{at: t0 + hour, wiki: 1, scope: pretrain, rollout: "main-81be"},
+				{at: t0 + hour + 5*minute, wiki: 4, scope: pretrain, rollout: "canary-90aa"},
+				{at: t0 + hour + 11*minute, wiki: 1, scope: pretrain, rollout: "jobrunner-3c3c"},
+				{at: t0 + hour + 12*minute, wiki: 1, scope: pretrain, rollout: "main-7f9c"}, // an old pod still logging
+			},
+			want: []Deploy{
+				{Scope: pretrain, Version: "main-7f9c", At: t0, Source: "rollout", Initial: true},
+				{Scope: pretrain, Version: "main-81be", At: t0 + hour, Source: "rollout"},
+				{Scope: pretrain, Version: "jobrunner-3c3c", At: t0 + hour + 11*minute, Source: "rollout"},
+			},
+		},
+		{
+			name: "rollouts are per scope",
+			events: []ev{
+				{at: t0, wiki: 2, scope: train, rollout: "mw-web.eqiad.main-11aa"},
+				{at: t0 + 30*minute, wiki: 1, scope: pretrain, rollout: "main-7f9c"},
+				{at: t0 + 40*minute, wiki: 2, scope: train, rollout: "mw-web.eqiad.main-22bb"},
+			},
+			want: []Deploy{
+				{Scope: train, Version: "mw-web.eqiad.main-11aa", At: t0, Source: "rollout", Initial: true},
+				{Scope: pretrain, Version: "main-7f9c", At: t0 + 30*minute, Source: "rollout", Initial: true},
+				{Scope: train, Version: "mw-web.eqiad.main-22bb", At: t0 + 40*minute, Source: "rollout"},
+			},
+		},
+		{
+			name: "explicit markers are kept once, in time order",
+			events: []ev{
+				{at: t0, wiki: 1, scope: train, version: "wmf.16"},
+				{at: t0 + hour, wiki: 1, scope: train, version: "wmf.17"},
+			},
+			markers: []Deploy{
+				{Scope: pretrain, Version: "next", At: t0 + 30*minute, Source: "api"},
+				{Scope: pretrain, Version: "next", At: t0 + 30*minute, Source: "api"},
+				{Scope: train, Group: "group0", Version: "wmf.17", At: t0 + hour - minute, Source: "scap"},
+			},
+			want: []Deploy{
+				initial(train, "group0", "wmf.16", t0),
+				{Scope: pretrain, Version: "next", At: t0 + 30*minute, Source: "api"},
+				{Scope: train, Group: "group0", Version: "wmf.17", At: t0 + hour - minute, Source: "scap"},
+				{Scope: train, Group: "group0", Version: "wmf.17", At: t0 + hour, Source: "mwversion"},
+			},
+		},
+		{name: "nothing seen, nothing deployed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{Shards: 2}, 8)
+			for _, e := range tc.events {
+				x := req(e.at, e.wiki, e.scope, 200)
+				if e.isError {
+					x = errEv(e.at, e.wiki, e.scope, 1)
+				}
+				if e.version != "" {
+					x.Version = f.versions.ID([]byte(e.version))
+				}
+				if e.rollout != "" {
+					x.Rollout = f.rollouts.ID([]byte(e.rollout))
+				}
+				f.w.Add(&x, nil)
+				f.sync()
+			}
+			for _, m := range tc.markers {
+				f.s.AddDeploy(m)
+			}
+			got := f.s.Deploys(make([]Deploy, 3))
+			require.True(t, slices.IsSortedFunc(got, func(a, b Deploy) int { return int(a.At - b.At) }), "ordered by At: %v", got)
+			require.ElementsMatch(t, tc.want, got)
+		})
+	}
+}
+
+func TestSeenSetBounded(t *testing.T) {
+	var s seenSet
+	s.init(4)
+	var reports []seenReport
+	key := func(i int) uint64 { return seenKey(seenRollout, ingest.ScopeTrain, 0, uint32(i)) }
+	for i := 1; i <= 6; i++ {
+		reports = s.note(key(i), t0+int64(i)*sec, reports)
+		reports = s.note(key(1), t0+int64(i)*sec, reports) // key 1 stays recently seen
+	}
+	require.Len(t, s.recs, 4)
+	require.Len(t, s.idx, 4)
+	for _, i := range []int{1, 4, 5, 6} {
+		_, ok := s.idx[key(i)]
+		require.True(t, ok, "key %d", i)
+	}
+	require.Len(t, reports, 6, "one report per new key; key 1 was never re-reported")
+	// Re-noting a known key inside reportEvery reports nothing; an earlier
+	// sighting or one reportEvery later does.
+	n := len(reports)
+	reports = s.note(key(5), t0+6*sec, reports)
+	require.Len(t, reports, n)
+	reports = s.note(key(5), t0, reports)
+	require.Equal(t, seenReport{key: key(5), first: t0, last: t0 + 6*sec}, reports[n])
+	reports = s.note(key(5), t0+reportEvery+5*sec, reports) // not yet reportEvery after the last report
+	require.Len(t, reports, n+1)
+	reports = s.note(key(5), t0+reportEvery+6*sec, reports)
+	require.Len(t, reports, n+2)
+}
+
+func TestTimelineBounded(t *testing.T) {
+	f := newFixture(t, Config{Shards: 1}, 8)
+	tl := f.s.tl
+	var rs []seenReport
+	for i := 1; i <= maxTimelineKeys+500; i++ {
+		id := f.rollouts.ID([]byte("r-" + strconv.Itoa(i)))
+		at := t0 + int64(i)*int64(time.Hour)
+		rs = append(rs, seenReport{key: seenKey(seenRollout, ingest.ScopePretrain, 0, id), first: at, last: at})
+	}
+	tl.report(rs)
+	require.LessOrEqual(t, tl.size(), maxTimelineKeys)
+	for i := range maxMarkers + 10 {
+		f.s.AddDeploy(Deploy{Scope: ingest.ScopeTrain, Version: "m", At: int64(i), Source: "config"})
+	}
+	require.Len(t, tl.markers, maxMarkers)
+	got := f.s.Deploys(nil)
+	require.Len(t, got, maxTimeline)
+	require.Equal(t, "r-"+strconv.Itoa(maxTimelineKeys+500), got[len(got)-1].Version, "the newest are kept")
+	for _, d := range got {
+		require.False(t, d.Initial, "the initial rollout was evicted, so none is initial")
+	}
+}

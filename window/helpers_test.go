@@ -1,0 +1,75 @@
+package window
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+)
+
+const (
+	sec = int64(time.Second)
+	// t0 is 2026-05-01T12:00:00Z, a bucket-aligned event time tests count from.
+	t0 = 1777636800 * sec
+)
+
+// testGroups is a wiki set of n wikis cycling through the train groups:
+// wiki 1 is group0, 2 group1, 3 group2, 4 group0, ...
+func testGroups(n int) []string {
+	g := make([]string, n+1)
+	for id := 1; id <= n; id++ {
+		g[id] = []string{"group0", "group1", "group2"}[(id-1)%3]
+	}
+	return g
+}
+
+type fixture struct {
+	s                  *Store
+	w                  *Writer
+	versions, rollouts *ingest.Interner
+}
+
+// newFixture returns a store over 8 wikis (unless cfg says otherwise through
+// nWikis) that is closed when the test ends.
+func newFixture(t testing.TB, cfg Config, nWikis int) *fixture {
+	t.Helper()
+	if nWikis == 0 {
+		nWikis = 8
+	}
+	f := &fixture{versions: ingest.NewInterner(), rollouts: ingest.NewInterner()}
+	s, err := newStore(cfg, testGroups(nWikis), f.versions, f.rollouts, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	f.s, f.w = s, s.NewWriter()
+	return f
+}
+
+// sync flushes the fixture's writer and waits until the store applied it.
+func (f *fixture) sync() {
+	f.w.Flush()
+	f.s.Sync()
+}
+
+func req(t int64, w wikimap.ID, sc ingest.Scope, status uint16) ingest.Event {
+	return ingest.Event{Time: t, Kind: ingest.KindRequest, Wiki: w, Scope: sc, Status: status}
+}
+
+func errEv(t int64, w wikimap.ID, sc ingest.Scope, fp uint64) ingest.Event {
+	return ingest.Event{Time: t, Kind: ingest.KindError, Wiki: w, Scope: sc, Fingerprint: fp}
+}
+
+func detail(msg, reqID string) *ingest.Detail {
+	return &ingest.Detail{
+		Message:  []byte(msg),
+		Exemplar: []byte("[" + reqID + "] /w/index.php   " + msg),
+		Class:    []byte("Wikimedia\\Rdbms\\DBQueryError"),
+		Channel:  []byte("exception"),
+		File:     []byte("/srv/mediawiki/php-1.47.0-wmf.16/includes/libs/rdbms/database/Database.php"),
+		Frame:    []byte("includes/libs/rdbms/database/Database.php"),
+		Trace:    []byte("#0 /srv/mediawiki/includes/libs/rdbms/database/Database.php(1234): foo()"),
+		ReqID:    []byte(reqID),
+	}
+}

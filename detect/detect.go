@@ -129,6 +129,9 @@ type Detector struct {
 	sumT, sumP   []window.Counts
 	infos        []window.FingerprintInfo
 	deploys      []window.Deploy
+	sinceBuf     []window.Counts // trainSince's cache
+	sinceFrom    int64
+	sinceTo      int64
 }
 
 type tracked struct {

@@ -3,7 +3,6 @@ package detect
 import (
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,19 +32,14 @@ func (d *Detector) fingerprintTests(b0, b1 int64, dc deployContext) {
 	if dc.pretrain == nil && dc.trainLatest == nil {
 		return
 	}
-	d.infos = d.w.ActiveFingerprints(b0, d.infos[:0])
-	slices.SortFunc(d.infos, func(a, b window.FingerprintInfo) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	// Only fingerprints first seen within the attribution horizon can be
+	// blamed on a deploy: the catalogue's older ones cost nothing here. The
+	// window returns them ordered by first sighting, then id, so the
+	// evaluation order (and Bonferroni's K) is deterministic.
+	d.infos = d.w.FirstSeenAfter(horizon, d.infos[:0])
 	for i := range d.infos {
 		info := &d.infos[i]
-		if info.FirstSeen < horizon || info.FirstSeen >= b1 {
+		if info.LastSeen < b0 || info.FirstSeen >= b1 {
 			continue
 		}
 		st := d.fps[info.ID]
@@ -92,6 +86,16 @@ func (d *Detector) fingerprintTests(b0, b1 int64, dc deployContext) {
 			delete(d.fps, id)
 		}
 	}
+}
+
+// trainSince returns the train scope's per-wiki counts over [from, to),
+// computed once per bucket evaluation however many candidates ask.
+func (d *Detector) trainSince(from, to int64) []window.Counts {
+	if d.sinceFrom != from || d.sinceTo != to {
+		d.sinceBuf = d.w.SumWikis(ingest.ScopeTrain, from, to, d.sinceBuf[:0])
+		d.sinceFrom, d.sinceTo = from, to
+	}
+	return d.sinceBuf
 }
 
 func fpKey(id uint64) string { return "fp:" + strconv.FormatUint(id, 16) }
@@ -179,6 +183,13 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	rs.spillTested[info.ID] = true
 	level := Bonferroni(d.cfg.Alpha, len(rs.spillTested))
 	var notes []string
+	n := st.train
+	pre := float64(dep.At - max(d.dataStart, d.w.Oldest()))
+	post := float64(b1 - dep.At)
+	pOnset := OnsetPValue(n, pre, post)
+	if pOnset > math.Sqrt(level) {
+		return // nothing close to significant: skip the costlier checks
+	}
 
 	// Was a train deploy between the Pretrain deploy and the onset? The
 	// versions the errors carry decide.
@@ -199,10 +210,6 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			notes = append(notes, "cannot decide: both the Pretrain deploy and a later train deploy could explain the onset (errors carry old and new train versions)")
 		}
 	}
-	n := st.train
-	pre := float64(dep.At - max(d.dataStart, d.w.Oldest()))
-	post := float64(b1 - dep.At)
-	pOnset := OnsetPValue(n, pre, post)
 	if !d.preCovered(dep.At) {
 		notes = append(notes, "insufficient evidence: too little data before the deploy to call this fingerprint new")
 	}
@@ -219,12 +226,12 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 		// The unlisted remainder (the catalogue keeps a bounded wiki list)
 		// counts against concentration.
 		out := n - inSet
-		d.sumT = d.w.SumWikis(ingest.ScopeTrain, dep.At, b1, d.sumT[:0])
+		sum := d.trainSince(dep.At, b1)
 		var rSet, rAll int64
-		for id := 1; id < len(d.sumT); id++ {
-			rAll += d.sumT[id].Requests
+		for id := 1; id < len(sum); id++ {
+			rAll += sum[id].Requests
 			if set.has(wikimap.ID(id)) {
-				rSet += d.sumT[id].Requests
+				rSet += sum[id].Requests
 			}
 		}
 		s := 0.0
@@ -251,9 +258,6 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 		notes = append(notes, fmt.Sprintf("burst guard: seen in %d of the %d buckets needed", st.bucketsTr, d.cfg.MinBuckets))
 	}
 	if pOnset > level {
-		if pOnset > math.Sqrt(level) {
-			return
-		}
 		notes = append(notes, fmt.Sprintf("insufficient evidence: onset p=%s above %s", fmtP(pOnset), fmtP(level)))
 	}
 	fire := len(notes) == 0
@@ -312,11 +316,11 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 	for _, dv := range brought {
 		groups[dv.Group] = true
 	}
-	d.sumT = d.w.SumWikis(ingest.ScopeTrain, dep.At, b1, d.sumT[:0])
+	sum := d.trainSince(dep.At, b1)
 	var rG, rAll int64
 	set := newWikiSet(d.wikis.Len())
-	for id := 1; id < len(d.sumT); id++ {
-		rAll += d.sumT[id].Requests
+	for id := 1; id < len(sum); id++ {
+		rAll += sum[id].Requests
 		if groups[d.wikis.Wiki(wikimap.ID(id)).Group] {
 			rG += d.sumT[id].Requests
 			set[id] = true

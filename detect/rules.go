@@ -372,7 +372,9 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 		x, rw := d.trainB[id].Errors, d.trainB[id].Requests
 		yo, rro := y-x, ro-rw
 		if testing && st.bx > 0 && rw > 0 && rro > 0 && (x > 0 || st.buckets > 0) {
-			if x > 0 || st.rho0 == 0 {
+			// The baseline moves slowly: its confidence bound (a few µs
+			// each) is refreshed about once a minute per wiki, staggered.
+			if st.rho0 == 0 || (x > 0 && (b0/d.bw+int64(id))%6 == 0) {
 				_, hi := RateRatioCI(int64(math.Round(st.bx*60)), int64(math.Round(st.by*60)), st.brw*60, st.bro*60, 0.99)
 				st.rho0 = math.Max(d.cfg.Margin, hi)
 			}

@@ -1,0 +1,117 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+func TestKafkaSink(t *testing.T) {
+	topics := []string{"k8s-mw-eqiad", "k8s-mw-codfw", DefaultAccessLog}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topics...))
+	require.NoError(t, err)
+	defer c.Close()
+
+	for _, tc := range []struct {
+		name  string
+		async bool
+	}{{"sync", false}, {"async", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Read from where the topics end now, so the subtests do not see
+			// each other's records.
+			starts := endOffsets(t, c.ListenAddrs()[0], topics)
+			transport := &kafka.Transport{}
+			defer transport.CloseIdleConnections()
+			w := &kafka.Writer{
+				Addr: kafka.TCP(c.ListenAddrs()...), Transport: transport, Balancer: &kafka.Hash{},
+				BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Async: tc.async,
+				// With kafka-go's default RequireNone nothing waits for the
+				// broker, so requests on different connections may land out
+				// of order.
+				RequiredAcks: kafka.RequireAll,
+			}
+			// fleet-db-incident puts errors on both DC topics; a low rate keeps
+			// the two hours small.
+			cfg := Config{Scenario: "fleet-db-incident", Seed: 4, Rate: 3, TestwikiRate: 0.5, BatchSize: 500}
+			want := map[string]Record{}
+			tee := func(sink Sink) Sink {
+				return func(ctx context.Context, batch []Record) error {
+					for _, r := range batch {
+						want[r.Topic+"\x00"+string(r.Value)] = Record{Topic: r.Topic, Key: append([]byte(nil), r.Key...), Time: r.Time}
+					}
+					return sink(ctx, batch)
+				}
+			}
+			_, err := Run(context.Background(), cfg, testMap(t), tee(KafkaSink(w)))
+			require.NoError(t, err)
+			require.NoError(t, w.Close()) // flushes an Async writer
+			perTopic := map[string]int{}
+			for _, r := range want {
+				perTopic[r.Topic]++
+			}
+			for _, topic := range topics {
+				require.Positive(t, perTopic[topic], topic)
+			}
+
+			ends := endOffsets(t, c.ListenAddrs()[0], topics)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			partOfKey := map[string]int{}
+			for _, topic := range topics {
+				for p := range 2 {
+					r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.ListenAddrs(), Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
+					require.NoError(t, r.SetOffset(starts[topic][p]))
+					var last time.Time
+					for off := starts[topic][p]; off < ends[topic][p]; off++ {
+						m, err := r.ReadMessage(ctx)
+						require.NoError(t, err)
+						rec, ok := want[topic+"\x00"+string(m.Value)]
+						require.True(t, ok, "unexpected message on %s: %s", topic, m.Value)
+						require.Equal(t, rec.Key, m.Key)
+						require.True(t, rec.Time.Truncate(time.Millisecond).Equal(m.Time), "Kafka timestamp = event time (ms)")
+						require.False(t, m.Time.Before(last), "a partition is in event-time order: %v after %v at offset %d p %d %s", m.Time, last, m.Offset, p, topic)
+						last = m.Time
+						if prev, ok := partOfKey[topic+string(m.Key)]; ok {
+							require.Equal(t, prev, p, "a key always goes to the same partition")
+						}
+						partOfKey[topic+string(m.Key)] = p
+						delete(want, topic+"\x00"+string(m.Value))
+					}
+					require.NoError(t, r.Close())
+				}
+			}
+			require.Empty(t, want, "every record arrived")
+		})
+	}
+}
+
+func TestKafkaSinkRejectsWriterTopic(t *testing.T) {
+	w := &kafka.Writer{Addr: kafka.TCP("127.0.0.1:1"), Topic: "x"}
+	err := KafkaSink(w)(context.Background(), []Record{{Topic: "y", Value: []byte("{}")}})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "Topic")
+	require.NoError(t, w.Close())
+	require.False(t, errors.Is(err, ErrConfig))
+}
+
+// endOffsets returns each partition's next offset.
+func endOffsets(t *testing.T, addr string, topics []string) map[string][]int64 {
+	t.Helper()
+	out := map[string][]int64{}
+	for _, topic := range topics {
+		for p := range 2 {
+			conn, err := kafka.DialLeader(context.Background(), "tcp", addr, topic, p)
+			require.NoError(t, err)
+			last, err := conn.ReadLastOffset()
+			require.NoError(t, err)
+			require.NoError(t, conn.Close())
+			out[topic] = append(out[topic], last)
+		}
+	}
+	return out
+}

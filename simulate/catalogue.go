@@ -524,9 +524,12 @@ func newLeakError() *errorDef {
 	})
 }
 
+// newWikiAnomalyError is a broken Lua module whose errors escape the
+// parser as exceptions: the detector counts the exception channel (not
+// Scribunto's own warnings), as scap's check does.
 func newWikiAnomalyError() *errorDef {
-	return logDef(errorDef{
-		id: "injected-scribunto", channel: "Scribunto", class: `MediaWiki\Extension\Scribunto\ScribuntoException`,
+	return exceptionDef(errorDef{
+		id: "injected-scribunto", channel: "exception", class: `MediaWiki\Extension\Scribunto\ScribuntoException`, status: 500,
 		text: "Lua error in Module:Citation/CS1 at line 4213: attempt to index field 'args' (a nil value).",
 		file: "extensions/Scribunto/includes/Engines/LuaCommon/LuaEngine.php", line: 312,
 		frames: []string{

@@ -374,7 +374,7 @@ func TestErrorShapes(t *testing.T) {
 	require.Positive(t, shapes["fatal"])
 	require.Positive(t, shapes["exception"])
 	require.Positive(t, shapes["log"])
-	for _, ch := range []string{"exception", "error", "memcached", "DBQuery", "DBReplication", "JobExecutor", "ParserCache", "CentralAuth", "ExternalStore", "session", "Scribunto"} {
+	for _, ch := range []string{"exception", "error", "memcached", "DBQuery", "DBReplication", "JobExecutor", "ParserCache", "CentralAuth", "ExternalStore", "session"} {
 		require.True(t, channels[ch], ch)
 	}
 }

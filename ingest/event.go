@@ -101,9 +101,10 @@ type Event struct {
 	Shared      SharedClass
 }
 
-// Detail carries an error's text. Its slices point into the Kafka record and
-// are valid only during the call that receives them: the window copies what
-// it keeps, once per fingerprint, so no event allocates.
+// Detail carries an error's text. Its slices point into the Kafka record (or
+// the decoder's buffer, for strings that held escapes) and are valid only
+// until the next Decode: the window copies what it keeps, once per
+// fingerprint, so no event allocates.
 type Detail struct {
 	Message     []byte // normalized message without the "[{reqId}] {exception_url}   " prefix
 	Exemplar    []byte // the raw message of this occurrence

@@ -25,6 +25,21 @@ type Sink interface {
 	Flush()
 }
 
+// TimedSink is a Sink that is also told the Kafka timestamp of every record,
+// before the record is decoded (and Added, if it decodes), and when its
+// partition is done. Replay uses it to cut every partition at the same
+// event-time steps whatever the interleaving of the partitions
+// (pipeline.Replay); the daemon does not need it.
+type TimedSink interface {
+	Sink
+	// Record is called once per record read, with its Kafka time in Unix
+	// ns (0 when the record has none).
+	Record(kafkaTime int64)
+	// Done is called once, after the last Flush, when the partition's
+	// goroutine ends: it reached End, or the context ended.
+	Done()
+}
+
 // Source is one topic on one cluster.
 type Source struct {
 	Cluster string
@@ -53,6 +68,10 @@ type ConsumerOptions struct {
 	MaxBytes   int
 	// TopicRecheck is how often missing topics and new partitions are looked for.
 	TopicRecheck time.Duration
+	// MissingTopicIsError makes Discover fail when a topic does not exist,
+	// naming it, instead of warning and looking again later: a replay over
+	// a topic that is not there would silently report nothing.
+	MissingTopicIsError bool
 }
 
 // Consumer reads every partition of every source in parallel, one
@@ -124,8 +143,12 @@ func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 				}
 				continue
 			}
-			c.logger.Warn("Topic not found; will look again", "topic", s.Topic, "cluster", s.Cluster, "err", err)
 			c.metrics.topicMissing(s.Topic, true)
+			if c.opts.MissingTopicIsError {
+				errs = append(errs, fmt.Errorf("topic %s on kafka cluster %s: %w", s.Topic, s.Cluster, err))
+				continue
+			}
+			c.logger.Warn("Topic not found; will look again", "topic", s.Topic, "cluster", s.Cluster, "err", err)
 			continue
 		}
 		c.metrics.topicMissing(s.Topic, false)
@@ -254,6 +277,7 @@ type partitionReader struct {
 	logger *slog.Logger
 	ev     Event
 	det    Detail
+	timed  TimedSink // the sink, when it wants Kafka times; nil otherwise
 
 	offset     int64 // next offset to read; -1 before the first seek
 	stopOffset int64 // with End: the high-water mark at the first fetch
@@ -271,6 +295,10 @@ func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
 		pm:     c.metrics.forTopic(s.Topic),
 		logger: c.logger.With("topic", s.Topic, "partition", part),
 		offset: -1, stopOffset: -1,
+	}
+	if ts, ok := r.sink.(TimedSink); ok {
+		r.timed = ts
+		defer ts.Done()
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -405,6 +433,13 @@ func (r *partitionReader) seekStart(conn *kafka.Conn) (int64, error) {
 }
 
 func (r *partitionReader) handle(msg *kafka.Message) {
+	if r.timed != nil {
+		var kt int64 // 0: the record has no timestamp
+		if !msg.Time.IsZero() {
+			kt = msg.Time.UnixNano()
+		}
+		r.timed.Record(kt)
+	}
 	r.pm.records.Inc()
 	r.pm.bytes.Add(float64(len(msg.Value)))
 	r.det = Detail{}

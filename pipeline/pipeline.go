@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"time"
 
@@ -76,14 +75,7 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	p := &Pipeline{opts: opts, Versions: ingest.NewInterner(), Rollouts: ingest.NewInterner(), logger: opts.Logger}
 
-	store, err := window.New(window.Config{
-		Bucket:           time.Duration(cfg.Window.Bucket),
-		Length:           time.Duration(cfg.Window.Length),
-		Lateness:         time.Duration(cfg.Window.Lateness),
-		CacheBytes:       cfg.Window.CacheBytes,
-		CatalogueEntries: cfg.Window.CatalogueEntries,
-		CatalogueBytes:   cfg.Window.CatalogueBytes,
-	}, opts.Wikis, p.Versions, p.Rollouts, opts.Registry)
+	store, err := window.New(windowConfig(cfg), opts.Wikis, p.Versions, p.Rollouts, opts.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("window: %w", err)
 	}
@@ -101,17 +93,9 @@ func New(opts Options) (*Pipeline, error) {
 		return nil, err
 	}
 	decOpts := decoderOptions(cfg, cls)
-	var sources []ingest.Source
-	for _, ct := range cfg.Topics() {
-		dialer, err := dialer(opts.ClientID, ct.Cluster)
-		if err != nil {
-			return nil, fmt.Errorf("kafka cluster %s: %w", ct.Cluster.Name, err)
-		}
-		format, err := ingest.ParseFormat(ct.Topic.Format)
-		if err != nil {
-			return nil, fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
-		}
-		sources = append(sources, ingest.Source{Cluster: ct.Cluster.Name, Brokers: ct.Cluster.Brokers, Dialer: dialer, Topic: ct.Topic.Name, Format: format})
+	sources, err := kafkaSources(cfg, opts.ClientID)
+	if err != nil {
+		return nil, err
 	}
 	start := opts.Start
 	if start.IsZero() {
@@ -150,6 +134,34 @@ func New(opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
+func windowConfig(cfg config.Config) window.Config {
+	return window.Config{
+		Bucket:           time.Duration(cfg.Window.Bucket),
+		Length:           time.Duration(cfg.Window.Length),
+		Lateness:         time.Duration(cfg.Window.Lateness),
+		CacheBytes:       cfg.Window.CacheBytes,
+		CatalogueEntries: cfg.Window.CatalogueEntries,
+		CatalogueBytes:   cfg.Window.CatalogueBytes,
+	}
+}
+
+// kafkaSources lists every configured topic with its cluster's dialer.
+func kafkaSources(cfg config.Config, clientID string) ([]ingest.Source, error) {
+	var sources []ingest.Source
+	for _, ct := range cfg.Topics() {
+		dialer, err := dialer(clientID, ct.Cluster)
+		if err != nil {
+			return nil, fmt.Errorf("kafka cluster %s: %w", ct.Cluster.Name, err)
+		}
+		format, err := ingest.ParseFormat(ct.Topic.Format)
+		if err != nil {
+			return nil, fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
+		}
+		sources = append(sources, ingest.Source{Cluster: ct.Cluster.Name, Brokers: ct.Cluster.Brokers, Dialer: dialer, Topic: ct.Topic.Name, Format: format})
+	}
+	return sources, nil
+}
+
 func detectConfig(cfg config.Config) detect.Config {
 	return detect.Config{
 		Cohort: cfg.Pretrain.Cohort, SharedWith: cfg.Detect.ShareDataWikis,
@@ -183,20 +195,14 @@ func markerDeploy(m config.DeployMarker) window.Deploy {
 	return MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config")
 }
 
+// classifier extends the default shared-data classification with the
+// configured rules, which take precedence.
 func classifier(c config.Classifier) (*ingest.Classifier, error) {
-	cc := ingest.DefaultClassifierConfig()
-	if len(c.Channels) > 0 {
-		ch := maps.Clone(cc.Channels)
-		if ch == nil {
-			ch = map[string]string{}
-		}
-		maps.Copy(ch, c.Channels)
-		cc.Channels = ch
-	}
+	extra := ingest.ClassifierConfig{Channels: c.Channels}
 	for _, r := range c.Paths {
-		cc.Paths = append(cc.Paths, ingest.PathRule{Contains: r.Contains, Class: r.Class})
+		extra.Paths = append(extra.Paths, ingest.PathRule{Contains: r.Contains, Class: r.Class})
 	}
-	cls, err := ingest.NewClassifier(cc)
+	cls, err := ingest.NewClassifier(ingest.DefaultClassifierConfig().Extend(extra))
 	if err != nil {
 		return nil, fmt.Errorf("classifier: %w", err)
 	}

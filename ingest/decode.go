@@ -1,0 +1,376 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/wikimedia/pretrain-detector/wikimap"
+)
+
+// Format is the record format of a topic.
+type Format string
+
+const (
+	FormatMediaWikiLog Format = "mediawiki-log"   // k8s-mw-eqiad, k8s-mw-codfw, udp_localhost-*
+	FormatAccessLog    Format = "httpd-accesslog" // mediawiki.httpd.accesslog
+	FormatAPIRequest   Format = "api-request"     // <dc>.mediawiki.api-request
+	FormatClientError  Format = "client-error"    // <dc>.mediawiki.client.error
+	FormatWebrequest   Format = "webrequest"      // webrequest_text, webrequest_frontend_text
+)
+
+// Formats lists every format, in documentation order.
+func Formats() []Format {
+	return []Format{FormatMediaWikiLog, FormatAccessLog, FormatAPIRequest, FormatClientError, FormatWebrequest}
+}
+
+// ParseFormat parses a format name as written in the configuration.
+func ParseFormat(s string) (Format, error) {
+	for _, f := range Formats() {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("unknown record format %q (want mediawiki-log, httpd-accesslog, api-request, client-error or webrequest)", s)
+}
+
+// DecoderOptions tunes a Decoder. The zero value means the defaults.
+type DecoderOptions struct {
+	// MaxRecordBytes rejects larger records as ErrOversize. Default 1 MiB,
+	// at most 1 GiB.
+	MaxRecordBytes int
+	// MaxSkew rejects a record whose own time is further than this from
+	// its Kafka timestamp as ErrTimeRange. It compares with the record's
+	// Kafka time, not the wall clock, so replay decides as live did. The
+	// check is skipped when the Kafka time is zero. Default 1 h; negative
+	// disables the check.
+	MaxSkew time.Duration
+	// PretrainServergroupPrefix marks Pretrain's servergroups. Default
+	// "kube-mw-pretrain" (php.servergroup is kube-mw-pretrain[-<release>]).
+	PretrainServergroupPrefix string
+	// PretrainDeployment is Pretrain's Kubernetes namespace and deployment
+	// label. Default "mw-pretrain".
+	PretrainDeployment string
+	// Classifier classifies errors by shared-data path. Default
+	// DefaultClassifier().
+	Classifier *Classifier
+}
+
+const (
+	defaultMaxRecordBytes = 1 << 20
+	maxRecordBytesLimit   = 1 << 30 // offsets into a record are int32
+	defaultMaxSkew        = time.Hour
+)
+
+func (o *DecoderOptions) withDefaults() DecoderOptions {
+	out := *o
+	if out.MaxRecordBytes <= 0 {
+		out.MaxRecordBytes = defaultMaxRecordBytes
+	}
+	out.MaxRecordBytes = min(out.MaxRecordBytes, maxRecordBytesLimit)
+	if out.MaxSkew == 0 {
+		out.MaxSkew = defaultMaxSkew
+	}
+	if out.PretrainServergroupPrefix == "" {
+		out.PretrainServergroupPrefix = "kube-mw-pretrain"
+	}
+	if out.PretrainDeployment == "" {
+		out.PretrainDeployment = "mw-pretrain"
+	}
+	if out.Classifier == nil {
+		out.Classifier = DefaultClassifier()
+	}
+	return out
+}
+
+// Decoder decodes one topic format. One per goroutine: it reuses parser
+// state; not safe for concurrent use. The Map, Interners and Classifier
+// may be shared.
+type Decoder struct {
+	format   Format
+	wikis    *wikimap.Map
+	versions *Interner
+	rollouts *Interner
+	opts     DecoderOptions
+
+	pretrainSG  []byte
+	pretrainDep []byte
+
+	// Per-record state.
+	data    []byte
+	fields  [maxFields]span
+	nslots  int    // slots the format uses: only these are cleared per record
+	clean   bool   // the record is printable ASCII without backslashes (see scanStr)
+	path    []byte // dotted path of the object being scanned
+	scratch []byte // unescaped strings and built keys; reset per record
+	det     Detail // stands in when Decode gets a nil *Detail
+
+	// The last origin (see origin).
+	originKey, originLast []byte
+	originValid           bool
+	originScope           Scope
+	originRole            Role
+	originRollout         uint32
+}
+
+// NewDecoder returns a Decoder for format f. versions and rollouts intern
+// mwversion strings and "<release>-<pod-template-hash>" rollout keys; share
+// them between all decoders so ids agree.
+func NewDecoder(f Format, wikis *wikimap.Map, versions, rollouts *Interner, opts DecoderOptions) (*Decoder, error) {
+	if _, err := ParseFormat(string(f)); err != nil {
+		return nil, err
+	}
+	if wikis == nil {
+		return nil, errors.New("new decoder: nil wiki map")
+	}
+	if versions == nil || rollouts == nil {
+		return nil, errors.New("new decoder: nil interner")
+	}
+	o := opts.withDefaults()
+	nslots := map[Format]int{
+		FormatAccessLog: alNumSlots, FormatMediaWikiLog: mwNumSlots, FormatAPIRequest: arNumSlots,
+		FormatClientError: ceNumSlots, FormatWebrequest: wrNumSlots,
+	}[f]
+	return &Decoder{
+		nslots: nslots,
+		format: f, wikis: wikis, versions: versions, rollouts: rollouts, opts: o,
+		pretrainSG:  []byte(o.PretrainServergroupPrefix),
+		pretrainDep: []byte(o.PretrainDeployment),
+		path:        make([]byte, 0, 128),
+		scratch:     make([]byte, 0, 1024),
+		originKey:   make([]byte, 0, 128),
+		originLast:  make([]byte, 0, 128),
+	}, nil
+}
+
+// Format is the format the decoder reads.
+func (d *Decoder) Format() Format { return d.format }
+
+// Decode fills ev (and det for errors) from one record. It returns nil,
+// ErrSkip (well-formed but not counted: canary events, DEBUG/INFO log
+// lines, non-error channels), or one of the rejection errors, unwrapped so
+// that counting allocates nothing. det's slices point into value or into
+// the decoder's scratch space: they are valid until the next Decode. det
+// may be nil when the caller has no use for it.
+func (d *Decoder) Decode(value []byte, kafkaTime time.Time, ev *Event, det *Detail) error {
+	*ev = Event{}
+	if det == nil {
+		det = &d.det
+	}
+	*det = Detail{}
+	if len(value) > d.opts.MaxRecordBytes {
+		return ErrOversize
+	}
+	d.scratch = d.scratch[:0]
+	err := d.scan(value)
+	if err == nil {
+		var kt int64
+		if !kafkaTime.IsZero() {
+			kt = kafkaTime.UnixNano()
+		}
+		switch d.format {
+		case FormatAccessLog:
+			err = d.decodeAccessLog(ev, kt)
+		case FormatMediaWikiLog:
+			err = d.decodeMediaWikiLog(ev, det, kt)
+		case FormatAPIRequest:
+			err = d.decodeAPIRequest(ev, kt)
+		case FormatClientError:
+			err = d.decodeClientError(ev, det, kt)
+		case FormatWebrequest:
+			err = d.decodeWebrequest(ev, kt)
+		}
+	}
+	d.data = nil // do not keep the record alive
+	if err != nil {
+		*ev = Event{}
+		*det = Detail{}
+	}
+	d.det = Detail{}
+	return err
+}
+
+// timeField parses the timestamp in slot. ok is false when it is absent;
+// an unparseable value is ErrWrongType.
+func (d *Decoder) timeField(slot int) (ns int64, frac, ok bool, err error) {
+	b, present, err := d.str(slot)
+	if err != nil || !present {
+		return 0, false, false, err
+	}
+	ns, frac, ok = parseTimestamp(b)
+	if !ok {
+		return 0, false, false, ErrWrongType
+	}
+	return ns, frac, true, nil
+}
+
+// eventTime picks the record time from the first present slot, or the
+// Kafka time (kt, 0 when unknown) when none is, and checks the skew.
+func (d *Decoder) eventTime(kt int64, slots ...int) (int64, error) {
+	for _, s := range slots {
+		ns, _, ok, err := d.timeField(s)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return ns, d.checkSkew(ns, kt)
+		}
+	}
+	if kt == 0 {
+		return 0, ErrMissingField
+	}
+	return kt, nil
+}
+
+// checkSkew rejects an event time too far from the Kafka time.
+func (d *Decoder) checkSkew(ns, kt int64) error {
+	if kt == 0 || d.opts.MaxSkew < 0 {
+		return nil
+	}
+	diff := ns - kt
+	if diff < 0 {
+		diff = -diff
+	}
+	if diff < 0 || diff > int64(d.opts.MaxSkew) { // diff < 0: the negation overflowed
+		return ErrTimeRange
+	}
+	return nil
+}
+
+// origin returns the scope, role and rollout of the server that produced
+// a record. Records from one pod repeat the same values, so the last
+// answer is kept and reused when the inputs are the same: comparing a few
+// short strings is cheaper than deriving the role and interning the
+// rollout again.
+func (d *Decoder) origin(servergroup, namespace, deployment, release, pod []byte) (Scope, Role, uint32) {
+	k := d.originKey[:0]
+	for _, b := range [...][]byte{servergroup, namespace, deployment, release, pod} {
+		k = append(k, b...)
+		k = append(k, 0)
+	}
+	d.originKey = k
+	if d.originValid && bytes.Equal(k, d.originLast) {
+		return d.originScope, d.originRole, d.originRollout
+	}
+	d.originScope = ScopeTrain
+	if d.isPretrain(servergroup, namespace, deployment) {
+		d.originScope = ScopePretrain
+	}
+	d.originRole = roleOf(servergroup, release, deployment)
+	d.originRollout = d.rolloutOf(pod, release)
+	d.originLast, d.originKey = k, d.originLast
+	d.originValid = true
+	return d.originScope, d.originRole, d.originRollout
+}
+
+// isPretrain says whether a servergroup, namespace or deployment label
+// names Pretrain (DOMAIN.md section 7).
+func (d *Decoder) isPretrain(servergroup, namespace, deployment []byte) bool {
+	return bytes.HasPrefix(servergroup, d.pretrainSG) ||
+		bytes.Equal(namespace, d.pretrainDep) || bytes.Equal(deployment, d.pretrainDep)
+}
+
+// roleOf derives the server role from servergroup ("kube-mw-api-ext",
+// "jobrunner", "kube-mw-pretrain-canary"), Kubernetes release ("main",
+// "canary", "jobrunner-canary") and deployment ("mw-api-int"). Jobrunner
+// wins over canary and debug: a jobrunner canary still runs jobs, which is
+// what matters for the changeprop path.
+func roleOf(servergroup, release, deployment []byte) Role {
+	switch {
+	case any3(servergroup, release, deployment, "jobrunner") || any3(servergroup, release, deployment, "videoscaler"):
+		return RoleJobrunner
+	case any3(servergroup, release, deployment, "debug"):
+		return RoleDebug
+	case any3(servergroup, release, deployment, "canary"):
+		return RoleCanary
+	case any3(servergroup, release, deployment, "parsoid"):
+		return RoleParsoid
+	case any3(servergroup, release, deployment, "api"):
+		return RoleAPI
+	case any3(servergroup, release, deployment, "appserver"), any3(servergroup, release, deployment, "web"),
+		any3(servergroup, release, deployment, "main"), any3(servergroup, release, deployment, "pretrain"):
+		return RoleWeb
+	}
+	return RoleUnknown
+}
+
+func any3(a, b, c []byte, s string) bool {
+	return strings.Contains(bstr(a), s) || strings.Contains(bstr(b), s) || strings.Contains(bstr(c), s)
+}
+
+// bstr views b as a string without copying, for the duration of a call
+// that does not keep it.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// rolloutOf returns the interned "<release>-<pod-template-hash>" of a pod
+// name "<deployment>-<rs-hash>-<5-char suffix>" (mw-pretrain.eqiad.main-
+// 6d8f7c9b5-x7k2p), 0 when the name has no such shape. A new hash in a
+// scope is a new rollout: Pretrain's mwversion does not change per deploy,
+// so this is how its deploys are seen. Without a release label the
+// deployment part of the pod name stands in.
+func (d *Decoder) rolloutOf(pod, release []byte) uint32 {
+	j := bytes.LastIndexByte(pod, '-')
+	if j < 0 || !k8sRandom(pod[j+1:], 5, 5) {
+		return 0
+	}
+	i := bytes.LastIndexByte(pod[:j], '-')
+	if i <= 0 || !k8sRandom(pod[i+1:j], 4, 10) {
+		return 0
+	}
+	if len(release) == 0 {
+		release = pod[:i]
+	}
+	start := len(d.scratch)
+	d.scratch = append(d.scratch, release...)
+	d.scratch = append(d.scratch, '-')
+	d.scratch = append(d.scratch, pod[i+1:j]...)
+	return d.rollouts.ID(d.scratch[start:])
+}
+
+// k8sRandom says whether b could be a ReplicaSet hash or a pod-name
+// suffix: Kubernetes draws both from the alphabet of rand.SafeEncodeString,
+// which has no vowels and no 0, 1 or 3.
+func k8sRandom(b []byte, minLen, maxLen int) bool {
+	if len(b) < minLen || len(b) > maxLen {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case c >= 'b' && c <= 'z' && c != 'e' && c != 'i' && c != 'o' && c != 'u' && c != 'a' && c != 'y':
+		case c >= '2' && c <= '9' && c != '3':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hostOfURL returns the host of "scheme://host[:port]/…", nil if none.
+func hostOfURL(u []byte) []byte {
+	i := bytes.Index(u, []byte("://"))
+	if i < 0 {
+		return nil
+	}
+	h := u[i+3:]
+	if j := bytes.IndexAny(h, "/?#"); j >= 0 {
+		h = h[:j]
+	}
+	if j := bytes.LastIndexByte(h, '@'); j >= 0 {
+		h = h[j+1:]
+	}
+	return h
+}
+
+// clampUS converts a duration in µs to the Event's uint32, saturating.
+func clampUS(us float64) uint32 {
+	switch {
+	case us <= 0 || us != us:
+		return 0
+	case us >= 1<<32-1:
+		return 1<<32 - 1
+	}
+	return uint32(us)
+}

@@ -1,0 +1,138 @@
+package ingest
+
+// The MediaWiki httpd access log (topic mediawiki.httpd.accesslog; field
+// map in operations/puppet modules/httpd/files/logformat/
+// accesslog_ecs_1.7.0.yaml; DOMAIN.md section 4). httpd writes flat dotted
+// ECS keys, every value quoted (generate_logformats.py renders the YAML
+// map as JSON strings), inside rsyslog's envelope, which nests host.name,
+// orchestrator{…} and labels{deployment, release}:
+//
+//	{"host":{"name":"mw-web.eqiad.main-5f6b8d7c9d-x7k2p"},
+//	 "orchestrator":{"namespace":"mw-web","resource":{"name":"…"}},
+//	 "labels":{"deployment":"mw-web","release":"main"},
+//	 "url.domain":"en.wikipedia.org","http.response.status_code":"200",
+//	 "event.duration":"35012","labels.handler":"proxy:unix:…",
+//	 "timestamp":"2026-08-21T10:00:00", …}
+//
+// Other ECS producers nest the same fields ("url":{"domain":…}); the
+// scanner's dotted paths make both one case. This is the hot path: it
+// allocates nothing.
+
+const (
+	alTimestamp = iota
+	alAtTimestamp
+	alDomain
+	alStatus
+	alDuration
+	alDeployment
+	alRelease
+	alNamespace
+	alPod
+	alNumSlots
+)
+
+func accessLogSlot(p []byte) int {
+	switch string(p) {
+	case "url.domain":
+		return alDomain
+	case "http.response.status_code":
+		return alStatus
+	case "event.duration":
+		return alDuration
+	case "timestamp":
+		return alTimestamp
+	case "@timestamp":
+		return alAtTimestamp
+	case "labels.deployment", "kubernetes.labels.deployment":
+		return alDeployment
+	case "labels.release", "kubernetes.labels.release":
+		return alRelease
+	case "orchestrator.namespace", "kubernetes.namespace_name":
+		return alNamespace
+	case "orchestrator.resource.name", "kubernetes.pod_name":
+		return alPod
+	case "url", "http", "http.response", "event", "labels", "kubernetes", "kubernetes.labels",
+		"orchestrator", "orchestrator.resource":
+		return slotObject
+	}
+	return slotNone
+}
+
+func (d *Decoder) decodeAccessLog(ev *Event, kt int64) error {
+	ns, err := d.accessLogTime(kt)
+	if err != nil {
+		return err
+	}
+	domain, err := d.nonEmpty(alDomain)
+	if err != nil {
+		return err
+	}
+	if len(domain) == 0 {
+		return ErrMissingField
+	}
+	wiki := d.wikis.ByHost(domain)
+	if wiki == 0 {
+		return ErrUnknownWiki
+	}
+	status, ok, err := d.number(alStatus)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrMissingField
+	}
+	if status < 0 || status > 999 || status != float64(uint16(status)) {
+		return ErrWrongType
+	}
+	dur, _, err := d.number(alDuration)
+	if err != nil {
+		return err
+	}
+	deployment, err := d.nonEmpty(alDeployment)
+	if err != nil {
+		return err
+	}
+	release, err := d.nonEmpty(alRelease)
+	if err != nil {
+		return err
+	}
+	namespace, err := d.nonEmpty(alNamespace)
+	if err != nil {
+		return err
+	}
+	pod, err := d.nonEmpty(alPod)
+	if err != nil {
+		return err
+	}
+	ev.Time = ns
+	ev.Kind = KindRequest
+	ev.Wiki = wiki
+	ev.Status = uint16(status)
+	ev.DurationUS = clampUS(dur) // %D is in microseconds
+	ev.Scope, ev.Role, ev.Rollout = d.origin(nil, namespace, deployment, release, pod)
+	return nil
+}
+
+// accessLogTime is the request time. httpd's "timestamp" has second
+// precision and no zone (the servers run UTC); the Kafka record time is
+// more precise, so it is used when it falls within that second.
+func (d *Decoder) accessLogTime(kt int64) (int64, error) {
+	if ns, _, ok, err := d.timeField(alAtTimestamp); err != nil || ok {
+		if err != nil {
+			return 0, err
+		}
+		return ns, d.checkSkew(ns, kt)
+	}
+	ns, frac, ok, err := d.timeField(alTimestamp)
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok && kt == 0:
+		return 0, ErrMissingField
+	case !ok:
+		return kt, nil
+	case !frac && kt != 0 && kt >= ns && kt < ns+1e9:
+		return kt, nil
+	}
+	return ns, d.checkSkew(ns, kt)
+}

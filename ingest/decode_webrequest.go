@@ -1,0 +1,78 @@
+package ingest
+
+// Webrequest (varnishkafka/HAProxy at the CDN edge: webrequest_text, since
+// 2025-04 webrequest_frontend_text; DOMAIN.md section 4, the
+// development/webrequest/1.0.0 schema): one request as the CDN saw it.
+// http_status is a string; time_firstbyte is in seconds. The edge does not
+// know which MediaWiki deployment answered, so events are ScopeTrain.
+
+const (
+	wrHost = iota
+	wrStatus
+	wrDt
+	wrMetaDt
+	wrDomain
+	wrTTFB
+	wrNumSlots
+)
+
+func webrequestSlot(p []byte) int {
+	switch string(p) {
+	case "uri_host":
+		return wrHost
+	case "http_status":
+		return wrStatus
+	case "dt":
+		return wrDt
+	case "meta.dt":
+		return wrMetaDt
+	case "meta.domain":
+		return wrDomain
+	case "time_firstbyte":
+		return wrTTFB
+	case "meta":
+		return slotObject
+	}
+	return slotNone
+}
+
+func (d *Decoder) decodeWebrequest(ev *Event, kt int64) error {
+	if skip, err := d.isCanary(wrDomain); skip || err != nil {
+		return err
+	}
+	host, err := d.nonEmpty(wrHost)
+	if err != nil {
+		return err
+	}
+	if len(host) == 0 {
+		return ErrMissingField
+	}
+	wiki := d.wikis.ByHost(host)
+	if wiki == 0 {
+		return ErrUnknownWiki
+	}
+	status, ok, err := d.number(wrStatus)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrMissingField
+	}
+	if status < 0 || status > 999 || status != float64(uint16(status)) {
+		return ErrWrongType
+	}
+	ns, err := d.requiredTime(kt, wrDt, wrMetaDt)
+	if err != nil {
+		return err
+	}
+	ttfb, _, err := d.number(wrTTFB)
+	if err != nil {
+		return err
+	}
+	ev.Time = ns
+	ev.Kind = KindRequest
+	ev.Wiki = wiki
+	ev.Status = uint16(status)
+	ev.DurationUS = clampUS(ttfb * 1e6)
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +36,9 @@ type runOptions struct {
 	externalURL     string
 	enableLifecycle bool
 	web             *web.FlagConfig
+	// listening, when set, is told the bound web addresses before serving
+	// starts: tests listen on 127.0.0.1:0 and need the port.
+	listening func([]net.Addr)
 }
 
 // loadConfig reads the config file (or the defaults) and applies the flags
@@ -111,11 +115,6 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		return err
 	}
 	reg := newRegistry()
-	f := promauto.With(reg)
-	reloadOK := f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Name: "config_last_reload_successful", Help: "Whether the last configuration reload attempt was successful."})
-	reloadTime := f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Name: "config_last_reload_success_timestamp_seconds", Help: "Timestamp of the last successful configuration reload."})
-	reloadOK.Set(1)
-	reloadTime.SetToCurrentTime()
 
 	var notifier *alert.Notifier
 	if len(o.alertmanagers) > 0 {
@@ -148,6 +147,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		return err
 	}
 	defer func() { _ = p.Close() }()
+	dm := newDaemonMetrics(reg, p.Store.Watermark, time.Now)
 
 	var stopping atomic.Bool
 	reloads := make(chan chan error)
@@ -163,7 +163,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			}
 			return true, ""
 		},
-		Reload: lifecycle(o.enableLifecycle, reloads),
+		Reload: lifecycle(ctx, o.enableLifecycle, reloads),
 		AddDeploy: func(m alert.DeployMarker) error {
 			p.Store.AddDeploy(pipeline.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "api"))
 			return nil
@@ -179,6 +179,13 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			return fmt.Errorf("web.listen-address: %w", err)
 		}
 		listeners = append(listeners, l)
+	}
+	if o.listening != nil {
+		addrs := make([]net.Addr, 0, len(listeners))
+		for _, l := range listeners {
+			addrs = append(addrs, l.Addr())
+		}
+		o.listening(addrs)
 	}
 	var wg sync.WaitGroup
 	for _, l := range listeners {
@@ -211,11 +218,11 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			err := reloadConfig(o.common, p)
 			if err != nil {
 				logger.Error("Configuration reload failed; keeping the old one", "err", err)
-				reloadOK.Set(0)
+				dm.reloadOK.Set(0)
 			} else {
 				logger.Info("Configuration reloaded")
-				reloadOK.Set(1)
-				reloadTime.SetToCurrentTime()
+				dm.reloadOK.Set(1)
+				dm.reloadTime.SetToCurrentTime()
 			}
 			if reply != nil {
 				reply <- err
@@ -249,15 +256,52 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	return errors.Join(errs...)
 }
 
-// lifecycle returns the /-/reload hook when enabled.
-func lifecycle(enabled bool, reloads chan chan error) func() error {
+// daemonMetrics are the daemon's own series, besides those of the stages.
+type daemonMetrics struct {
+	reloadOK, reloadTime prometheus.Gauge
+}
+
+// newDaemonMetrics registers the reload status and the watermark delay.
+// watermark is the window's (Unix ns, 0 before the first event).
+func newDaemonMetrics(reg prometheus.Registerer, watermark func() int64, now func() time.Time) *daemonMetrics {
+	f := promauto.With(reg)
+	m := &daemonMetrics{
+		reloadOK: f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Name: "config_last_reload_successful",
+			Help: "Whether the last configuration reload attempt was successful."}),
+		reloadTime: f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Name: "config_last_reload_success_timestamp_seconds",
+			Help: "Timestamp of the last successful configuration reload."}),
+	}
+	// The window exports the watermark as a time; alerting on "event time
+	// stopped advancing" wants its age, which only the wall clock can give.
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "detector", Subsystem: "window", Name: "watermark_delay_seconds",
+		Help: "Wall-clock time minus the watermark: how far behind now detection runs. NaN before the first event."},
+		func() float64 {
+			wm := watermark()
+			if wm <= 0 {
+				return math.NaN()
+			}
+			return float64(now().UnixNano()-wm) / 1e9
+		})
+	m.reloadOK.Set(1)
+	m.reloadTime.SetToCurrentTime()
+	return m
+}
+
+// lifecycle returns the /-/reload hook when enabled. Once ctx is done the
+// reload goroutine is gone, so a late request is refused instead of waiting
+// forever (and holding up the HTTP server's shutdown).
+func lifecycle(ctx context.Context, enabled bool, reloads chan chan error) func() error {
 	if !enabled {
 		return nil
 	}
 	return func() error {
 		reply := make(chan error, 1)
-		reloads <- reply
-		return <-reply
+		select {
+		case reloads <- reply:
+		case <-ctx.Done():
+			return errors.New("shutting down")
+		}
+		return <-reply // taken: the goroutine always answers
 	}
 }
 
@@ -299,6 +343,19 @@ func status(cfg config.Config, p *pipeline.Pipeline) any {
 		wmt = &t
 	}
 	fleet, since := p.Detector.FleetIncident()
+	type deploy struct {
+		Scope   string    `json:"scope"`
+		Group   string    `json:"group,omitempty"`
+		Version string    `json:"version"`
+		At      time.Time `json:"at"`
+		Source  string    `json:"source"`
+		Initial bool      `json:"initial,omitempty"`
+	}
+	deploys := []deploy{}
+	for _, d := range p.Store.Deploys(nil) {
+		deploys = append(deploys, deploy{Scope: d.Scope.String(), Group: d.Group, Version: d.Version,
+			At: time.Unix(0, d.At).UTC(), Source: d.Source, Initial: d.Initial})
+	}
 	return map[string]any{
 		"version":        version.Version,
 		"revision":       version.GetRevision(),
@@ -307,6 +364,8 @@ func status(cfg config.Config, p *pipeline.Pipeline) any {
 		"cohort":         cfg.Pretrain.Cohort,
 		"kafka":          cls,
 		"fleet_incident": map[string]any{"active": fleet, "since": since},
+		"cohort_test":    p.Detector.CohortStatus(),
 		"window":         p.Store.Stats(),
+		"deploys":        deploys,
 	}
 }

@@ -53,9 +53,12 @@ type Pipeline struct {
 	active   *prometheus.GaugeVec
 	fleet    prometheus.Gauge
 
-	mu       sync.Mutex
-	findings []detect.Finding
-	lastEval time.Time
+	mu         sync.Mutex // guards the snapshots below, read by HTTP handlers
+	findings   []detect.Finding
+	lastEval   time.Time
+	cohort     detect.CohortStatus
+	fleetOn    bool
+	fleetSince time.Time
 }
 
 // New builds every stage from the configuration. Errors name the field.
@@ -283,9 +286,12 @@ func (p *Pipeline) evaluate(wm int64) {
 	} else {
 		p.fleet.Set(0)
 	}
+	cohort := p.Detector.CohortStatus()
+	fleet, since := p.Detector.FleetIncident()
 	p.mu.Lock()
 	p.findings = all
 	p.lastEval = start
+	p.cohort, p.fleetOn, p.fleetSince = cohort, fleet, since
 	p.mu.Unlock()
 	if len(changed) > 0 && p.opts.OnChange != nil {
 		p.opts.OnChange(changed)
@@ -297,6 +303,20 @@ func (p *Pipeline) Findings() []detect.Finding {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]detect.Finding(nil), p.findings...)
+}
+
+// CohortStatus returns the cohort test's state as of the last evaluation.
+func (p *Pipeline) CohortStatus() detect.CohortStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cohort
+}
+
+// FleetIncident reports the fleet-wide incident state as of the last evaluation.
+func (p *Pipeline) FleetIncident() (bool, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fleetOn, p.fleetSince
 }
 
 // Ready reports whether the warm-up is done: every partition read up to the

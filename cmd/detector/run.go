@@ -342,7 +342,7 @@ func status(cfg config.Config, p *pipeline.Pipeline) any {
 		t := time.Unix(0, wm).UTC()
 		wmt = &t
 	}
-	fleet, since := p.Detector.FleetIncident()
+	fleet, since := p.FleetIncident()
 	type deploy struct {
 		Scope   string    `json:"scope"`
 		Group   string    `json:"group,omitempty"`
@@ -364,7 +364,7 @@ func status(cfg config.Config, p *pipeline.Pipeline) any {
 		"cohort":         cfg.Pretrain.Cohort,
 		"kafka":          cls,
 		"fleet_incident": map[string]any{"active": fleet, "since": since},
-		"cohort_test":    p.Detector.CohortStatus(),
+		"cohort_test":    p.CohortStatus(),
 		"window":         p.Store.Stats(),
 		"deploys":        deploys,
 	}

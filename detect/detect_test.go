@@ -2,8 +2,10 @@ package detect
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,11 +47,12 @@ func newSynth(t *testing.T) *synth {
 	s.w = s.store.NewWriter()
 	s.testwiki = m.ByNameString("testwiki")
 	big := map[string]float64{"enwiki": 120, "dewiki": 30, "frwiki": 25, "jawiki": 25, "commonswiki": 20, "wikidatawiki": 30, "metawiki": 3, "zhwiki": 12, "itwiki": 12}
-	for name, r := range big {
+	names := slices.Sorted(maps.Keys(big)) // map order would make the traffic differ run to run
+	for _, name := range names {
 		id := m.ByNameString(name)
 		require.NotZero(t, id, name)
 		s.wikis = append(s.wikis, id)
-		s.rate[id] = r
+		s.rate[id] = big[name]
 	}
 	n := 0
 	for _, id := range m.InSection("s3") {
@@ -185,6 +188,8 @@ func TestQuietTrafficWithDeployMakesNoFinding(t *testing.T) {
 	s.run(t0.Add(45*time.Minute), t0.Add(90*time.Minute))
 	fired = append(fired, evaluate(d, s)...)
 	require.Empty(t, fired, "%v", fired)
+	on, _ := d.FleetIncident()
+	require.False(t, on, "ordinary noise is no fleet incident")
 	deps := s.store.Deploys(nil)
 	found := false
 	for _, dep := range deps {
@@ -251,6 +256,9 @@ func TestFleetWideErrorAfterPretrainDeployBlamesNoOne(t *testing.T) {
 	s.run(onset, onset.Add(15*time.Minute), incident)
 	fired := evaluate(d, s)
 	require.Empty(t, blames(fired), "a fleet-wide incident must not be blamed on Pretrain: %v", fired)
+	on, since := d.FleetIncident()
+	require.True(t, on, "the fleet detector sees every section jump")
+	require.WithinDuration(t, onset, since, 2*time.Minute)
 }
 
 func TestNewErrorOnTestwikiAfterPretrainDeploy(t *testing.T) {

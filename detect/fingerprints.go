@@ -222,18 +222,18 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	}
 	top, inSet, listed := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
 	pConc := 1.0
-	if !broad {
-		// The unlisted remainder (the catalogue keeps a bounded wiki list)
-		// counts against concentration.
-		out := n - inSet
-		sum := d.trainSince(dep.At, b1)
-		var rSet, rAll int64
-		for id := 1; id < len(sum); id++ {
-			rAll += sum[id].Requests
-			if set.has(wikimap.ID(id)) {
-				rSet += sum[id].Requests
-			}
+	// The unlisted remainder (the catalogue keeps a bounded wiki list)
+	// counts as outside the set: against concentration.
+	out := n - inSet
+	sum := d.trainSince(dep.At, b1)
+	var rSet, rAll int64
+	for id := 1; id < len(sum); id++ {
+		rAll += sum[id].Requests
+		if set.has(wikimap.ID(id)) {
+			rSet += sum[id].Requests
 		}
+	}
+	if !broad {
 		s := 0.0
 		if rAll > 0 {
 			s = float64(rSet) / float64(rAll)
@@ -267,8 +267,11 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 		f.StartedAt = ts(info.FirstSeen)
 		f.Deploy = deployOf(dep)
 		f.Evidence.Test = "new fingerprint on train-served wikis after a Pretrain deploy: onset test, plus concentration on the wikis sharing its data path"
-		f.Evidence.ControlErrors = n
-		f.Evidence.CohortErrors = inSet
+		// Cohort: the train-served wikis sharing the data path (or the
+		// cohort itself, through the jobrunners); control: the other wikis.
+		f.Evidence.CohortErrors, f.Evidence.CohortRequests = inSet, rSet
+		f.Evidence.ControlErrors, f.Evidence.ControlRequests = out, rAll-rSet
+		f.Evidence.RateRatio = ratio(float64(inSet), float64(rSet), float64(out), float64(rAll-rSet))
 		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = max(pOnset, pConc), level, distinct
 		f.Evidence.TopWikis = capTop(top, 10)
 		f.Evidence.Insufficient = !fire

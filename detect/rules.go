@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/montanaflynn/stats"
+
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
@@ -241,24 +243,65 @@ func fmtRatio(r float64) string {
 	return strconv.FormatFloat(r, 'g', 3, 64)
 }
 
-// fleetState watches the train fleet's error rate per DB section against an
-// exponentially weighted baseline. Several sections jumping at once is a
-// fleet-wide incident: nobody's deploy, and never Pretrain's fault.
+// fleetState watches the train fleet's error rate per DB section. Several
+// sections jumping at once is a fleet-wide incident: nobody's deploy, and
+// never Pretrain's fault (METHODS.md section 4, "Fleet-wide failure").
+//
+// The baseline of a section is robust: the median of its error rate over
+// the last hour of 30-s windows (montanaflynn/stats, once per window, off
+// the per-event path), so an earlier spike does not raise it. Sparse
+// sections have mostly empty windows, where the median and MAD are 0
+// (METHODS.md section 5); there the hour's ratio of sums is the floor.
 type fleetState struct {
 	sectionOf []uint8 // wiki → section index
 	nsec      int
-	baseE     []float64 // EWMA errors per bucket
-	baseR     []float64
-	recentE   [][3]int64 // last three buckets per section
+	hist      []fleetRing // per section: the last hour of 30-s windows
+	recentE   [][3]int64  // last three buckets per section
 	recentR   [][3]int64
 	pos       int
 	warm      int // buckets seen
 	active    bool
 	since     int64
 	calm      int64 // last bucket that looked like an incident
+	rates     []float64
 }
 
-const fleetHalfLifeBuckets = 360.0 // one hour of 10-s buckets
+// fleetRing holds a section's calm 30-s windows.
+type fleetRing struct {
+	e, r [fleetWindows]int64
+	n    int // filled
+	next int
+}
+
+const fleetWindows = 120 // one hour of 30-s windows
+
+func (fr *fleetRing) add(e, r int64) {
+	fr.e[fr.next], fr.r[fr.next] = e, r
+	fr.next = (fr.next + 1) % fleetWindows
+	fr.n = min(fr.n+1, fleetWindows)
+}
+
+// baseline returns the section's usual error rate per request.
+func (fr *fleetRing) baseline(scratch []float64) (float64, []float64) {
+	var se, sr int64
+	scratch = scratch[:0]
+	for i := 0; i < fr.n; i++ {
+		se += fr.e[i]
+		sr += fr.r[i]
+		if fr.r[i] > 0 {
+			scratch = append(scratch, float64(fr.e[i])/float64(fr.r[i]))
+		}
+	}
+	if sr == 0 {
+		return 0, scratch
+	}
+	floor := float64(se) / float64(sr)
+	med, err := stats.Median(scratch)
+	if err != nil || med <= 0 {
+		return floor, scratch
+	}
+	return med, scratch
+}
 
 func (d *Detector) updateFleet(b0, b1 int64) {
 	fs := &d.fleet
@@ -280,8 +323,7 @@ func (d *Detector) updateFleet(b0, b1 int64) {
 			fs.sectionOf[w.ID] = secs[w.Section]
 		}
 		fs.nsec = len(names)
-		fs.baseE = make([]float64, fs.nsec)
-		fs.baseR = make([]float64, fs.nsec)
+		fs.hist = make([]fleetRing, fs.nsec)
 		fs.recentE = make([][3]int64, fs.nsec)
 		fs.recentR = make([][3]int64, fs.nsec)
 	}
@@ -294,6 +336,7 @@ func (d *Detector) updateFleet(b0, b1 int64) {
 	}
 	fs.pos = (fs.pos + 1) % 3
 	elevated := 0
+	windowDone := fs.pos == 2
 	for s := 0; s < fs.nsec; s++ {
 		fs.recentE[s][fs.pos], fs.recentR[s][fs.pos] = e[s], r[s]
 		var re, rr int64
@@ -301,26 +344,27 @@ func (d *Detector) updateFleet(b0, b1 int64) {
 			re += fs.recentE[s][i]
 			rr += fs.recentR[s][i]
 		}
-		if fs.warm >= 60 && fs.baseR[s] > 0 && rr > 0 && fs.baseE[s] > 0 {
-			rate := fs.baseE[s] / fs.baseR[s]
+		h := &fs.hist[s]
+		if h.n >= fleetWindows/2 && rr > 0 {
+			var rate float64
+			rate, fs.rates = h.baseline(fs.rates)
 			expected := rate * float64(rr)
 			// Elevated: 3× the baseline and significant as a Poisson excess.
-			if float64(re) >= 3*expected && BinomialUpperTail(re, re+int64(math.Ceil(expected*1000)), 1.0/1001) <= 1e-6 {
+			if rate > 0 && float64(re) >= 3*expected && BinomialUpperTail(re, re+int64(math.Ceil(expected*1000)), 1.0/1001) <= 1e-6 {
 				elevated++
 			}
 		}
 	}
-	// Update baselines only with calm buckets so an incident does not
-	// become its own baseline.
-	a := 1 - math.Exp2(-1/fleetHalfLifeBuckets)
-	if !fs.active || elevated == 0 {
+	// Only calm windows enter the baseline, so an incident never becomes
+	// its own baseline.
+	if windowDone && elevated == 0 && !fs.active {
 		for s := 0; s < fs.nsec; s++ {
-			if fs.warm == 0 {
-				fs.baseE[s], fs.baseR[s] = float64(e[s]), float64(r[s])
-				continue
+			var re, rr int64
+			for i := 0; i < 3; i++ {
+				re += fs.recentE[s][i]
+				rr += fs.recentR[s][i]
 			}
-			fs.baseE[s] += a * (float64(e[s]) - fs.baseE[s])
-			fs.baseR[s] += a * (float64(r[s]) - fs.baseR[s])
+			fs.hist[s].add(re, rr)
 		}
 	}
 	fs.warm++

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -84,20 +85,22 @@ func NewHandler(o WebOptions) http.Handler {
 					out = append(out, f)
 				}
 			}
-			writeJSON(w, out, o.Logger)
+			writeJSON(w, http.StatusOK, out, o.Logger)
 		})
 	}
 	if o.AddDeploy != nil {
 		mux.HandleFunc("POST /api/v1/deploys", func(w http.ResponseWriter, r *http.Request) {
-			var m DeployMarker
-			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&m); err != nil {
+			m, err := decodeDeployMarker(http.MaxBytesReader(w, r.Body, 64<<10))
+			if err != nil {
 				http.Error(w, "bad deploy marker: "+err.Error(), http.StatusBadRequest)
 				return
 			}
 			if m.Scope != "pretrain" && m.Scope != "train" {
 				http.Error(w, `bad deploy marker: field scope: want "pretrain" or "train"`, http.StatusBadRequest)
+				return
+			}
+			if strings.TrimSpace(m.Version) == "" {
+				http.Error(w, "bad deploy marker: field version: required", http.StatusBadRequest)
 				return
 			}
 			if m.At.IsZero() {
@@ -107,12 +110,11 @@ func NewHandler(o WebOptions) http.Handler {
 				http.Error(w, "add deploy: "+err.Error(), http.StatusInternalServerError)
 				return
 			}
-			w.WriteHeader(http.StatusAccepted)
-			writeJSON(w, m, o.Logger)
+			writeJSON(w, http.StatusAccepted, m, o.Logger)
 		})
 	}
 	if o.Status != nil {
-		mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, o.Status(), o.Logger) })
+		mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, o.Status(), o.Logger) })
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -126,11 +128,42 @@ func NewHandler(o WebOptions) http.Handler {
 	return mux
 }
 
-// writeJSON encodes v. encoding/json escapes <, > and & (SetEscapeHTML is
-// on by default), so error messages from events never become markup.
-func writeJSON(w http.ResponseWriter, v any, logger *slog.Logger) {
+// decodeDeployMarker reads one JSON object. Errors name the field where
+// they can: at is parsed here, as time.Time's own errors do not say which
+// field they are about.
+func decodeDeployMarker(r io.Reader) (DeployMarker, error) {
+	var in struct {
+		Scope   string `json:"scope"`
+		Group   string `json:"group"`
+		Version string `json:"version"`
+		At      string `json:"at"`
+	}
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return DeployMarker{}, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return DeployMarker{}, errors.New("want one JSON object, found more after it")
+	}
+	m := DeployMarker{Scope: in.Scope, Group: in.Group, Version: in.Version}
+	if in.At != "" {
+		at, err := time.Parse(time.RFC3339Nano, in.At)
+		if err != nil {
+			return DeployMarker{}, fmt.Errorf("field at: want an RFC 3339 time: %w", err)
+		}
+		m.At = at.UTC()
+	}
+	return m, nil
+}
+
+// writeJSON encodes v with the status code. encoding/json escapes <, > and &
+// (SetEscapeHTML is on by default), so error messages from events never
+// become markup. The headers go before WriteHeader, which freezes them.
+func writeJSON(w http.ResponseWriter, code int, v any, logger *slog.Logger) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	if err := enc.Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
 		logger.Debug("Writing JSON response", "err", err)

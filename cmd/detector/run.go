@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -117,11 +118,11 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	reg := newRegistry()
 
 	var notifier *alert.Notifier
+	resend := time.Duration(cfg.Alerting.ResendDelay)
+	if o.resendDelay > 0 {
+		resend = o.resendDelay
+	}
 	if len(o.alertmanagers) > 0 {
-		resend := time.Duration(cfg.Alerting.ResendDelay)
-		if o.resendDelay > 0 {
-			resend = o.resendDelay
-		}
 		notifier, err = alert.NewNotifier(alert.NotifierOptions{
 			URLs: splitList(o.alertmanagers), ResendDelay: resend, ExternalURL: o.externalURL,
 			RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
@@ -171,7 +172,10 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		Status: func() any { return status(cfg, p) },
 		Logger: logger,
 	})
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// The server's own errors (TLS handshakes, panics in handlers) go to our
+	// logger, not to the process's stderr in another format.
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.With("component", "web").Handler(), slog.LevelError)}
 	listeners := make([]net.Listener, 0, len(*o.web.WebListenAddresses))
 	for _, a := range *o.web.WebListenAddresses {
 		l, err := net.Listen("tcp", a)
@@ -200,9 +204,17 @@ func runDaemon(ctx context.Context, o runOptions) error {
 
 	nctx, cancelNotifier := context.WithCancel(context.Background())
 	defer cancelNotifier()
+	rctx, stopResend := context.WithCancel(ctx)
+	defer stopResend()
 	if notifier != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); notifier.Run(nctx) }()
+		// OnChange updates the notifier when a finding changes; between
+		// changes a firing alert must still be re-sent every resend delay,
+		// or Alertmanager resolves it at its EndsAt (4 × resend) while the
+		// finding fires on. Update itself skips what is not due.
+		wg.Add(1)
+		go func() { defer wg.Done(); resendLoop(rctx, notifier, p.Findings, resend/2) }()
 	}
 
 	// One goroutine serves SIGHUP and POST /-/reload alike.
@@ -237,6 +249,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	// returned) and (3) the last evaluation is done; (4) drain the alert
 	// queue under a deadline; (5) stop HTTP last so /metrics shows the drain.
 	stopping.Store(true)
+	stopResend() // nothing new into the queue that is drained next
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	var errs []error
@@ -254,6 +267,21 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// resendLoop hands the current findings to the notifier every interval
+// until ctx is done.
+func resendLoop(ctx context.Context, n *alert.Notifier, findings func() []detect.Finding, interval time.Duration) {
+	t := time.NewTicker(max(interval, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.Update(findings())
+		}
+	}
 }
 
 // daemonMetrics are the daemon's own series, besides those of the stages.

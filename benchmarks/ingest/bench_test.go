@@ -1,0 +1,126 @@
+package ingestbench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestRunSmall runs the whole benchmark on a small input, with the broker
+// in process and in a child process, and checks that every run read every
+// record and that the report says what it measured. It times nothing.
+func TestRunSmall(t *testing.T) {
+	const records, topic = testRecords, "accesslog-test"
+	for _, tc := range []struct {
+		name       string
+		child      bool
+		rounds     int
+		readBuffer int
+		franz      bool
+	}{
+		{name: "broker=inproc", rounds: 1},
+		{name: "broker=child/read-buffer=64KiB/franz-go", child: true, rounds: 2, readBuffer: 64 << 10, franz: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Records: records, Partitions: 3, Rounds: tc.rounds, Topic: topic, ReadBuffer: tc.readBuffer, FranzGo: tc.franz, MaxWait: 50 * time.Millisecond}
+			if tc.child {
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), childEnv+"="+topic, childEnv+"_PARTITIONS=3")
+				cmd.Stderr = os.Stderr
+				child, err := StartChild(cmd)
+				require.NoError(t, err)
+				defer func() { require.NoError(t, child.Close()) }()
+				cpu, ok := child.CPU()
+				require.True(t, ok, "the child reports its CPU time")
+				require.Positive(t, cpu)
+				cfg.Broker = child
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			rep, err := Run(ctx, cfg)
+			require.NoError(t, err)
+			require.Equal(t, int64(records), rep.Records)
+			require.Equal(t, tc.child, rep.BrokerSeparate)
+			require.True(t, rep.To.After(rep.From))
+			require.Len(t, rep.Rounds, tc.rounds)
+			wantRuns := []string{RunRaw, RunConsumer, RunPipeline}
+			if tc.readBuffer > 0 {
+				wantRuns = append(wantRuns, RunRawBuffered, RunConsumerBuffered)
+			}
+			if tc.franz {
+				wantRuns = append(wantRuns, RunFranzGo)
+			}
+			for _, rd := range rep.Rounds {
+				require.Len(t, rd.Results, len(wantRuns))
+				for i, name := range wantRuns {
+					r := rd.Results[i]
+					require.Equal(t, name, r.Name)
+					require.Equal(t, int64(records), r.Records, name)
+					if name == RunRaw || name == RunRawBuffered || name == RunFranzGo {
+						require.Equal(t, rep.Bytes, r.Bytes, "%s counts keys and values", name)
+					} else {
+						// The ingest counter counts values only; keys are 36-byte request ids.
+						require.Equal(t, rep.Bytes-36*int64(records), r.Bytes, name)
+					}
+					require.Positive(t, r.Wall, name)
+					if name != RunFranzGo {
+						require.GreaterOrEqual(t, r.Mallocs, uint64(records), "%s: kafka-go copies each value", name)
+					}
+					require.Equal(t, tc.child, r.BrokerCPU > 0, name)
+					if name == RunConsumer || name == RunPipeline || name == RunConsumerBuffered {
+						// The simulator's records are all good requests.
+						require.Zero(t, r.Rejected, name)
+						require.Zero(t, r.Skipped, name)
+						require.Equal(t, int64(records), r.Events, name)
+					}
+				}
+				p := rd.Get(RunPipeline)
+				require.Equal(t, int64(records), p.Windowed, "every event reached the window")
+				require.Positive(t, p.Evaluations, "detect ran")
+			}
+			var out bytes.Buffer
+			require.NoError(t, rep.Write(&out))
+			for _, want := range []string{"(a) raw kafka-go ReadBatch", "(b) ingest.Consumer", "(c) pipeline", "b/a", "c/a", "allocs/msg", strconv.Itoa(records)} {
+				require.Contains(t, out.String(), want)
+			}
+			if tc.rounds > 1 {
+				require.Contains(t, out.String(), "ranges over the rounds")
+			}
+		})
+	}
+}
+
+func TestConfigDefaultsAndErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"defaults", Config{}, ""},
+		{"negative records", Config{Records: -1}, "records"},
+		{"too many partitions", Config{Partitions: 5000}, "partitions"},
+		{"bad rate", Config{Rate: -3}, "rate"},
+		{"min over max bytes", Config{MinBytes: 10, MaxBytes: 5}, "fetch settings"},
+		{"huge read buffer", Config{ReadBuffer: 1 << 30}, "read buffer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.cfg.withDefaults()
+			if tc.want != "" {
+				require.ErrorContains(t, err, tc.want)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, DefaultRecords, got.Records)
+			require.Equal(t, DefaultPartitions, got.Partitions)
+			require.Equal(t, DefaultRate, got.Rate)
+			require.Equal(t, 1, got.Rounds)
+			require.Equal(t, "mediawiki.httpd.accesslog", got.Topic)
+		})
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package ingestbench
+
+const testRecords = 20000

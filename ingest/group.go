@@ -1,0 +1,533 @@
+package ingest
+
+// Consumer-group mode, for the scale-out stage of DESIGN.md ("State,
+// restarts, scale"): past one machine, `detector aggregate` instances join
+// one Kafka consumer group, so the partitions of the raw topics are split
+// among them and each record is handled by one instance; each reduces its
+// events to per-(wiki, scope, bucket) counts for `detector run`. This is
+// the only place the detector commits offsets: `run` and `replay` read
+// every partition themselves and keep no state but Kafka (Consumer).
+//
+// Delivery is at least once. A partition's processed offset is committed
+// only after its Sink's Flush returned for the batch that held it, every
+// CommitInterval and when the partition is revoked or the consumer stops;
+// after a crash or a lost commit the next owner reads again from the last
+// committed offset. A Sink used here must therefore hand its events on
+// (durably, for the aggregate stage) before Flush returns, and what it
+// produces from them must tolerate a replayed batch.
+//
+// It is built on kafka-go's ConsumerGroup, not a Reader with a GroupID: a
+// generation hands over its assignments, so each partition gets its own
+// goroutine, connection, Decoder and Sink, exactly as in Consumer, instead
+// of one Reader funnelling every partition through a single goroutine.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/segmentio/kafka-go"
+)
+
+// GroupOptions configures a GroupConsumer.
+type GroupOptions struct {
+	// GroupID is the consumer group every instance joins.
+	GroupID string
+	// Sources are the topics to read. A consumer group lives on one
+	// cluster: every source must name the same cluster and brokers.
+	Sources []Source
+	// NewSink and NewDecoder are called once per partition each time the
+	// partition is assigned. See the package note above on Flush.
+	NewSink    func() Sink
+	NewDecoder func(Format) (*Decoder, error)
+	MaxWait    time.Duration // default 250 ms: small, so a rebalance is not held up
+	MinBytes   int           // default 1
+	MaxBytes   int           // default 16 MiB
+	// CommitInterval is how often processed offsets are committed. Default 1 s.
+	CommitInterval time.Duration
+	// HeartbeatInterval, SessionTimeout and RebalanceTimeout are kafka-go's
+	// (defaults 3 s, 30 s, 30 s).
+	HeartbeatInterval time.Duration
+	SessionTimeout    time.Duration
+	RebalanceTimeout  time.Duration
+	// StartOffset is where a partition with no committed offset begins:
+	// kafka.FirstOffset (the default) or kafka.LastOffset.
+	StartOffset int64
+}
+
+// GroupMetrics are the consumer-group counters; the per-topic record
+// counters are the shared Metrics.
+type GroupMetrics struct {
+	generations  prometheus.Counter
+	commits      prometheus.Counter
+	commitErrors prometheus.Counter
+}
+
+// NewGroupMetrics registers the consumer-group metrics on reg.
+func NewGroupMetrics(reg prometheus.Registerer) *GroupMetrics {
+	f := promauto.With(reg)
+	return &GroupMetrics{
+		generations: f.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "group_generations_total",
+			Help: "Consumer-group generations joined (each rebalance starts one)."}),
+		commits: f.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "group_commits_total",
+			Help: "Offset commits sent to the group coordinator."}),
+		commitErrors: f.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "group_commit_errors_total",
+			Help: "Offset commits that failed; their records will be read again by the partition's next owner."}),
+	}
+}
+
+// GroupConsumer reads the partitions a consumer group assigns to it.
+type GroupConsumer struct {
+	opts    GroupOptions
+	byTopic map[string]Source
+	logger  *slog.Logger
+	metrics *Metrics
+	gm      *GroupMetrics
+
+	mu       sync.Mutex
+	assigned map[string][]int
+	handles  map[groupPartition]*partitionMetricsHandle
+}
+
+type groupPartition struct {
+	topic     string
+	partition int
+}
+
+// NewGroupConsumer checks opts and returns a GroupConsumer; Run joins the group.
+func NewGroupConsumer(opts GroupOptions, logger *slog.Logger, m *Metrics, gm *GroupMetrics) (*GroupConsumer, error) {
+	if opts.GroupID == "" {
+		return nil, errors.New("consumer group: GroupID is empty")
+	}
+	if len(opts.Sources) == 0 {
+		return nil, errors.New("consumer group: no topics configured")
+	}
+	if opts.NewSink == nil || opts.NewDecoder == nil {
+		return nil, errors.New("consumer group: NewSink and NewDecoder are required")
+	}
+	if logger == nil || m == nil || gm == nil {
+		return nil, errors.New("consumer group: logger and metrics are required")
+	}
+	byTopic := map[string]Source{}
+	first := opts.Sources[0]
+	for _, s := range opts.Sources {
+		if s.Cluster != first.Cluster || !slices.Equal(s.Brokers, first.Brokers) {
+			return nil, fmt.Errorf("consumer group: topic %s is on cluster %s, topic %s on %s: a group lives on one cluster", s.Topic, s.Cluster, first.Topic, first.Cluster)
+		}
+		if _, dup := byTopic[s.Topic]; dup {
+			return nil, fmt.Errorf("consumer group: topic %s listed twice", s.Topic)
+		}
+		if _, err := opts.NewDecoder(s.Format); err != nil {
+			return nil, fmt.Errorf("consumer group: topic %s: %w", s.Topic, err)
+		}
+		byTopic[s.Topic] = s
+	}
+	if len(first.Brokers) == 0 {
+		return nil, fmt.Errorf("consumer group: cluster %s has no brokers", first.Cluster)
+	}
+	switch opts.StartOffset {
+	case 0:
+		opts.StartOffset = kafka.FirstOffset
+	case kafka.FirstOffset, kafka.LastOffset:
+	default:
+		return nil, fmt.Errorf("consumer group: StartOffset %d is neither kafka.FirstOffset nor kafka.LastOffset", opts.StartOffset)
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 250 * time.Millisecond
+	}
+	if opts.MinBytes <= 0 {
+		opts.MinBytes = 1
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 16 << 20
+	}
+	if opts.CommitInterval <= 0 {
+		opts.CommitInterval = time.Second
+	}
+	return &GroupConsumer{
+		opts: opts, byTopic: byTopic, logger: logger, metrics: m, gm: gm,
+		handles: map[groupPartition]*partitionMetricsHandle{},
+	}, nil
+}
+
+// Assigned returns the partitions of each topic this member reads now.
+func (g *GroupConsumer) Assigned() map[string][]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string][]int, len(g.assigned))
+	for t, ps := range g.assigned {
+		out[t] = slices.Clone(ps)
+	}
+	return out
+}
+
+// Run joins the group and reads what it is assigned until ctx is done;
+// then it commits what was processed and leaves the group, so the others
+// take the partitions over at once.
+func (g *GroupConsumer) Run(ctx context.Context) error {
+	first := g.opts.Sources[0]
+	topics := slices.Sorted(maps.Keys(g.byTopic))
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: g.opts.GroupID, Brokers: first.Brokers, Dialer: first.Dialer, Topics: topics,
+		HeartbeatInterval: g.opts.HeartbeatInterval, SessionTimeout: g.opts.SessionTimeout,
+		RebalanceTimeout: g.opts.RebalanceTimeout, StartOffset: g.opts.StartOffset,
+		// A topic that gains partitions is rebalanced onto the members.
+		WatchPartitionChanges: true,
+		Logger:                kafka.LoggerFunc(func(msg string, args ...any) { g.logger.Debug("Consumer group", "kafka", fmt.Sprintf(msg, args...)) }),
+		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { g.logger.Warn("Consumer group", "kafka", fmt.Sprintf(msg, args...)) }),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", g.opts.GroupID, err)
+	}
+	// Close ends the current generation (its goroutines see their context
+	// end, flush and make the last commit) and leaves the group.
+	defer func() {
+		if err := cg.Close(); err != nil {
+			g.logger.Warn("Leaving consumer group", "group", g.opts.GroupID, "err", err)
+		}
+	}()
+	for {
+		gen, err := cg.Next(ctx)
+		switch {
+		case ctx.Err() != nil, errors.Is(err, kafka.ErrGroupClosed):
+			return nil
+		case err != nil:
+			// kafka-go backs off before it tries to join again.
+			g.logger.Warn("Joining consumer group", "group", g.opts.GroupID, "err", err)
+			continue
+		}
+		g.startGeneration(ctx, gen)
+	}
+}
+
+// groupOffsets are the next offsets to read of a generation's partitions,
+// as processed: the committer sends what changed.
+type groupOffsets struct {
+	mu      sync.Mutex
+	next    map[groupPartition]int64
+	changed map[groupPartition]bool
+}
+
+func (o *groupOffsets) set(p groupPartition, next int64) {
+	o.mu.Lock()
+	if o.next[p] != next {
+		o.next[p] = next
+		o.changed[p] = true
+	}
+	o.mu.Unlock()
+}
+
+// take returns the changed offsets in kafka-go's form and forgets them.
+func (o *groupOffsets) take() map[string]map[int]int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.changed) == 0 {
+		return nil
+	}
+	out := map[string]map[int]int64{}
+	for p := range o.changed {
+		if out[p.topic] == nil {
+			out[p.topic] = map[int]int64{}
+		}
+		out[p.topic][p.partition] = o.next[p]
+	}
+	clear(o.changed)
+	return out
+}
+
+// restore marks offsets whose commit failed as changed again, unless a
+// later offset was recorded since.
+func (o *groupOffsets) restore(failed map[string]map[int]int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for t, ps := range failed {
+		for p, off := range ps {
+			k := groupPartition{t, p}
+			if o.next[k] == off {
+				o.changed[k] = true
+			}
+		}
+	}
+}
+
+// startGeneration starts one goroutine per assigned partition and a
+// committer, all bound to the generation: kafka-go ends the generation on
+// a rebalance and waits for them before joining the next one.
+func (g *GroupConsumer) startGeneration(ctx context.Context, gen *kafka.Generation) {
+	g.gm.generations.Inc()
+	offsets := &groupOffsets{next: map[groupPartition]int64{}, changed: map[groupPartition]bool{}}
+	assigned := map[string][]int{}
+	var wg sync.WaitGroup
+	for topic, as := range gen.Assignments {
+		src, ok := g.byTopic[topic]
+		if !ok {
+			continue
+		}
+		for _, a := range as {
+			assigned[topic] = append(assigned[topic], a.ID)
+			wg.Add(1)
+			gen.Start(func(gctx context.Context) {
+				defer wg.Done()
+				pctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				stop := context.AfterFunc(gctx, cancel)
+				defer stop()
+				g.readPartition(pctx, src, a.ID, a.Offset, offsets)
+			})
+		}
+	}
+	for t := range assigned {
+		slices.Sort(assigned[t])
+		g.metrics.partitions.WithLabelValues(t).Add(float64(len(assigned[t])))
+	}
+	g.mu.Lock()
+	g.assigned = assigned
+	g.mu.Unlock()
+	g.logger.Info("Consumer group generation", "group", gen.GroupID, "generation", gen.ID, "member", gen.MemberID, "assigned", fmt.Sprint(assigned))
+
+	gen.Start(func(gctx context.Context) {
+		t := time.NewTicker(g.opts.CommitInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				g.commit(gen, offsets)
+			case <-gctx.Done():
+			case <-ctx.Done():
+			}
+			if gctx.Err() != nil || ctx.Err() != nil {
+				break
+			}
+		}
+		// The partitions stop at a batch boundary and flush; commit what
+		// they processed before the next owner starts from it.
+		wg.Wait()
+		g.commit(gen, offsets)
+		g.mu.Lock()
+		g.assigned = nil
+		g.mu.Unlock()
+		for t, ps := range assigned {
+			g.metrics.partitions.WithLabelValues(t).Sub(float64(len(ps)))
+		}
+	})
+}
+
+func (g *GroupConsumer) commit(gen *kafka.Generation, offsets *groupOffsets) {
+	o := offsets.take()
+	if o == nil {
+		return
+	}
+	g.gm.commits.Inc()
+	if err := gen.CommitOffsets(o); err != nil {
+		g.gm.commitErrors.Inc()
+		offsets.restore(o)
+		g.logger.Warn("Committing offsets; the records will be read again if the partitions move", "group", gen.GroupID, "err", err)
+	}
+}
+
+// groupReader is one assigned partition's state.
+type groupReader struct {
+	g          *GroupConsumer
+	src        Source
+	part       int
+	dec        *Decoder
+	sink       Sink
+	timed      TimedSink
+	pm         *partitionMetricsHandle
+	logger     *slog.Logger
+	offsets    *groupOffsets
+	ev         Event
+	det        Detail
+	next       int64 // next offset to read; kafka.FirstOffset/LastOffset until resolved
+	lastSample time.Time
+}
+
+func (g *GroupConsumer) handle(topic string, part int) *partitionMetricsHandle {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := groupPartition{topic, part}
+	h, ok := g.handles[k]
+	if !ok {
+		h = g.metrics.forTopic(topic) // one lag entry per partition, kept across generations
+		g.handles[k] = h
+	}
+	return h
+}
+
+// readPartition reads one partition from offset until ctx ends (the
+// generation ended or the consumer stops), reconnecting on errors: a
+// partition goroutine that returned early would end the generation for
+// every member.
+func (g *GroupConsumer) readPartition(ctx context.Context, src Source, part int, offset int64, offsets *groupOffsets) {
+	dec, err := g.opts.NewDecoder(src.Format)
+	if err != nil {
+		g.logger.Error("Decoder", "topic", src.Topic, "err", err) // checked in NewGroupConsumer; cannot happen
+		<-ctx.Done()
+		return
+	}
+	r := &groupReader{
+		g: g, src: src, part: part, dec: dec, sink: g.opts.NewSink(), pm: g.handle(src.Topic, part),
+		logger: g.logger.With("topic", src.Topic, "partition", part), offsets: offsets, next: offset,
+	}
+	if ts, ok := r.sink.(TimedSink); ok {
+		r.timed = ts
+		defer ts.Done()
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.session(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		r.pm.reconnects.Inc()
+		r.logger.Warn("Partition read interrupted; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// session reads from one connection until ctx ends (nil) or it fails.
+func (r *groupReader) session(ctx context.Context) error {
+	conn, err := r.dial(ctx)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks a pending fetch
+	defer func() {
+		stop()
+		_ = conn.Close()
+	}()
+	switch r.next {
+	case kafka.FirstOffset:
+		if r.next, err = conn.ReadFirstOffset(); err != nil {
+			return fmt.Errorf("read first offset: %w", err)
+		}
+	case kafka.LastOffset:
+		if r.next, err = conn.ReadLastOffset(); err != nil {
+			return fmt.Errorf("read last offset: %w", err)
+		}
+	}
+	if _, err := conn.Seek(r.next, kafka.SeekAbsolute); err != nil {
+		return fmt.Errorf("seek to offset %d: %w", r.next, err)
+	}
+	cfg := kafka.ReadBatchConfig{MinBytes: r.g.opts.MinBytes, MaxBytes: r.g.opts.MaxBytes, MaxWait: r.g.opts.MaxWait}
+	key := groupPartition{r.src.Topic, r.part}
+	for ctx.Err() == nil {
+		if err := conn.SetReadDeadline(time.Now().Add(r.g.opts.MaxWait + 10*time.Second)); err != nil {
+			return fmt.Errorf("set deadline: %w", err)
+		}
+		batch := conn.ReadBatchWith(cfg)
+		hwm := batch.HighWaterMark()
+		n := 0
+		for {
+			msg, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			r.next = msg.Offset + 1
+			r.handleMessage(&msg)
+			n++
+		}
+		berr := batch.Close()
+		if n > 0 {
+			// Commit only what the sink has handed on.
+			r.sink.Flush()
+			r.offsets.set(key, r.next)
+		}
+		if hwm >= 0 {
+			r.pm.lag.Set(float64(max(hwm-r.next, 0)))
+		}
+		if berr != nil && !errors.Is(berr, io.EOF) {
+			if ctx.Err() != nil {
+				return nil // the connection was closed to stop the fetch
+			}
+			if errors.Is(berr, kafka.OffsetOutOfRange) {
+				// Retention removed the committed offset: resume at the oldest record.
+				first, ferr := conn.ReadFirstOffset()
+				if ferr != nil {
+					return fmt.Errorf("read first offset: %w", ferr)
+				}
+				r.logger.Warn("Offset out of range; skipping to the oldest retained record", "from", r.next, "to", first)
+				r.next = first
+				if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
+					return fmt.Errorf("seek: %w", err)
+				}
+				continue
+			}
+			var ne net.Error
+			if errors.As(berr, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("fetch: %w", berr)
+		}
+	}
+	return nil
+}
+
+func (r *groupReader) dial(ctx context.Context) (*kafka.Conn, error) {
+	var errs []error
+	for _, b := range r.src.Brokers {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := r.src.Dialer.DialLeader(dctx, "tcp", b, r.src.Topic, r.part)
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("dial leader of partition %d: %w", r.part, errors.Join(errs...))
+}
+
+func (r *groupReader) handleMessage(msg *kafka.Message) {
+	if r.timed != nil {
+		var kt int64
+		if !msg.Time.IsZero() {
+			kt = msg.Time.UnixNano()
+		}
+		r.timed.Record(kt)
+	}
+	r.pm.records.Inc()
+	r.pm.bytes.Add(float64(len(msg.Value)))
+	r.det = Detail{}
+	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
+	switch {
+	case err == nil:
+		r.sink.Add(&r.ev, &r.det)
+	case errors.Is(err, ErrSkip):
+		r.pm.skipped.Inc()
+	default:
+		r.pm.reject(err)
+		r.sample(msg, err)
+	}
+}
+
+// sample logs a rejected record at most every 10 s per partition, quoted
+// and truncated: records carry user input.
+func (r *groupReader) sample(msg *kafka.Message, err error) {
+	now := time.Now()
+	if now.Sub(r.lastSample) < 10*time.Second {
+		return
+	}
+	r.lastSample = now
+	v := msg.Value[:min(len(msg.Value), 256)]
+	s := string(v)
+	if !utf8.ValidString(s) {
+		s = strconv.QuoteToASCII(s)
+	}
+	r.logger.Warn("Rejected record (sampled)", "reason", err.Error(), "offset", msg.Offset, "bytes", len(msg.Value), "sample", s)
+}

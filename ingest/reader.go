@@ -68,6 +68,13 @@ type ConsumerOptions struct {
 	MaxBytes   int
 	// TopicRecheck is how often missing topics and new partitions are looked for.
 	TopicRecheck time.Duration
+	// MaxAhead, when positive, rejects as ErrTimeRange a record whose event
+	// time is more than MaxAhead ahead of the wall clock. Live reading sets
+	// it: a record and its Kafka timestamp from a host whose clock runs
+	// fast agree with each other, and one such record would move the
+	// watermark past the present, so that everything on time counted as
+	// late. Replay and simulated times leave it 0.
+	MaxAhead time.Duration
 	// MissingTopicIsError makes Discover fail when a topic does not exist,
 	// naming it, instead of warning and looking again later: a replay over
 	// a topic that is not there would silently report nothing.
@@ -282,6 +289,7 @@ type partitionReader struct {
 	offset     int64 // next offset to read; -1 before the first seek
 	stopOffset int64 // with End: the high-water mark at the first fetch
 	lastSample time.Time
+	notAfter   int64 // with MaxAhead: the latest event time accepted, Unix ns
 }
 
 func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
@@ -344,8 +352,16 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 		if err := conn.SetReadDeadline(time.Now().Add(r.c.opts.MaxWait + 10*time.Second)); err != nil {
 			return false, fmt.Errorf("set deadline: %w", err)
 		}
+		if r.c.opts.MaxAhead > 0 { // once per fetch, not per record
+			r.notAfter = time.Now().Add(r.c.opts.MaxAhead).UnixNano()
+		}
 		batch := conn.ReadBatchWith(cfg)
 		hwm := batch.HighWaterMark()
+		if batch.Err() != nil {
+			// The fetch failed before its response: the high-water mark
+			// is not the broker's (0) and must not end the warm-up.
+			hwm = -1
+		}
 		if r.stopOffset < 0 {
 			r.stopOffset = hwm
 		}
@@ -445,6 +461,9 @@ func (r *partitionReader) handle(msg *kafka.Message) {
 	r.det = Detail{}
 	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
 	switch {
+	case err == nil && r.notAfter != 0 && r.ev.Time > r.notAfter:
+		r.pm.reject(ErrTimeRange)
+		r.sample(msg, ErrTimeRange)
 	case err == nil:
 		r.sink.Add(&r.ev, &r.det)
 	case errors.Is(err, ErrSkip):
@@ -480,5 +499,6 @@ func NewDialer(clientID string, tlsConfig *tls.Config, mech sasl.Mechanism) *kaf
 	if mech != nil {
 		d.SASLMechanism = mech
 	}
+	bufferReads(d)
 	return d
 }

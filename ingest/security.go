@@ -1,13 +1,17 @@
 package ingest
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -82,3 +86,29 @@ func SASLMechanism(mechanism, username, passwordFile string) (sasl.Mechanism, er
 	}
 	return nil, fmt.Errorf("sasl.mechanism %q is not supported", mechanism)
 }
+
+// readBufferSize is the buffer under each broker connection. kafka-go reads
+// through a 4 KiB bufio.Reader, so a fetch of 1.6-KB access-log records
+// costs a read(2) per two or three records; reading the socket in 256-KiB
+// pieces saves 0.5–0.7 µs of CPU per record (benchmarks/ingest,
+// --read-buffer). It sits below TLS, so it buffers ciphertext.
+const readBufferSize = 256 << 10
+
+// bufferReads makes d's connections read through a large buffer.
+func bufferReads(d *kafka.Dialer) {
+	nd := &net.Dialer{Timeout: d.Timeout, DualStack: d.DualStack} //nolint:staticcheck // DualStack mirrors kafka-go's own default dialing
+	d.DialFunc = func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := nd.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}, nil
+	}
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

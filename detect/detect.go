@@ -71,6 +71,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/wikimedia/pretrain-detector/ingest"
@@ -294,6 +295,7 @@ func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(
 		return // keep the evidence it fired on; weaker evidence only keeps it alive
 	}
 	fill(&t.f)
+	finiteEvidence(&t.f.Evidence)
 	t.f.ID, t.f.Kind, t.f.Severity = id, kind, kind.Severity()
 	if fire && prev != StateFiring {
 		t.f.State = StateFiring
@@ -412,4 +414,25 @@ func (d *Detector) CohortStatus() CohortStatus {
 		st.Insufficient = fmt.Sprintf("%d cohort errors since the deploy: too few to tell a regression from noise yet", rs.x)
 	}
 	return st
+}
+
+// finiteEvidence keeps the evidence encodable: JSON has no infinity or NaN
+// (a rate ratio against a control with no errors is infinite; an e-value
+// can overflow). Such values become 0 and the note says why.
+func finiteEvidence(e *Evidence) {
+	for _, v := range []struct {
+		name string
+		p    *float64
+	}{{"rate_ratio", &e.RateRatio}, {"baseline_ratio", &e.BaselineRatio}, {"p_value", &e.PValue}, {"e_value", &e.EValue}, {"alpha", &e.Alpha}} {
+		if math.IsInf(*v.p, 0) || math.IsNaN(*v.p) {
+			what := "undefined"
+			if math.IsInf(*v.p, 1) {
+				what = "unbounded"
+			}
+			*v.p = 0
+			if !strings.Contains(e.Note, v.name) {
+				e.Note = strings.TrimPrefix(e.Note+"; "+v.name+" "+what+" (reported as 0)", "; ")
+			}
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -316,3 +317,15 @@ func TestBadConfig(t *testing.T) {
 
 func sqrt(x float64) float64 { return math.Sqrt(x) }
 func exp(x float64) float64  { return math.Exp(x) }
+
+func TestFiniteEvidence(t *testing.T) {
+	e := Evidence{RateRatio: math.Inf(1), EValue: math.NaN(), PValue: 1e-9, Note: "x"}
+	finiteEvidence(&e)
+	require.Zero(t, e.RateRatio)
+	require.Zero(t, e.EValue)
+	require.Equal(t, 1e-9, e.PValue)
+	require.Contains(t, e.Note, "rate_ratio unbounded")
+	require.Contains(t, e.Note, "e_value undefined")
+	_, err := json.Marshal(e)
+	require.NoError(t, err)
+}

@@ -325,7 +325,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 	for id := 1; id < len(sum); id++ {
 		rAll += sum[id].Requests
 		if groups[d.wikis.Wiki(wikimap.ID(id)).Group] {
-			rG += d.sumT[id].Requests
+			rG += sum[id].Requests
 			set[id] = true
 		}
 	}

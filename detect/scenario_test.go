@@ -2,6 +2,7 @@ package detect_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -175,7 +176,9 @@ func runScenario(t *testing.T, wikis *wikimap.Map, name string, rate float64) re
 			return nil
 		})
 	require.NoError(t, err)
-	fired, _ := off.Finish(gt.End)
+	fired, changes := off.Finish(gt.End)
+	_, err = json.Marshal(changes)
+	require.NoError(t, err, "every finding must encode as the JSONL contract")
 	require.Empty(t, off.Rejected, "the simulator writes only valid records")
 	r := score(gt, fired, time.Duration(cfg.Detect.ResolveAfter))
 	r.scenario, r.records, r.elapsed = name, off.Records, time.Since(start)

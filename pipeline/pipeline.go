@@ -101,8 +101,16 @@ func New(opts Options) (*Pipeline, error) {
 		return nil, err
 	}
 	start := opts.Start
+	var maxAhead time.Duration
 	if start.IsZero() {
 		start = time.Now().Add(-time.Duration(cfg.Window.Length))
+		if opts.End.IsZero() {
+			// Live from now (the daemon): no event may be further ahead of
+			// the wall clock than the allowed lateness, so the watermark
+			// never passes the present (ingest.ConsumerOptions.MaxAhead).
+			// Replay and the demo run in their own time.
+			maxAhead = max(time.Duration(cfg.Window.Lateness), time.Second)
+		}
 	}
 	im := ingest.NewMetrics(opts.Registry)
 	topics := make([]string, 0, len(sources))
@@ -117,7 +125,7 @@ func New(opts Options) (*Pipeline, error) {
 			return ingest.NewDecoder(f, opts.Wikis, p.Versions, p.Rollouts, decOpts)
 		},
 		MaxWait: time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
-		TopicRecheck: time.Duration(cfg.Kafka.TopicRecheck),
+		TopicRecheck: time.Duration(cfg.Kafka.TopicRecheck), MaxAhead: maxAhead,
 	}, opts.Logger.With("component", "ingest"), im)
 	if err != nil {
 		return nil, err
@@ -245,6 +253,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-t.C:
+			// While following (no End), evaluate only once the warm-up has
+			// read every partition up to where it stood at the start: the
+			// watermark follows the newest event of any partition, so a
+			// bucket evaluated while a slower partition (the busy access log)
+			// is still an hour behind would be judged, once and for good,
+			// without its requests and its deploys.
+			if p.opts.End.IsZero() && !p.Consumer.CaughtUp() {
+				continue
+			}
 			p.evaluate(p.Store.Watermark())
 		}
 	}

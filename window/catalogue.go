@@ -8,13 +8,22 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
+// What an entry keeps does not depend on the order its events are applied
+// in (shards update the catalogue concurrently), so that a replay of the
+// same records gives the same findings: the text is the earliest
+// occurrence's (smallest text hash on a tie), the shared-data class the
+// earliest classified occurrence's, the versions the most recently seen
+// ones and the wikis those first seen. Only eviction under the caps, which
+// follows recency of application, can still differ between runs.
 const (
-	maxVersions = 8  // versions remembered per fingerprint: the most recent distinct ones
-	maxWikis    = 64 // wikis remembered per fingerprint: the first ones
+	maxVersions = 8  // versions remembered per fingerprint: the most recently seen distinct ones
+	maxWikis    = 64 // wikis remembered per fingerprint: the first seen ones
 	// mapSlotBytes approximates a Go map slot holding a uint64 key and a
 	// pointer, with its control byte and load-factor slack.
 	mapSlotBytes = 32
@@ -31,20 +40,25 @@ type entry struct {
 	scopes      [ingest.NumScopes]uint64
 	text        string // the Detail fields, contiguous; field i is text[offs[i]:offs[i+1]]
 	textCap     int    // bytes allocated for text (its size class)
+	textAt      int64  // event time of the occurrence text comes from
+	textHash    uint64 // xxhash of text, the tie-break between occurrences at textAt
 	offs        [numText + 1]uint16
 	hasText     bool
 	shared      ingest.SharedClass
-	nver, vpos  uint8
+	sharedAt    int64 // event time of the occurrence shared comes from
+	nver        uint8
 	versions    [maxVersions]uint32
+	verLast     [maxVersions]int64 // last seen, per version
 	wikis       []wikimap.ID
-	size        int64 // bytes accounted for this entry
+	wikiAt      []int64 // first seen, per wiki
+	size        int64   // bytes accounted for this entry
 	prev, next  *entry
 }
 
 func (e *entry) field(i int) string { return e.text[e.offs[i]:e.offs[i+1]] }
 
 func (e *entry) accounted() int64 {
-	return entryOverhead + int64(e.textCap) + int64(cap(e.wikis))*int64(unsafe.Sizeof(wikimap.ID(0)))
+	return entryOverhead + int64(e.textCap) + int64(cap(e.wikis))*int64(unsafe.Sizeof(wikimap.ID(0))) + int64(cap(e.wikiAt))*8
 }
 
 // newText copies b into a string and returns the bytes the allocation
@@ -72,10 +86,13 @@ type catalogue struct {
 	evictions  atomic.Int64
 	spare      *entry // last evicted entry, reused by the next insert
 
-	// table holds fingerprints whose entry has its text, so Writers copy
-	// Detail bytes only for the others. Two candidate slots per
-	// fingerprint; a displaced fingerprint only costs a redundant copy.
+	// table holds fingerprints whose entry has its text, and times the
+	// event time of that text, so Writers copy Detail bytes only for the
+	// others and for occurrences at or before it (which could replace it).
+	// Two candidate slots per fingerprint; a displaced fingerprint only
+	// costs a redundant copy.
 	table []atomic.Uint64
+	times []atomic.Int64
 	mask  uint64
 
 	versions *ingest.Interner
@@ -91,6 +108,7 @@ func newCatalogue(maxEntries int, maxBytes int64, versions *ingest.Interner) *ca
 		maxEntries: maxEntries,
 		maxBytes:   maxBytes,
 		table:      make([]atomic.Uint64, n),
+		times:      make([]atomic.Int64, n),
 		mask:       uint64(n - 1),
 		versions:   versions,
 	}
@@ -102,26 +120,53 @@ func (c *catalogue) slots(fp uint64) (i1, i2 uint64) {
 	return fp & c.mask, bits.RotateLeft64(fp, 32) & c.mask
 }
 
-// known reports whether fp's entry has its text. Lock-free: Writers call it
-// per error event.
+// known reports whether fp's entry has its text.
 func (c *catalogue) known(fp uint64) bool {
-	if fp == 0 {
-		return false
-	}
-	i1, i2 := c.slots(fp)
-	return c.table[i1].Load() == fp || c.table[i2].Load() == fp
+	_, ok := c.knownAt(fp)
+	return ok
 }
 
-func (c *catalogue) setKnown(fp uint64) {
-	if fp == 0 || c.known(fp) {
+// knownAt reports whether fp's entry has its text, and the event time of
+// that text or a later one. Lock-free: Writers call it per error event.
+// A slot's time is read between two reads of its fingerprint, and setKnown
+// clears the fingerprint before it writes another's time, so a time is
+// never taken for the wrong fingerprint.
+func (c *catalogue) knownAt(fp uint64) (int64, bool) {
+	if fp == 0 {
+		return 0, false
+	}
+	i1, i2 := c.slots(fp)
+	for _, i := range [2]uint64{i1, i2} {
+		if c.table[i].Load() != fp {
+			continue
+		}
+		t := c.times[i].Load()
+		if c.table[i].Load() == fp {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+// setKnown records that fp's entry has the text of an occurrence at t.
+func (c *catalogue) setKnown(fp uint64, t int64) {
+	if fp == 0 {
 		return
 	}
 	i1, i2 := c.slots(fp)
-	if c.table[i1].Load() != 0 && c.table[i2].Load() == 0 {
-		c.table[i2].Store(fp)
-		return
+	for _, i := range [2]uint64{i1, i2} {
+		if c.table[i].Load() == fp {
+			c.times[i].Store(t) // text times only decrease: a stale read copies more, never less
+			return
+		}
 	}
-	c.table[i1].Store(fp)
+	i := i1
+	if c.table[i1].Load() != 0 && c.table[i2].Load() == 0 {
+		i = i2
+	}
+	c.table[i].Store(0)
+	c.times[i].Store(t)
+	c.table[i].Store(fp)
 }
 
 func (c *catalogue) forget(fp uint64) {
@@ -147,20 +192,23 @@ func (c *catalogue) update(b *batch, errs []int32) {
 		e.first, e.last = min(e.first, ev.Time), max(e.last, ev.Time)
 		e.count++
 		e.scopes[ev.Scope]++
-		if e.shared == ingest.SharedNone {
-			e.shared = ev.Shared
+		if ev.Shared != ingest.SharedNone && (e.shared == ingest.SharedNone || ev.Time < e.sharedAt ||
+			ev.Time == e.sharedAt && ev.Shared < e.shared) {
+			e.shared, e.sharedAt = ev.Shared, ev.Time
 		}
 		if ev.Version != 0 {
-			e.addVersion(ev.Version)
+			c.addVersion(e, ev.Version, ev.Time)
 		}
-		if len(e.wikis) < maxWikis && !slices.Contains(e.wikis, ev.Wiki) {
-			e.wikis = append(e.wikis, ev.Wiki)
-		}
-		if !e.hasText && it.det >= 0 {
+		e.addWiki(ev.Wiki, ev.Time)
+		if it.det >= 0 && (!e.hasText || ev.Time <= e.textAt) {
 			text, offs := b.text(it.det)
-			e.text, e.textCap = newText(text)
-			e.offs, e.hasText = offs, true
-			c.setKnown(e.id)
+			h := xxhash.Sum64(text)
+			if !e.hasText || ev.Time < e.textAt || h < e.textHash {
+				e.text, e.textCap = newText(text)
+				e.offs, e.hasText = offs, true
+				e.textAt, e.textHash = ev.Time, h
+				c.setKnown(e.id, ev.Time)
+			}
 		}
 		if sz := e.accounted(); sz != e.size {
 			c.bytes += sz - e.size
@@ -170,19 +218,67 @@ func (c *catalogue) update(b *batch, errs []int32) {
 	}
 }
 
-func (e *entry) addVersion(v uint32) {
-	for _, x := range e.versions[:e.nver] {
+// addVersion notes version v seen at t. A full list keeps the versions
+// seen most recently (ties: the greater string, as interned ids depend on
+// the order decoders met them): whatever the order of the events, that is
+// the maxVersions greatest (last seen, version) pairs.
+func (c *catalogue) addVersion(e *entry, v uint32, t int64) {
+	for i, x := range e.versions[:e.nver] {
 		if x == v {
+			e.verLast[i] = max(e.verLast[i], t)
 			return
 		}
 	}
 	if e.nver < maxVersions {
-		e.versions[e.nver] = v
+		e.versions[e.nver], e.verLast[e.nver] = v, t
 		e.nver++
 		return
 	}
-	e.versions[e.vpos] = v
-	e.vpos = (e.vpos + 1) % maxVersions
+	lo := 0
+	for i := 1; i < maxVersions; i++ {
+		if c.versionLess(e.versions[i], e.verLast[i], e.versions[lo], e.verLast[lo]) {
+			lo = i
+		}
+	}
+	if c.versionLess(e.versions[lo], e.verLast[lo], v, t) {
+		e.versions[lo], e.verLast[lo] = v, t
+	}
+}
+
+// versionLess orders (last seen, version string) pairs.
+func (c *catalogue) versionLess(a uint32, at int64, b uint32, bt int64) bool {
+	if at != bt {
+		return at < bt
+	}
+	return c.versions.String(a) < c.versions.String(b)
+}
+
+// addWiki notes wiki w seen at t. A full list keeps the wikis first seen
+// earliest (ties: the smaller id): whatever the order of the events, that is
+// the maxWikis smallest (first seen, wiki) pairs.
+func (e *entry) addWiki(w wikimap.ID, t int64) {
+	if i := slices.Index(e.wikis, w); i >= 0 {
+		e.wikiAt[i] = min(e.wikiAt[i], t)
+		return
+	}
+	if len(e.wikis) < maxWikis {
+		e.wikis = append(e.wikis, w)
+		e.wikiAt = append(e.wikiAt, t)
+		return
+	}
+	hi := 0
+	for i := 1; i < len(e.wikis); i++ {
+		if wikiLess(e.wikiAt[hi], e.wikis[hi], e.wikiAt[i], e.wikis[i]) {
+			hi = i
+		}
+	}
+	if wikiLess(t, w, e.wikiAt[hi], e.wikis[hi]) {
+		e.wikis[hi], e.wikiAt[hi] = w, t
+	}
+}
+
+func wikiLess(at int64, a wikimap.ID, bt int64, b wikimap.ID) bool {
+	return at < bt || at == bt && a < b
 }
 
 func (c *catalogue) insert(fp uint64, t int64) *entry {
@@ -191,7 +287,7 @@ func (c *catalogue) insert(fp uint64, t int64) *entry {
 	if e == nil {
 		e = &entry{}
 	} else {
-		*e = entry{wikis: e.wikis[:0]}
+		*e = entry{wikis: e.wikis[:0], wikiAt: e.wikiAt[:0]}
 	}
 	e.id, e.first, e.last = fp, t, t
 	e.size = e.accounted()
@@ -266,23 +362,46 @@ func (c *catalogue) info(e *entry) FingerprintInfo {
 		Count:     e.count,
 		Shared:    e.shared,
 		Scopes:    e.scopes,
-		Wikis:     slices.Clone(e.wikis),
+		Wikis:     e.sortedWikis(),
 	}
 	if e.hasText {
 		fi.Message, fi.Exemplar, fi.Class = e.field(txtMessage), e.field(txtExemplar), e.field(txtClass)
 		fi.Channel, fi.File, fi.Frame, fi.Trace = e.field(txtChannel), e.field(txtFile), e.field(txtFrame), e.field(txtTrace)
 	}
 	if e.nver > 0 {
-		fi.Versions = make([]string, 0, e.nver)
-		start := 0
-		if e.nver == maxVersions {
-			start = int(e.vpos) // oldest of a full ring
+		idx := make([]int, e.nver)
+		for i := range idx {
+			idx[i] = i
 		}
-		for k := range int(e.nver) {
-			fi.Versions = append(fi.Versions, c.versions.String(e.versions[(start+k)%int(e.nver)]))
+		slices.SortFunc(idx, func(i, j int) int {
+			if c.versionLess(e.versions[i], e.verLast[i], e.versions[j], e.verLast[j]) {
+				return -1
+			}
+			return 1 // distinct versions never compare equal
+		})
+		fi.Versions = make([]string, 0, e.nver)
+		for _, i := range idx {
+			fi.Versions = append(fi.Versions, c.versions.String(e.versions[i]))
 		}
 	}
 	return fi
+}
+
+// sortedWikis returns the wikis in the order they were first seen (ties:
+// by id).
+func (e *entry) sortedWikis() []wikimap.ID {
+	idx := make([]int, len(e.wikis))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(i, j int) int {
+		return cmp.Or(cmp.Compare(e.wikiAt[i], e.wikiAt[j]), cmp.Compare(e.wikis[i], e.wikis[j]))
+	})
+	out := make([]wikimap.ID, len(idx))
+	for k, i := range idx {
+		out[k] = e.wikis[i]
+	}
+	return out
 }
 
 func (c *catalogue) size() (entries int, bytes, evictions int64) {

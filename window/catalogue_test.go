@@ -44,7 +44,7 @@ func TestCatalogueEntry(t *testing.T) {
 			},
 		},
 		{
-			name: "later occurrences update counts and times, not the text",
+			name: "the text is the earliest occurrence's, whatever the order",
 			add: func(f *fixture) {
 				for i, at := range []int64{t0 + 10*sec, t0 + 30*sec, t0 + sec} {
 					ev := errEv(at, wikimap.ID(1+i), ingest.ScopeTrain, 9)
@@ -53,12 +53,12 @@ func TestCatalogueEntry(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, fi FingerprintInfo) {
-				require.Equal(t, "message 0", fi.Message)
+				require.Equal(t, "message 2", fi.Message)
 				require.Equal(t, t0+sec, fi.FirstSeen)
 				require.Equal(t, t0+30*sec, fi.LastSeen)
 				require.Equal(t, uint64(3), fi.Count)
 				require.Equal(t, [ingest.NumScopes]uint64{ingest.ScopeTrain: 3}, fi.Scopes)
-				require.Equal(t, []wikimap.ID{1, 2, 3}, fi.Wikis)
+				require.Equal(t, []wikimap.ID{3, 1, 2}, fi.Wikis, "in the order first seen")
 			},
 		},
 		{
@@ -94,22 +94,58 @@ func TestCatalogueEntry(t *testing.T) {
 			},
 		},
 		{
-			name: "wikis keep the first ones",
+			name: "wikis keep the first seen ones, whatever the order the shards apply in",
 			add: func(f *fixture) {
 				for w := wikimap.ID(100); w > 0; w-- {
-					ev := errEv(t0, w, ingest.ScopeTrain, 9)
+					ev := errEv(t0+int64(w%7), w, ingest.ScopeTrain, 9)
 					f.w.Add(&ev, nil)
 				}
 			},
 			check: func(t *testing.T, fi FingerprintInfo) {
-				// Which 64 depends on the order the two shards apply in.
-				require.Len(t, fi.Wikis, maxWikis)
-				seen := map[wikimap.ID]bool{}
-				for _, w := range fi.Wikis {
-					require.True(t, w >= 1 && w <= 100 && !seen[w], "wiki %d", w)
-					seen[w] = true
+				// The 64 smallest (first seen, id): by w%7, then w.
+				var want []wikimap.ID
+				for r := range wikimap.ID(7) {
+					for w := wikimap.ID(1); w <= 100; w++ {
+						if w%7 == r && len(want) < maxWikis {
+							want = append(want, w)
+						}
+					}
 				}
+				require.Equal(t, want, fi.Wikis)
 				require.Equal(t, uint64(100), fi.Count)
+			},
+		},
+		{
+			name: "versions keep the most recently seen, whatever the order",
+			add: func(f *fixture) {
+				// Ten versions, v<i> last seen at t0+i, given newest first.
+				for i := 9; i >= 0; i-- {
+					for _, at := range []int64{t0 - 100*sec, t0 + int64(i)*sec} {
+						ev := errEv(at, 1, ingest.ScopeTrain, 9)
+						ev.Version = f.versions.ID([]byte("v" + strconv.Itoa(i)))
+						f.w.Add(&ev, nil)
+					}
+				}
+			},
+			check: func(t *testing.T, fi FingerprintInfo) {
+				require.Equal(t, []string{"v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"}, fi.Versions)
+			},
+		},
+		{
+			name: "the shared-data class is the earliest classified occurrence's",
+			add: func(f *fixture) {
+				for _, x := range []struct {
+					at int64
+					sc ingest.SharedClass
+				}{{t0 + 2*sec, ingest.SharedX1}, {t0, ingest.SharedNone}, {t0 + sec, ingest.SharedCentralAuth}, {t0 + 3*sec, ingest.SharedCoreDB}} {
+					ev := errEv(x.at, 1, ingest.ScopeTrain, 9)
+					ev.Shared = x.sc
+					f.w.Add(&ev, nil)
+					f.sync()
+				}
+			},
+			check: func(t *testing.T, fi FingerprintInfo) {
+				require.Equal(t, ingest.SharedCentralAuth, fi.Shared)
 			},
 		},
 	} {
@@ -135,13 +171,37 @@ func TestDetailCopiedOnce(t *testing.T) {
 	require.NotEmpty(t, f.w.bufs[0].arena)
 	f.sync()
 	require.True(t, f.s.cat.known(77))
-	f.w.Add(&ev, detail("second", "r2"))
+	later := ev
+	later.Time = t0 + sec
+	f.w.Add(&later, detail("second", "r2"))
 	require.Empty(t, f.w.bufs[0].arena)
 	require.Equal(t, int32(-1), f.w.bufs[0].items[0].det)
 	require.NotZero(t, f.w.bufs[0].items[0].req)
 	f.sync()
 	fi, _ := f.s.Fingerprint(77)
 	require.Equal(t, "first", fi.Message)
+
+	// An earlier occurrence is copied, and its text replaces the later one's.
+	earlier := ev
+	earlier.Time = t0 - sec
+	f.w.Add(&earlier, detail("earlier", "r0"))
+	require.NotEmpty(t, f.w.bufs[0].arena)
+	f.sync()
+	fi, _ = f.s.Fingerprint(77)
+	require.Equal(t, "earlier", fi.Message)
+
+	// At the same time, the smaller text wins: both orders give the same.
+	var texts []string
+	for _, order := range [][]string{{"tie-a", "tie-b"}, {"tie-b", "tie-a"}} {
+		g := newFixture(t, Config{Shards: 1}, 8)
+		for _, m := range order {
+			g.w.Add(&ev, detail(m, "r"))
+			g.sync()
+		}
+		fi, _ := g.s.Fingerprint(77)
+		texts = append(texts, fi.Message)
+	}
+	require.Equal(t, texts[0], texts[1])
 
 	// A burst of a new fingerprint is copied once per Writer until Flush.
 	ev.Fingerprint = 78

@@ -194,8 +194,11 @@ func (tl *timeline) deploys(dst []Deploy, s *Store) []Deploy {
 	for k, v := range tl.keys {
 		keys = append(keys, keyFirst{k, v.first})
 	}
+	// Ties of first sighting go by name, not by interned id: ids follow the
+	// order decoders met the strings in, which differs between runs.
 	slices.SortFunc(keys, func(a, b keyFirst) int {
-		return cmp.Or(cmp.Compare(a.key>>32, b.key>>32), cmp.Compare(a.first, b.first), cmp.Compare(a.key, b.key))
+		return cmp.Or(cmp.Compare(a.key>>32, b.key>>32), cmp.Compare(a.first, b.first),
+			cmp.Compare(s.keyName(a.key), s.keyName(b.key)))
 	})
 	for i := 0; i < len(keys); {
 		series := keys[i].key >> 32
@@ -213,6 +216,14 @@ func (tl *timeline) deploys(dst []Deploy, s *Store) []Deploy {
 		dst = slices.Delete(dst, 0, len(dst)-maxTimeline)
 	}
 	return dst
+}
+
+// keyName is the version or rollout a key names.
+func (s *Store) keyName(key uint64) string {
+	if int(key>>48) == seenVersion {
+		return s.versions.String(uint32(key))
+	}
+	return s.rollouts.String(uint32(key))
 }
 
 // series appends the deploys of one series, whose keys are sorted by first.

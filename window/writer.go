@@ -107,9 +107,12 @@ type Writer struct {
 	s    *Store
 	bufs []*batch // by shard
 	// copied remembers fingerprints whose Detail this Writer copied since
-	// its last Flush, so a burst of a new error is copied once, not once
-	// per event until a shard has catalogued it.
-	copied [copiedSlots]uint64
+	// its last Flush, and the event time of the copy, so a burst of a new
+	// error is copied once, not once per event until a shard has
+	// catalogued it.
+	copied     [copiedSlots]uint64
+	copiedAt   [copiedSlots]int64
+	copiedHash [copiedSlots]uint64 // textHash of the copy
 }
 
 const copiedSlots = 64
@@ -141,10 +144,24 @@ func (w *Writer) Add(ev *ingest.Event, d *ingest.Detail) {
 				it.req = 1
 			}
 		}
-		// Fingerprint 0 is never remembered: the zero slot means empty.
-		if fp := ev.Fingerprint; !w.s.cat.known(fp) && (fp == 0 || w.copied[fp%copiedSlots] != fp) {
-			it.det = b.addDetail(d)
-			w.copied[fp%copiedSlots] = fp
+		// The catalogue keeps the text of the earliest occurrence, so an
+		// occurrence at or before the one it (or this Writer) has must be
+		// copied too; later ones need not. Fingerprint 0 is never
+		// remembered: the zero slot means empty.
+		fp, k := ev.Fingerprint, ev.Fingerprint%copiedSlots
+		if at, known := w.s.cat.knownAt(fp); !known || ev.Time <= at {
+			switch {
+			case fp == 0 || w.copied[k] != fp || ev.Time < w.copiedAt[k]:
+				it.det = b.addDetail(d)
+				w.copied[k], w.copiedAt[k], w.copiedHash[k] = fp, ev.Time, textHash(d)
+			case ev.Time == w.copiedAt[k]:
+				// A tie: the smaller text wins in the catalogue, so copy
+				// only a smaller one (a burst of one error is copied once).
+				if h := textHash(d); h < w.copiedHash[k] {
+					it.det = b.addDetail(d)
+					w.copiedHash[k] = h
+				}
+			}
 		}
 	}
 	b.items = append(b.items, it)
@@ -154,12 +171,25 @@ func (w *Writer) Add(ev *ingest.Event, d *ingest.Detail) {
 	}
 }
 
+// textHash is the xxhash of the text addDetail would copy from d, which is
+// what the catalogue compares.
+func textHash(d *ingest.Detail) uint64 {
+	var h xxhash.Digest
+	h.Reset()
+	for i, f := range [numText][]byte{d.Message, d.Exemplar, d.Class, d.Channel, d.File, d.Frame, d.Trace} {
+		_, _ = h.Write(truncate(f, textLimit(i))) // never fails
+	}
+	return h.Sum64()
+}
+
 // Flush hands every buffered event to the shards. The pipeline calls it
 // after each Kafka batch; Sync then makes them visible to readers.
 func (w *Writer) Flush() {
 	// Forget the copies: a fingerprint evicted from the catalogue meanwhile
 	// must have its Detail copied again.
 	w.copied = [copiedSlots]uint64{}
+	w.copiedAt = [copiedSlots]int64{}
+	w.copiedHash = [copiedSlots]uint64{}
 	for i, b := range w.bufs {
 		if b == nil || len(b.items) == 0 {
 			continue

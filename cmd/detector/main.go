@@ -59,11 +59,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 	replayCmd := app.Command("replay", "Run the detector over a time range of historical topics and exit.")
 	var rp replayOptions
-	replayCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated).").StringsVar(&rp.brokers)
-	replayCmd.Flag("from", "Start of the range (RFC 3339).").Required().StringVar(&rp.from)
-	replayCmd.Flag("to", "End of the range (RFC 3339).").Required().StringVar(&rp.to)
-	replayCmd.Flag("output", "Findings JSONL output file (- for stdout).").Default("-").StringVar(&rp.output)
-	replayCmd.Flag("alertmanager.url", "Send the findings to this Alertmanager (repeatable).").StringsVar(&rp.alertmanagers)
+	rp.addFlags(replayCmd)
 
 	demoCmd := app.Command("demo", "Run an in-process Kafka, simulated Wikimedia traffic and the detector: a Pretrain incident end to end.")
 	var do demoOptions

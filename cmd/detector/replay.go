@@ -2,14 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/version"
+
 	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/report"
 )
 
 type replayOptions struct {
@@ -17,13 +27,34 @@ type replayOptions struct {
 	brokers       []string
 	from, to      string
 	output        string
+	report        string
 	alertmanagers []string
+	hold          time.Duration
 }
 
-// runReplay is `detector replay`: the same pipeline as `run` over
-// [from − window length, to], event time driving everything; findings that
-// fire before --from (the warm-up) are not reported.
+func (o *replayOptions) addFlags(cmd *kingpin.CmdClause) {
+	cmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); overrides every cluster's brokers in the config.").StringsVar(&o.brokers)
+	cmd.Flag("from", "Start of the range (RFC 3339). Partitions start one window length earlier, to warm up; findings detected before it are not reported.").Required().StringVar(&o.from)
+	cmd.Flag("to", "End of the range (RFC 3339).").Required().StringVar(&o.to)
+	cmd.Flag("output", "Findings JSONL output file (- for stdout).").Default("-").StringVar(&o.output)
+	cmd.Flag("report", "Write a self-contained HTML report to this file.").StringVar(&o.report)
+	cmd.Flag("alertmanager.url", "Send the replayed findings to this Alertmanager (repeatable), firing now with the label replay=\"true\", resolved when the replay ends.").StringsVar(&o.alertmanagers)
+	cmd.Flag("alertmanager.hold", "How long replayed alerts stay firing after the replay before they are resolved, so that routes' group_wait passes and receivers get them.").Default("1m").DurationVar(&o.hold)
+}
+
+// runReplay is `detector replay`: the detector over [from, to] of the
+// topics, event time driving everything (pipeline.Replay), findings as JSONL,
+// optionally an HTML report and alerts. Partitions start at from − window
+// length; findings that fire before from (the warm-up) are not reported.
 func runReplay(ctx context.Context, o replayOptions) error {
+	if err := replay(ctx, o); err != nil {
+		return oneLine{err}
+	}
+	return nil
+}
+
+func replay(ctx context.Context, o replayOptions) (err error) {
+	logger := o.common.logger
 	from, err := time.Parse(time.RFC3339, o.from)
 	if err != nil {
 		return fmt.Errorf("--from: %w", err)
@@ -43,38 +74,242 @@ func runReplay(ctx context.Context, o replayOptions) error {
 	if err != nil {
 		return err
 	}
+
+	// Open the outputs first, so that a bad path fails before the replay.
 	var w io.Writer = o.common.stdout
 	if o.output != "-" {
 		f, err := os.Create(o.output)
 		if err != nil {
 			return fmt.Errorf("--output: %w", err)
 		}
-		defer func() { _ = f.Close() }()
+		defer func() {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("--output: %w", cerr)
+			}
+		}()
 		w = f
 	}
+	var reportFile *os.File
+	if o.report != "" {
+		if reportFile, err = os.Create(o.report); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+		defer func() {
+			if cerr := reportFile.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("--report: %w", cerr)
+			}
+			if err != nil {
+				_ = os.Remove(o.report) // no half-written report
+			}
+		}()
+	}
+
+	reg := newRegistry()
+	var alerts *replayAlerts
+	if len(o.alertmanagers) > 0 {
+		if alerts, err = newReplayAlerts(cfg, splitList(o.alertmanagers), logger, reg); err != nil {
+			return err
+		}
+		// Whatever happens, what was sent is resolved before exit.
+		defer func() { err = errors.Join(err, alerts.finish(ctx, o.hold, err == nil)) }()
+	}
+
 	jsonl := alert.NewJSONL(w)
 	var sinkErr error
-	p, err := pipeline.New(pipeline.Options{
-		Config: cfg, Wikis: wikis, Registry: newRegistry(), Logger: o.common.logger,
-		Start: from.Add(-time.Duration(cfg.Window.Length)), End: to,
+	var lastRecords int64
+	var lastTick time.Duration
+	r, err := pipeline.NewReplay(pipeline.ReplayOptions{
+		Config: cfg, Wikis: wikis, From: from, To: to, Plots: o.report != "",
+		Registry: reg, Logger: logger,
 		OnChange: func(changed []detect.Finding) {
-			var keep []detect.Finding
-			for _, f := range changed {
-				if !f.DetectedAt.Before(from) {
-					keep = append(keep, f)
-				}
-			}
-			if err := jsonl.Notify(keep); err != nil && sinkErr == nil {
+			if err := jsonl.Notify(changed); err != nil && sinkErr == nil {
 				sinkErr = err
 			}
+			alerts.add(changed)
+		},
+		OnProgress: func(p pipeline.ReplayProgress) {
+			rate := float64(p.Records-lastRecords) / (p.Elapsed - lastTick).Seconds()
+			lastRecords, lastTick = p.Records, p.Elapsed
+			position := "warming up"
+			if !p.Position.IsZero() {
+				position = p.Position.Format(time.RFC3339)
+			}
+			logger.Info("Replay progress", "position", position, "done", fmt.Sprintf("%.1f%%", 100*p.Fraction),
+				"records", p.Records, "records_per_second", int64(rate))
+			alerts.resend()
 		},
 	})
 	if err != nil {
 		return err
 	}
-	defer func() { _ = p.Close() }()
-	if err := p.Run(ctx); err != nil {
+	defer func() { _ = r.Close() }()
+	logger.Info("Replaying", "from", from.Format(time.RFC3339), "to", to.Format(time.RFC3339),
+		"warm_up_from", r.Start().Format(time.RFC3339), "topics", len(cfg.Topics()))
+	res, err := r.Run(ctx)
+	if err != nil {
 		return err
 	}
-	return sinkErr
+	logger.Info("Replay done", "records", res.Records, "rejected", res.Rejected, "skipped", res.Skipped, "events", res.Events,
+		"events_per_second", int64(float64(res.Events)/res.Elapsed.Seconds()), "findings", len(res.Findings),
+		"duration", res.Elapsed.Round(time.Millisecond))
+	if sinkErr != nil {
+		return sinkErr
+	}
+	if reportFile != nil {
+		if err := report.Write(reportFile, reportData(res)); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+	}
+	return nil
 }
+
+// reportData turns a replay's result into the report's input.
+func reportData(res pipeline.ReplayResult) report.Data {
+	d := report.Data{
+		Version: version.Version, From: res.From, To: res.To, Start: res.Start, Elapsed: res.Elapsed,
+		Records: res.Records, Rejected: res.Rejected, Skipped: res.Skipped, Events: res.Events,
+	}
+	for _, t := range res.Topics {
+		d.Inputs = append(d.Inputs, report.Input{Cluster: t.Cluster, Topic: t.Topic, Format: t.Format, Partitions: t.Partitions,
+			Records: t.Records, Bytes: t.Bytes, Rejected: t.Rejected, Skipped: t.Skipped})
+	}
+	for _, dp := range res.Deploys {
+		d.Deploys = append(d.Deploys, report.Deploy{Scope: dp.Scope.String(), Group: dp.Group, Version: dp.Version, Source: dp.Source,
+			At: time.Unix(0, dp.At).UTC()})
+	}
+	for _, f := range res.Findings {
+		rf := report.Finding{Finding: f}
+		if p := res.Plots[f.ID]; p != nil {
+			rp := &report.Plot{Start: p.Start, Step: p.Step, Cohort: p.Cohort, CohortScope: p.CohortScope, Fingerprint: p.Fingerprint}
+			for _, pt := range p.Points {
+				rp.Points = append(rp.Points, report.Point(pt))
+			}
+			rf.Plot = rp
+		}
+		d.Findings = append(d.Findings, rf)
+	}
+	return d
+}
+
+// replayAlerts sends replayed findings to Alertmanager. Alertmanager drops
+// an alert whose endsAt has passed, so a past incident is sent as firing now
+// (StartsAt stays the estimated onset; the started_at and detected_at
+// annotations carry the event times), with the label replay="true" so routes
+// and silences can tell it from a live one, and resolved when the replay
+// ends. A nil *replayAlerts does nothing.
+type replayAlerts struct {
+	n      *alert.Notifier
+	logger *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	firing []detect.Finding // in the order they fired
+	seen   map[string]bool
+}
+
+func newReplayAlerts(cfg config.Config, urls []string, logger *slog.Logger, reg prometheus.Registerer) (*replayAlerts, error) {
+	n, err := alert.NewNotifier(alert.NotifierOptions{
+		URLs: urls, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
+		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
+		ExtraLabels: map[string]string{"replay": "true"},
+	}, logger.With("component", "notifier"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &replayAlerts{n: n, logger: logger, cancel: cancel, done: make(chan struct{}), seen: map[string]bool{}}
+	go func() {
+		defer close(a.done)
+		n.Run(ctx)
+	}()
+	return a, nil
+}
+
+// add sends the findings that fired for the first time. A finding that
+// resolves during the replay stays firing here: the replayed incident is
+// happening now, until the replay ends.
+func (a *replayAlerts) add(changed []detect.Finding) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	for _, f := range changed {
+		if f.State == detect.StateFiring && !a.seen[f.ID] {
+			a.seen[f.ID] = true
+			a.firing = append(a.firing, f)
+		}
+	}
+	a.mu.Unlock()
+	a.resend()
+}
+
+// resend hands the notifier the firing set; it re-sends each alert once per
+// resend delay, so a long replay keeps the early ones alive.
+func (a *replayAlerts) resend() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	fs := append([]detect.Finding(nil), a.firing...)
+	a.mu.Unlock()
+	if len(fs) > 0 {
+		a.n.Update(fs)
+	}
+}
+
+// finish holds the alerts firing for hold (only after a complete replay),
+// resolves them all and drains the queue. Its error says whether an alert
+// could not be sent.
+func (a *replayAlerts) finish(ctx context.Context, hold time.Duration, complete bool) error {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	fs := append([]detect.Finding(nil), a.firing...)
+	a.mu.Unlock()
+	if len(fs) > 0 && complete && hold > 0 {
+		a.logger.Info("Holding replayed alerts firing before resolving them", "alerts", len(fs), "hold", hold)
+		t := time.NewTimer(hold)
+		tick := time.NewTicker(10 * time.Second)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				break wait
+			case <-t.C:
+				break wait
+			case <-tick.C:
+				a.n.Update(fs)
+			}
+		}
+		t.Stop()
+		tick.Stop()
+	}
+	if len(fs) > 0 {
+		now := time.Now().UTC()
+		for i := range fs {
+			fs[i].State, fs[i].ResolvedAt = detect.StateResolved, &now
+		}
+		a.n.Update(fs)
+	}
+	a.cancel()
+	<-a.done
+	dctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := a.n.Drain(dctx); err != nil {
+		return fmt.Errorf("alertmanager: %w", err)
+	}
+	if len(fs) > 0 {
+		a.logger.Info("Replayed alerts resolved", "alerts", len(fs))
+	}
+	return nil
+}
+
+// oneLine prints an error on one line: errors.Join separates with newlines,
+// and the CLI promises a one-line error.
+type oneLine struct{ err error }
+
+func (e oneLine) Error() string { return strings.ReplaceAll(e.err.Error(), "\n", "; ") }
+
+func (e oneLine) Unwrap() error { return e.err }

@@ -1,0 +1,52 @@
+package replaybench
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestRunSmall runs the benchmark on a few records with the broker in
+// process: every run reads every record, and the report says what it must.
+func TestRunSmall(t *testing.T) {
+	rep, err := Run(context.Background(), Config{Records: 30_000, Rounds: 2, Partitions: 3})
+	require.NoError(t, err)
+	require.Equal(t, int64(30_000), rep.Records)
+	require.Len(t, rep.Rounds, 2)
+	for _, rd := range rep.Rounds {
+		require.Equal(t, rep.Records, rd.Raw.Records)
+		require.Equal(t, rep.Records, rd.Replay.Records)
+		require.Positive(t, rd.Raw.Bytes)
+		require.Positive(t, rd.Replay.Events)
+		require.Positive(t, rd.Ratio())
+	}
+	require.Equal(t, 1.728e9, rep.DayRecords(), "20k requests/s for a day")
+	require.Equal(t, time.Duration(rep.DayRecords()/rep.ReplayRate()*1e9), rep.Day())
+	require.Greater(t, rep.Day(), time.Minute)
+
+	var b bytes.Buffer
+	require.NoError(t, rep.Write(&b))
+	for _, s := range []string{"replay/raw", "median replay/raw", "one simulated day at 20000 requests/s"} {
+		require.Contains(t, b.String(), s)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"negative records", Config{Records: -1}, "records"},
+		{"too many partitions", Config{Partitions: 5000}, "partitions"},
+		{"negative rate", Config{Rate: -3}, "rate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tc.cfg)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}

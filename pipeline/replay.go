@@ -1,0 +1,421 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// Replay runs the detector to completion over a past range of the topics,
+// deterministically: the same records give the same findings, byte for byte,
+// whatever the number of partitions, their interleaving or the number of
+// cores.
+//
+// How. Every partition is read and decoded in parallel by the ingest
+// Consumer, as live. Each partition's sink cuts its records into steps of one
+// window bucket by Kafka timestamp (a record opens the step of its
+// timestamp; a record older than the current step stays in it, so the cut is
+// a function of the partition's records alone). One merge goroutine owns the
+// window's only Writer and the detector. It evaluates step k only when every
+// partition has passed k (a finished partition counts as past every step):
+// the low watermark over partitions. Before that it applies every event of
+// steps ≤ k and none of later steps: requests as they arrive (counting is
+// commutative), errors sorted by (event time, fingerprint, wiki, scope,
+// request, text), since what the window keeps of an error (its distinct
+// requests, the catalogue's choices) could otherwise depend on the order.
+// Then it evaluates with the watermark at the end of step k minus the
+// allowed lateness, as live. The window runs a fixed number of shards
+// (distinct-request estimates are kept per shard), not one per core.
+//
+// Memory. A partition that runs ahead keeps at most replayCredits decoded
+// Kafka batches waiting (its sink blocks after a batch, never inside one, so
+// no fetch times out); the merge releases them as the low watermark passes.
+// Without that bound, the allowed lateness would not limit anything: a topic
+// with a few error records can lag the access log by hours of event time.
+//
+// What is not covered: records whose event time lies more than a window
+// length from their neighbours' (the ring drops one of the two, and which
+// one depends on the order), and eviction from the capped fingerprint
+// catalogue and fastcache, which follows the order of application.
+type Replay struct {
+	opts     ReplayOptions
+	cfg      config.Config
+	store    *window.Store
+	det      *detect.Detector
+	consumer *ingest.Consumer
+	logger   *slog.Logger
+
+	bw, lateness int64 // bucket width and allowed lateness, ns
+
+	ctx    context.Context // the run's context, for sinks blocked on credits
+	in     chan *chunk     // every sink's chunks, to the merge
+	chunks sync.Pool       // *chunk
+
+	records atomic.Int64 // read, published by sinks after each batch
+	events  atomic.Int64 // applied to the window
+	pos     atomic.Int64 // end of the last evaluated step, ns
+}
+
+// ReplayOptions configures a Replay.
+type ReplayOptions struct {
+	Config config.Config
+	Wikis  *wikimap.Map
+	// From and To bound the range. Every partition starts at From − window
+	// length (the warm-up) and stops at its first record past To, or at its
+	// end. Findings detected before From are not reported.
+	From, To time.Time
+	// OnChange receives, from one goroutine and in order, the findings
+	// detected at or after From whose state changed (first firing, resolution).
+	OnChange func([]detect.Finding)
+	// OnProgress is called at most once per ProgressInterval (default 1s),
+	// from its own goroutine, while the replay runs.
+	OnProgress       func(ReplayProgress)
+	ProgressInterval time.Duration
+	// Plots records, for each reported finding, per-minute error rates of
+	// its cohort and control around its onset (ReplayResult.Plots).
+	Plots bool
+	// Shards is the window's shard count; it is fixed, not one per core, so
+	// that results do not depend on the machine. Default 8.
+	Shards   int
+	ClientID string
+	// Registry gets the stages' metrics; the per-topic counts of the result
+	// are read back from it. Default: a new registry.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// ReplayProgress is where a running replay is.
+type ReplayProgress struct {
+	Position time.Time     // every partition is merged and evaluated up to here (Kafka time)
+	Fraction float64       // of the range from the warm-up start to To
+	Records  int64         // records read
+	Events   int64         // events applied to the window
+	Elapsed  time.Duration // wall time since Run started
+}
+
+// ReplayResult is what a replay read and found.
+type ReplayResult struct {
+	From, To time.Time
+	Start    time.Time // From − window length: where every partition started
+	Topics   []TopicStats
+	Records  int64 // read
+	Rejected int64 // malformed, counted and skipped
+	Skipped  int64 // well-formed but not counted (canary events, non-error log levels)
+	Events   int64 // applied to the window
+	Elapsed  time.Duration
+	// Findings are those detected at or after From, in the order they first
+	// fired, each in its last state.
+	Findings []detect.Finding
+	// Deploys is the deploy timeline over [Start, To], without the initial
+	// state of each series.
+	Deploys []window.Deploy
+	// Plots are by finding ID, when ReplayOptions.Plots is set.
+	Plots map[string]*RatePlot
+}
+
+// TopicStats counts one topic's records.
+type TopicStats struct {
+	Cluster, Topic, Format string
+	Partitions             int
+	Records, Bytes         int64
+	Rejected, Skipped      int64
+}
+
+const (
+	defaultReplayShards = 8
+	// replayCredits is how many decoded Kafka batches a partition may have
+	// waiting for the merge.
+	replayCredits = 4
+	// replayTextCap bounds each copied Detail field: above every limit the
+	// window keeps, plus a UTF-8 sequence, so that the window cuts the same
+	// text as it would from the record.
+	replayTextCap = 4<<10 + 4
+)
+
+// NewReplay builds the stages. Errors name the field.
+func NewReplay(opts ReplayOptions) (*Replay, error) {
+	cfg := opts.Config
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = time.Second
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = defaultReplayShards
+	}
+	if opts.ClientID == "" {
+		opts.ClientID = "pretrain-detector-replay"
+	}
+	if !opts.To.After(opts.From) {
+		return nil, fmt.Errorf("replay: to (%s) must be after from (%s)", opts.To.Format(time.RFC3339), opts.From.Format(time.RFC3339))
+	}
+	r := &Replay{
+		opts: opts, cfg: cfg, logger: opts.Logger,
+		bw: int64(time.Duration(cfg.Window.Bucket)), lateness: int64(time.Duration(cfg.Window.Lateness)),
+	}
+	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
+	wcfg := windowConfig(cfg)
+	wcfg.Shards = opts.Shards
+	store, err := window.New(wcfg, opts.Wikis, versions, rollouts, opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("window: %w", err)
+	}
+	r.store = store
+	for _, m := range cfg.Deploys {
+		store.AddDeploy(markerDeploy(m))
+	}
+	fail := func(err error) (*Replay, error) {
+		_ = store.Close()
+		return nil, err
+	}
+	if r.det, err = detect.New(detectConfig(cfg), opts.Wikis, store); err != nil {
+		return fail(err)
+	}
+	cls, err := classifier(cfg.Classifier)
+	if err != nil {
+		return fail(err)
+	}
+	sources, err := kafkaSources(cfg, opts.ClientID)
+	if err != nil {
+		return fail(err)
+	}
+	im := ingest.NewMetrics(opts.Registry)
+	topics := make([]string, 0, len(sources))
+	for _, s := range sources {
+		topics = append(topics, s.Topic)
+	}
+	im.InitTopics(topics)
+	decOpts := decoderOptions(cfg, cls)
+	r.consumer, err = ingest.NewConsumer(ingest.ConsumerOptions{
+		Sources: sources, Start: r.Start(), End: opts.To,
+		NewSink: r.newSink,
+		NewDecoder: func(f ingest.Format) (*ingest.Decoder, error) {
+			return ingest.NewDecoder(f, opts.Wikis, versions, rollouts, decOpts)
+		},
+		MaxWait: time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
+		MissingTopicIsError: true,
+	}, opts.Logger.With("component", "ingest"), im)
+	if err != nil {
+		return fail(err)
+	}
+	return r, nil
+}
+
+// Start is where every partition starts: From − window length.
+func (r *Replay) Start() time.Time {
+	return r.opts.From.Add(-time.Duration(r.cfg.Window.Length))
+}
+
+// Close releases the window.
+func (r *Replay) Close() error { return r.store.Close() }
+
+// Run replays the range and returns what it read and found; call it once.
+// It fails at start when a broker is unreachable or a topic does not
+// exist, naming it.
+func (r *Replay) Run(ctx context.Context) (ReplayResult, error) {
+	began := time.Now()
+	res := ReplayResult{From: r.opts.From, To: r.opts.To, Start: r.Start()}
+	found, err := r.consumer.Discover(ctx)
+	if err != nil {
+		return res, err
+	}
+	parts := 0
+	for _, ps := range found {
+		parts += len(ps)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.ctx = cctx
+	r.in = make(chan *chunk, (parts+8)*replayCredits)
+	var consumerErr error
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		consumerErr = r.consumer.Run(cctx)
+	}()
+
+	stopProgress := r.progress(began)
+	m := newMerge(r, parts)
+	err = m.run(cctx, consumerDone)
+	stopProgress()
+	cancel()
+	<-consumerDone
+	switch {
+	case ctx.Err() != nil:
+		err = ctx.Err() // interrupted: whatever the merge saw follows from it
+	case consumerErr != nil && !errors.Is(consumerErr, context.Canceled):
+		err = consumerErr
+	}
+	if err != nil {
+		return res, fmt.Errorf("replay: %w", err)
+	}
+	res.Elapsed = time.Since(began)
+	res.Events = r.events.Load()
+	res.Findings = m.reported()
+	res.Plots = m.plots.result()
+	for _, d := range r.store.Deploys(nil) {
+		if !d.Initial && d.At >= res.Start.UnixNano() && d.At <= res.To.UnixNano() {
+			res.Deploys = append(res.Deploys, d)
+		}
+	}
+	res.Topics, err = topicStats(r.opts.Registry, r.cfg)
+	if err != nil {
+		return res, err
+	}
+	for _, t := range res.Topics {
+		res.Records += t.Records
+		res.Rejected += t.Rejected
+		res.Skipped += t.Skipped
+	}
+	return res, nil
+}
+
+// progress calls OnProgress every ProgressInterval until the returned
+// function is called.
+func (r *Replay) progress(began time.Time) (stop func()) {
+	if r.opts.OnProgress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(r.opts.ProgressInterval)
+		defer t.Stop()
+		start, end := r.Start().UnixNano(), r.opts.To.UnixNano()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			p := ReplayProgress{Records: r.records.Load(), Events: r.events.Load(), Elapsed: time.Since(began)}
+			if pos := r.pos.Load(); pos != 0 {
+				p.Position = time.Unix(0, pos).UTC()
+				p.Fraction = min(1, max(0, float64(pos-start)/float64(end-start)))
+			}
+			r.opts.OnProgress(p)
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// topicStats reads the ingest counters back from the registry.
+func topicStats(g prometheus.Gatherer, cfg config.Config) ([]TopicStats, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("read ingest metrics: %w", err)
+	}
+	byTopic := map[string]map[string]float64{}
+	for _, mf := range mfs {
+		name, ok := strings.CutPrefix(mf.GetName(), "detector_ingest_")
+		if !ok {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var topic string
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "topic" {
+					topic = l.GetValue()
+				}
+			}
+			if byTopic[topic] == nil {
+				byTopic[topic] = map[string]float64{}
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			byTopic[topic][name] += v
+		}
+	}
+	var out []TopicStats
+	for _, ct := range cfg.Topics() {
+		c := byTopic[ct.Topic.Name]
+		out = append(out, TopicStats{
+			Cluster: ct.Cluster.Name, Topic: ct.Topic.Name, Format: ct.Topic.Format,
+			Partitions: int(c["partitions"]),
+			Records:    int64(c["records_total"]), Bytes: int64(c["bytes_total"]),
+			Rejected: int64(c["records_rejected_total"]), Skipped: int64(c["records_skipped_total"]),
+		})
+	}
+	return out, nil
+}
+
+// chunk is what a sink hands the merge after a Kafka batch: the events of
+// one or more steps, in the partition's order, requests and errors apart.
+type chunk struct {
+	sink  *replaySink
+	segs  []segment
+	reqs  []ingest.Event
+	errs  []replayErr
+	arena []byte
+	// next is the sink's step after this chunk: every later record of the
+	// partition is in a step ≥ next. doneStep when the partition is done.
+	next int64
+}
+
+// segment starts the events of one step at reqs[req0:] and errs[err0:].
+type segment struct {
+	step       int64
+	req0, err0 int
+}
+
+// replayErr is an error event with its Detail copied into the chunk's arena
+// and the hashes that make its order canonical.
+type replayErr struct {
+	ev        ingest.Event
+	req, text uint64
+	offs      [numReplayText + 1]uint32
+}
+
+// Detail fields a replayed error keeps, in arena order.
+const (
+	rtMessage = iota
+	rtExemplar
+	rtClass
+	rtChannel
+	rtFile
+	rtFrame
+	rtTrace
+	rtReqID
+	numReplayText
+)
+
+const (
+	noStep   = math.MinInt64 // before a partition's first timed record
+	doneStep = math.MaxInt64 // a finished partition: past every step
+)
+
+func (c *chunk) segEnd(i int) (req1, err1 int) {
+	if i+1 < len(c.segs) {
+		return c.segs[i+1].req0, c.segs[i+1].err0
+	}
+	return len(c.reqs), len(c.errs)
+}
+
+func (c *chunk) detail(e *replayErr) ingest.Detail {
+	f := func(i int) []byte { return c.arena[e.offs[i]:e.offs[i+1]:e.offs[i+1]] }
+	return ingest.Detail{
+		Message: f(rtMessage), Exemplar: f(rtExemplar), Class: f(rtClass), Channel: f(rtChannel),
+		File: f(rtFile), Frame: f(rtFrame), Trace: f(rtTrace), ReqID: f(rtReqID),
+	}
+}

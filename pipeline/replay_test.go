@@ -1,0 +1,198 @@
+package pipeline
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/simulate"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+var replayTopics = []string{"k8s-mw-eqiad", "k8s-mw-codfw", "mediawiki.httpd.accesslog"}
+
+// fillCluster starts an in-process Kafka whose topics have the given
+// partition count and writes a scenario into it, records keyed (and so
+// partitioned) by request id as the simulator makes them.
+func fillCluster(t *testing.T, partitions int, sim simulate.Config, wikis *wikimap.Map) (*kfake.Cluster, simulate.GroundTruth) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), replayTopics...))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	tr := &kafka.Transport{}
+	w := &kafka.Writer{
+		Addr: kafka.TCP(c.ListenAddrs()...), Balancer: &kafka.Hash{}, Transport: tr,
+		BatchSize: 2000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne,
+	}
+	sim.Topics = simulate.Topics{ErrorTopics: replayTopics[:2], AccessLog: replayTopics[2]}
+	sim.BatchSize = 2000
+	gt, err := simulate.Run(context.Background(), sim, wikis, simulate.KafkaSink(w))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	tr.CloseIdleConnections()
+	return c, gt
+}
+
+// replayConfig is the default configuration pointed at c, its topics in the
+// given order.
+func replayConfig(c *kfake.Cluster, topicOrder []string) config.Config {
+	cfg := config.Default()
+	cfg.OverrideBrokers(c.ListenAddrs())
+	cfg.Kafka.MaxWait = model.Duration(50 * time.Millisecond)
+	def := cfg.Kafka.Clusters[0].Topics
+	cfg.Kafka.Clusters[0].Topics = nil
+	for _, name := range topicOrder {
+		for _, tp := range def {
+			if tp.Name == name {
+				cfg.Kafka.Clusters[0].Topics = append(cfg.Kafka.Clusters[0].Topics, tp)
+			}
+		}
+	}
+	return cfg
+}
+
+type replayRun struct {
+	res      ReplayResult
+	out      []detect.Finding // every change, as delivered
+	progress []ReplayProgress
+	// catalogue is the window's fingerprint catalogue at the end, with the
+	// distinct-request estimates: what findings are made of.
+	catalogue []fingerprintState
+}
+
+type fingerprintState struct {
+	Info               window.FingerprintInfo
+	Distinct, Total    [ingest.NumScopes]int64
+	PerWikiFirstWikiTr int64
+}
+
+func runReplay(t *testing.T, cfg config.Config, wikis *wikimap.Map, from, to time.Time) replayRun {
+	t.Helper()
+	var run replayRun
+	var mu sync.Mutex
+	r, err := NewReplay(ReplayOptions{
+		Config: cfg, Wikis: wikis, From: from, To: to, Plots: true, ProgressInterval: 20 * time.Millisecond,
+		OnChange: func(fs []detect.Finding) { run.out = append(run.out, fs...) },
+		OnProgress: func(p ReplayProgress) {
+			mu.Lock()
+			run.progress = append(run.progress, p)
+			mu.Unlock()
+		},
+	})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, r.Close()) }()
+	run.res, err = r.Run(context.Background())
+	require.NoError(t, err)
+	lo, hi := r.store.Oldest(), r.store.Newest()+1
+	for _, fi := range r.store.ActiveFingerprints(0, nil) {
+		st := fingerprintState{Info: fi}
+		for sc := range ingest.Scope(ingest.NumScopes) {
+			st.Distinct[sc] = r.store.FingerprintDistinct(fi.ID, sc, lo, hi)
+			st.Total[sc] = r.store.FingerprintTotal(fi.ID, sc, lo, hi)
+		}
+		if len(fi.Wikis) > 0 {
+			st.PerWikiFirstWikiTr = r.store.FingerprintCount(fi.ID, fi.Wikis[0], ingest.ScopeTrain, lo, hi)
+		}
+		run.catalogue = append(run.catalogue, st)
+	}
+	return run
+}
+
+// TestReplayDeterministic replays the same records from topics with
+// different partition counts, with the topics configured in a different
+// order and on one core instead of all: the findings must be the same,
+// byte for byte.
+func TestReplayDeterministic(t *testing.T) {
+	wikis, err := wikimap.Default()
+	require.NoError(t, err)
+	sim := simulate.Config{Scenario: "spillover-s3", Seed: 3, Rate: 60, Duration: 90 * time.Minute}
+	c4, gt := fillCluster(t, 4, sim, wikis)
+	c3, _ := fillCluster(t, 3, sim, wikis)
+	from, to := gt.Start.Add(30*time.Minute), gt.End
+
+	a := runReplay(t, replayConfig(c4, replayTopics), wikis, from, to)
+	reversed := slices.Clone(replayTopics)
+	slices.Reverse(reversed)
+	procs := runtime.GOMAXPROCS(1)
+	b := runReplay(t, replayConfig(c3, reversed), wikis, from, to)
+	runtime.GOMAXPROCS(procs)
+
+	for _, run := range []replayRun{a, b} {
+		t.Logf("%d records (%d events) in %s: %d findings", run.res.Records, run.res.Events, run.res.Elapsed.Round(time.Millisecond), len(run.res.Findings))
+	}
+	for _, f := range a.res.Findings {
+		t.Logf("%s %s %v detected %s", f.Kind, f.State, f.Wikis[:min(3, len(f.Wikis))], f.DetectedAt.Format(time.TimeOnly))
+	}
+	require.NotEmpty(t, a.res.Findings, "the scenario's incident is found")
+	require.Equal(t, a.out, b.out, "the same findings, in the same order")
+	require.NotEmpty(t, a.catalogue)
+	require.Equal(t, a.catalogue, b.catalogue, "the window's fingerprints, text, versions, wikis and distinct requests")
+	require.Equal(t, a.res.Records, b.res.Records)
+	require.Equal(t, a.res.Events, b.res.Events)
+	require.Zero(t, a.res.Rejected)
+	require.Equal(t, a.res.Deploys, b.res.Deploys)
+	require.Equal(t, a.res.Plots, b.res.Plots)
+	for _, f := range a.res.Findings {
+		require.False(t, f.DetectedAt.Before(from), "nothing from the warm-up: %s", f.DetectedAt)
+		p := a.res.Plots[f.ID]
+		require.NotNil(t, p, f.ID)
+		require.NotEmpty(t, p.Points)
+	}
+	var partitions int
+	for _, ts := range a.res.Topics {
+		require.Positive(t, ts.Records, ts.Topic)
+		partitions += ts.Partitions
+	}
+	require.Equal(t, 12, partitions)
+
+	// Progress is reported, and moves forward.
+	require.NotEmpty(t, a.progress)
+	for i := 1; i < len(a.progress); i++ {
+		require.GreaterOrEqual(t, a.progress[i].Records, a.progress[i-1].Records)
+		require.False(t, a.progress[i].Position.Before(a.progress[i-1].Position))
+	}
+	last := a.progress[len(a.progress)-1]
+	require.LessOrEqual(t, last.Fraction, 1.0)
+	require.Positive(t, last.Records)
+
+	// Interrupted, it stops promptly and leaves nothing running (goleak).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, err := NewReplay(ReplayOptions{Config: replayConfig(c4, replayTopics), Wikis: wikis, From: from, To: to,
+		ProgressInterval: 10 * time.Millisecond, OnProgress: func(ReplayProgress) { cancel() }})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, r.Close()) }()
+	start := time.Now()
+	_, err = r.Run(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Less(t, time.Since(start), a.res.Elapsed+5*time.Second)
+}
+
+func TestReplayMissingTopicIsAnError(t *testing.T) {
+	wikis, err := wikimap.Default()
+	require.NoError(t, err)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, replayTopics[0], replayTopics[2]))
+	require.NoError(t, err)
+	defer c.Close()
+	now := time.Now()
+	r, err := NewReplay(ReplayOptions{Config: replayConfig(c, replayTopics), Wikis: wikis, From: now.Add(-time.Hour), To: now})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, r.Close()) }()
+	_, err = r.Run(context.Background())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "topic k8s-mw-codfw")
+	require.False(t, strings.Contains(err.Error(), replayTopics[0]), err.Error())
+}

@@ -41,7 +41,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.Writer(stdout)
 	app.ErrorWriter(stderr)
-	app.Terminate(nil)
+	// --help and --version print and must then stop, without kingpin
+	// calling os.Exit under our deferred cleanup.
+	terminated := false
+	app.Terminate(func(int) { terminated = true })
 
 	var c commonOptions
 	logCfg := &promslog.Config{Writer: stderr}
@@ -85,6 +88,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	app.Command("version", "Print the version and exit.")
 
 	cmd, err := app.Parse(args)
+	if terminated {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "detector: %v\n", err)
 		return 2

@@ -152,3 +152,11 @@ func readAll(t *testing.T, brokers []string, topic string, fn func(kafka.Message
 	}
 	return n
 }
+
+func TestHelpPrintsAndStops(t *testing.T) {
+	start := time.Now()
+	code, out, _ := runMain(t, "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "replay")
+	require.Less(t, time.Since(start), 2*time.Second, "help must not start the daemon")
+}

@@ -30,10 +30,8 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -338,19 +336,12 @@ func (g *GroupConsumer) commit(gen *kafka.Generation, offsets *groupOffsets) {
 
 // groupReader is one assigned partition's state.
 type groupReader struct {
-	g          *GroupConsumer
-	src        Source
-	part       int
-	dec        *Decoder
-	sink       Sink
-	timed      TimedSink
-	pm         *partitionMetricsHandle
-	logger     *slog.Logger
-	offsets    *groupOffsets
-	ev         Event
-	det        Detail
-	next       int64 // next offset to read; kafka.FirstOffset/LastOffset until resolved
-	lastSample time.Time
+	recordHandler
+	g       *GroupConsumer
+	src     Source
+	part    int
+	offsets *groupOffsets
+	next    int64 // next offset to read; kafka.FirstOffset/LastOffset until resolved
 }
 
 func (g *GroupConsumer) handle(topic string, part int) *partitionMetricsHandle {
@@ -377,12 +368,11 @@ func (g *GroupConsumer) readPartition(ctx context.Context, src Source, part int,
 		return
 	}
 	r := &groupReader{
-		g: g, src: src, part: part, dec: dec, sink: g.opts.NewSink(), pm: g.handle(src.Topic, part),
-		logger: g.logger.With("topic", src.Topic, "partition", part), offsets: offsets, next: offset,
+		recordHandler: newRecordHandler(dec, g.opts.NewSink(), g.handle(src.Topic, part), g.logger.With("topic", src.Topic, "partition", part)),
+		g:             g, src: src, part: part, offsets: offsets, next: offset,
 	}
-	if ts, ok := r.sink.(TimedSink); ok {
-		r.timed = ts
-		defer ts.Done()
+	if r.timed != nil {
+		defer r.timed.Done()
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -440,7 +430,7 @@ func (r *groupReader) session(ctx context.Context) error {
 				break
 			}
 			r.next = msg.Offset + 1
-			r.handleMessage(&msg)
+			r.handle(&msg)
 			n++
 		}
 		berr := batch.Close()
@@ -491,43 +481,4 @@ func (r *groupReader) dial(ctx context.Context) (*kafka.Conn, error) {
 		errs = append(errs, err)
 	}
 	return nil, fmt.Errorf("dial leader of partition %d: %w", r.part, errors.Join(errs...))
-}
-
-func (r *groupReader) handleMessage(msg *kafka.Message) {
-	if r.timed != nil {
-		var kt int64
-		if !msg.Time.IsZero() {
-			kt = msg.Time.UnixNano()
-		}
-		r.timed.Record(kt)
-	}
-	r.pm.records.Inc()
-	r.pm.bytes.Add(float64(len(msg.Value)))
-	r.det = Detail{}
-	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
-	switch {
-	case err == nil:
-		r.sink.Add(&r.ev, &r.det)
-	case errors.Is(err, ErrSkip):
-		r.pm.skipped.Inc()
-	default:
-		r.pm.reject(err)
-		r.sample(msg, err)
-	}
-}
-
-// sample logs a rejected record at most every 10 s per partition, quoted
-// and truncated: records carry user input.
-func (r *groupReader) sample(msg *kafka.Message, err error) {
-	now := time.Now()
-	if now.Sub(r.lastSample) < 10*time.Second {
-		return
-	}
-	r.lastSample = now
-	v := msg.Value[:min(len(msg.Value), 256)]
-	s := string(v)
-	if !utf8.ValidString(s) {
-		s = strconv.QuoteToASCII(s)
-	}
-	r.logger.Warn("Rejected record (sampled)", "reason", err.Error(), "offset", msg.Offset, "bytes", len(msg.Value), "sample", s)
 }

@@ -8,10 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
@@ -275,21 +273,13 @@ func (c *Consumer) Wait() { c.wg.Wait() }
 
 // partitionReader is the state of one partition's goroutine.
 type partitionReader struct {
-	c      *Consumer
-	src    Source
-	part   int
-	dec    *Decoder
-	sink   Sink
-	pm     *partitionMetricsHandle
-	logger *slog.Logger
-	ev     Event
-	det    Detail
-	timed  TimedSink // the sink, when it wants Kafka times; nil otherwise
+	recordHandler
+	c    *Consumer
+	src  Source
+	part int
 
 	offset     int64 // next offset to read; -1 before the first seek
 	stopOffset int64 // with End: the high-water mark at the first fetch
-	lastSample time.Time
-	notAfter   int64 // with MaxAhead: the latest event time accepted, Unix ns
 }
 
 func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
@@ -299,14 +289,12 @@ func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
 		return
 	}
 	r := &partitionReader{
-		c: c, src: s, part: part, dec: dec, sink: c.opts.NewSink(),
-		pm:     c.metrics.forTopic(s.Topic),
-		logger: c.logger.With("topic", s.Topic, "partition", part),
+		recordHandler: newRecordHandler(dec, c.opts.NewSink(), c.metrics.forTopic(s.Topic), c.logger.With("topic", s.Topic, "partition", part)),
+		c:             c, src: s, part: part,
 		offset: -1, stopOffset: -1,
 	}
-	if ts, ok := r.sink.(TimedSink); ok {
-		r.timed = ts
-		defer ts.Done()
+	if r.timed != nil {
+		defer r.timed.Done()
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -446,51 +434,6 @@ func (r *partitionReader) seekStart(conn *kafka.Conn) (int64, error) {
 		}
 	}
 	return off, nil
-}
-
-func (r *partitionReader) handle(msg *kafka.Message) {
-	if r.timed != nil {
-		var kt int64 // 0: the record has no timestamp
-		if !msg.Time.IsZero() {
-			kt = msg.Time.UnixNano()
-		}
-		r.timed.Record(kt)
-	}
-	r.pm.records.Inc()
-	r.pm.bytes.Add(float64(len(msg.Value)))
-	r.det = Detail{}
-	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
-	switch {
-	case err == nil && r.notAfter != 0 && r.ev.Time > r.notAfter:
-		r.pm.reject(ErrTimeRange)
-		r.sample(msg, ErrTimeRange)
-	case err == nil:
-		r.sink.Add(&r.ev, &r.det)
-	case errors.Is(err, ErrSkip):
-		r.pm.skipped.Inc()
-	default:
-		r.pm.reject(err)
-		r.sample(msg, err)
-	}
-}
-
-// sample logs a rejected record at most every 10 s per partition, quoted and
-// truncated: records carry user input.
-func (r *partitionReader) sample(msg *kafka.Message, err error) {
-	now := time.Now()
-	if now.Sub(r.lastSample) < 10*time.Second {
-		return
-	}
-	r.lastSample = now
-	v := msg.Value
-	if len(v) > 256 {
-		v = v[:256]
-	}
-	s := string(v)
-	if !utf8.ValidString(s) {
-		s = strconv.QuoteToASCII(s)
-	}
-	r.logger.Warn("Rejected record (sampled)", "reason", err.Error(), "offset", msg.Offset, "bytes", len(msg.Value), "sample", s)
 }
 
 // NewDialer builds a kafka-go Dialer with TLS and SASL as configured.

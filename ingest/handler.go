@@ -1,0 +1,75 @@
+package ingest
+
+import (
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// recordHandler decodes one partition's records into its Sink and counts
+// what it skips and rejects. The Consumer and the GroupConsumer share it,
+// so a record is treated the same whichever reads it.
+type recordHandler struct {
+	dec        *Decoder
+	sink       Sink
+	timed      TimedSink // the sink, when it wants Kafka times; nil otherwise
+	pm         *partitionMetricsHandle
+	logger     *slog.Logger
+	ev         Event
+	det        Detail
+	lastSample time.Time
+	notAfter   int64 // with MaxAhead: the latest event time accepted, Unix ns; 0 = no limit
+}
+
+func newRecordHandler(dec *Decoder, sink Sink, pm *partitionMetricsHandle, logger *slog.Logger) recordHandler {
+	h := recordHandler{dec: dec, sink: sink, pm: pm, logger: logger}
+	if ts, ok := sink.(TimedSink); ok {
+		h.timed = ts
+	}
+	return h
+}
+
+func (r *recordHandler) handle(msg *kafka.Message) {
+	if r.timed != nil {
+		var kt int64 // 0: the record has no timestamp
+		if !msg.Time.IsZero() {
+			kt = msg.Time.UnixNano()
+		}
+		r.timed.Record(kt)
+	}
+	r.pm.records.Inc()
+	r.pm.bytes.Add(float64(len(msg.Value)))
+	r.det = Detail{}
+	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
+	switch {
+	case err == nil && r.notAfter != 0 && r.ev.Time > r.notAfter:
+		r.pm.reject(ErrTimeRange)
+		r.sample(msg, ErrTimeRange)
+	case err == nil:
+		r.sink.Add(&r.ev, &r.det)
+	case errors.Is(err, ErrSkip):
+		r.pm.skipped.Inc()
+	default:
+		r.pm.reject(err)
+		r.sample(msg, err)
+	}
+}
+
+// sample logs a rejected record at most every 10 s per partition, quoted
+// and truncated: records carry user input.
+func (r *recordHandler) sample(msg *kafka.Message, err error) {
+	now := time.Now()
+	if now.Sub(r.lastSample) < 10*time.Second {
+		return
+	}
+	r.lastSample = now
+	s := string(msg.Value[:min(len(msg.Value), 256)])
+	if !utf8.ValidString(s) {
+		s = strconv.QuoteToASCII(s)
+	}
+	r.logger.Warn("Rejected record (sampled)", "reason", err.Error(), "offset", msg.Offset, "bytes", len(msg.Value), "sample", s)
+}

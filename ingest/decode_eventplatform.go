@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"bytes"
-
-	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
 // Event Platform streams (DOMAIN.md section 4): topics <dc>.<stream>,
@@ -207,7 +205,9 @@ func (d *Decoder) decodeClientError(ev *Event, det *Detail, kt int64) error {
 	if skip, err := d.isCanary(ceDomain); skip || err != nil {
 		return err
 	}
-	wiki, err := d.clientErrorWiki()
+	// error_context.wiki, else meta.domain, else the page URL (the
+	// schema's own example has only "url").
+	wiki, err := d.wikiOf(ceWiki, ceDomain, ceURL)
 	if err != nil {
 		return err
 	}
@@ -256,37 +256,4 @@ func (d *Decoder) decodeClientError(ev *Event, det *Detail, kt int64) error {
 	// the version table without bound. Detail.Version keeps the text.
 	ev.Fingerprint = Fingerprint(det.Message, det.Class, det.File)
 	return nil
-}
-
-// clientErrorWiki is error_context.wiki, else the wiki of meta.domain,
-// else that of the page URL (the schema's own example has only "url").
-func (d *Decoder) clientErrorWiki() (wikimap.ID, error) {
-	name, err := d.nonEmpty(ceWiki)
-	if err != nil {
-		return 0, err
-	}
-	if len(name) > 0 {
-		if id := d.wikis.ByName(name); id != 0 {
-			return id, nil
-		}
-		return 0, ErrUnknownWiki
-	}
-	host, err := d.nonEmpty(ceDomain)
-	if err != nil {
-		return 0, err
-	}
-	if len(host) == 0 {
-		u, err := d.nonEmpty(ceURL)
-		if err != nil {
-			return 0, err
-		}
-		host = hostOfURL(u)
-	}
-	if len(host) == 0 {
-		return 0, ErrMissingField
-	}
-	if id := d.wikis.ByHost(host); id != 0 {
-		return id, nil
-	}
-	return 0, ErrUnknownWiki
 }

@@ -126,7 +126,8 @@ func (d *Decoder) decodeMediaWikiLog(ev *Event, det *Detail, kt int64) error {
 	if err != nil {
 		return err
 	}
-	wiki, err := d.mediaWikiWiki()
+	// "wiki", else the request Host ("server", or the host of ECS url.full).
+	wiki, err := d.wikiOf(mwWiki, mwServer, mwURLFull)
 	if err != nil {
 		return err
 	}
@@ -270,11 +271,12 @@ func levelAtError(name []byte) (atError, known bool) {
 	return false, false
 }
 
-// mediaWikiWiki resolves the wiki from "wiki", else the request Host
-// ("server", or the host of ECS url.full): php-wmerrors fatals carry no
-// wiki field.
-func (d *Decoder) mediaWikiWiki() (wikimap.ID, error) {
-	name, err := d.nonEmpty(mwWiki)
+// wikiOf resolves a record's wiki: the dbname in nameSlot, else the host in
+// hostSlot, else the host of the URL in urlSlot (php-wmerrors fatals and
+// some client errors carry no wiki field). An unknown name or host is
+// ErrUnknownWiki; neither present is ErrMissingField.
+func (d *Decoder) wikiOf(nameSlot, hostSlot, urlSlot int) (wikimap.ID, error) {
+	name, err := d.nonEmpty(nameSlot)
 	if err != nil {
 		return 0, err
 	}
@@ -284,12 +286,12 @@ func (d *Decoder) mediaWikiWiki() (wikimap.ID, error) {
 		}
 		return 0, ErrUnknownWiki
 	}
-	host, err := d.nonEmpty(mwServer)
+	host, err := d.nonEmpty(hostSlot)
 	if err != nil {
 		return 0, err
 	}
 	if len(host) == 0 {
-		u, err := d.nonEmpty(mwURLFull)
+		u, err := d.nonEmpty(urlSlot)
 		if err != nil {
 			return 0, err
 		}

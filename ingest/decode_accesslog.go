@@ -1,5 +1,7 @@
 package ingest
 
+import "github.com/wikimedia/pretrain-detector/wikimap"
+
 // The MediaWiki httpd access log (topic mediawiki.httpd.accesslog; field
 // map in operations/puppet modules/httpd/files/logformat/
 // accesslog_ecs_1.7.0.yaml; DOMAIN.md section 4). httpd writes flat dotted
@@ -63,26 +65,9 @@ func (d *Decoder) decodeAccessLog(ev *Event, kt int64) error {
 	if err != nil {
 		return err
 	}
-	domain, err := d.nonEmpty(alDomain)
+	wiki, status, err := d.hostAndStatus(alDomain, alStatus)
 	if err != nil {
 		return err
-	}
-	if len(domain) == 0 {
-		return ErrMissingField
-	}
-	wiki := d.wikis.ByHost(domain)
-	if wiki == 0 {
-		return ErrUnknownWiki
-	}
-	status, ok, err := d.number(alStatus)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrMissingField
-	}
-	if status < 0 || status > 999 || status != float64(uint16(status)) {
-		return ErrWrongType
 	}
 	dur, _, err := d.number(alDuration)
 	if err != nil {
@@ -135,4 +120,32 @@ func (d *Decoder) accessLogTime(kt int64) (int64, error) {
 		return kt, nil
 	}
 	return ns, d.checkSkew(ns, kt)
+}
+
+// hostAndStatus reads a request's wiki (from its Host) and HTTP status, the
+// two fields every request format must have. The status may be a JSON
+// number or a digit string (httpd and webrequest quote it).
+func (d *Decoder) hostAndStatus(hostSlot, statusSlot int) (wikimap.ID, float64, error) {
+	host, err := d.nonEmpty(hostSlot)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(host) == 0 {
+		return 0, 0, ErrMissingField
+	}
+	wiki := d.wikis.ByHost(host)
+	if wiki == 0 {
+		return 0, 0, ErrUnknownWiki
+	}
+	status, ok, err := d.number(statusSlot)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !ok {
+		return 0, 0, ErrMissingField
+	}
+	if status < 0 || status > 999 || status != float64(uint16(status)) {
+		return 0, 0, ErrWrongType
+	}
+	return wiki, status, nil
 }

@@ -40,26 +40,9 @@ func (d *Decoder) decodeWebrequest(ev *Event, kt int64) error {
 	if skip, err := d.isCanary(wrDomain); skip || err != nil {
 		return err
 	}
-	host, err := d.nonEmpty(wrHost)
+	wiki, status, err := d.hostAndStatus(wrHost, wrStatus)
 	if err != nil {
 		return err
-	}
-	if len(host) == 0 {
-		return ErrMissingField
-	}
-	wiki := d.wikis.ByHost(host)
-	if wiki == 0 {
-		return ErrUnknownWiki
-	}
-	status, ok, err := d.number(wrStatus)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrMissingField
-	}
-	if status < 0 || status > 999 || status != float64(uint16(status)) {
-		return ErrWrongType
 	}
 	ns, err := d.requiredTime(kt, wrDt, wrMetaDt)
 	if err != nil {

@@ -310,35 +310,43 @@ func envOr(k, def string) string {
 // errEnough stops the simulator once enough records are loaded.
 var errEnough = errors.New("enough records")
 
-// load writes cfg.Records access-log records of the "quiet" scenario into
-// the topic, keyed by request id (as the simulator keys them) and
-// timestamped with their event time, then checks the broker holds them.
-func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, rep *Report) error {
+// Loaded describes what LoadAccessLogs wrote.
+type Loaded struct {
+	Records, Bytes int64
+	From, To       time.Time // event times of the first and last record
+}
+
+// LoadAccessLogs writes records access-log records of the simulator's
+// "quiet" scenario at rate requests/s into topic, keyed by request id (as
+// the simulator keys them) and timestamped with their event time. The
+// ingest and replay benchmarks load their brokers with it.
+func LoadAccessLogs(ctx context.Context, addrs []string, topic string, records int, rate float64, seed int64, wikis *wikimap.Map) (Loaded, error) {
+	var l Loaded
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections() // Writer.Close leaves its Transport's connections open
 	w := &kafka.Writer{
-		Addr: kafka.TCP(addrs...), Topic: cfg.Topic, Transport: tr, Balancer: &kafka.Hash{},
+		Addr: kafka.TCP(addrs...), Topic: topic, Transport: tr, Balancer: &kafka.Hash{},
 		BatchSize: 10000, BatchBytes: 1 << 20, // kfake's default message.max.bytes
 		BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne,
 	}
 	// The daily cycle is near its mean at the scenario's noon start; twice
 	// the expected span leaves room, and the sink stops early.
-	span := time.Duration(2*float64(cfg.Records)/cfg.Rate*float64(time.Second)) + time.Minute
-	sim := simulate.Config{Scenario: "quiet", Seed: cfg.Seed, Rate: cfg.Rate, Duration: span, BatchSize: 10000}
+	span := time.Duration(2*float64(records)/rate*float64(time.Second)) + time.Minute
+	sim := simulate.Config{Scenario: "quiet", Seed: seed, Rate: rate, Duration: span, BatchSize: 10000}
 	msgs := make([]kafka.Message, 0, sim.BatchSize)
 	n := 0
 	_, err := simulate.Run(ctx, sim, wikis, func(ctx context.Context, batch []simulate.Record) error {
 		msgs = msgs[:0]
 		for _, r := range batch {
-			if r.Topic != simulate.DefaultAccessLog || n == cfg.Records {
+			if r.Topic != simulate.DefaultAccessLog || n == records {
 				continue
 			}
 			if n == 0 {
-				rep.From = r.Time
+				l.From = r.Time
 			}
-			rep.To = r.Time
+			l.To = r.Time
 			n++
-			rep.Bytes += int64(len(r.Key) + len(r.Value))
+			l.Bytes += int64(len(r.Key) + len(r.Value))
 			msgs = append(msgs, kafka.Message{Key: r.Key, Value: r.Value, Time: r.Time})
 		}
 		if len(msgs) > 0 {
@@ -347,22 +355,32 @@ func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, r
 				return writeError(len(msgs), err)
 			}
 		}
-		if n == cfg.Records {
+		if n == records {
 			return errEnough
 		}
 		return nil
 	})
 	cerr := w.Close()
 	if err != nil && !errors.Is(err, errEnough) {
-		return fmt.Errorf("load records: %w", err)
+		return l, fmt.Errorf("load records: %w", err)
 	}
 	if cerr != nil {
-		return fmt.Errorf("close writer: %w", cerr)
+		return l, fmt.Errorf("close writer: %w", cerr)
 	}
-	if n < cfg.Records {
-		return fmt.Errorf("load records: the scenario yielded %d access-log records, want %d: raise the rate", n, cfg.Records)
+	if n < records {
+		return l, fmt.Errorf("load records: the scenario yielded %d access-log records, want %d: raise the rate", n, records)
 	}
-	rep.Records = int64(n)
+	l.Records = int64(n)
+	return l, nil
+}
+
+// load fills the benchmark's topic and checks the broker holds it all.
+func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, rep *Report) error {
+	l, err := LoadAccessLogs(ctx, addrs, cfg.Topic, cfg.Records, cfg.Rate, cfg.Seed, wikis)
+	if err != nil {
+		return err
+	}
+	rep.Records, rep.Bytes, rep.From, rep.To = l.Records, rep.Bytes+l.Bytes, l.From, l.To
 	// Check what the broker holds, so a lost write fails here and not as
 	// a short count in every run.
 	held, err := heldRecords(ctx, addrs[0], cfg.Topic, cfg.Partitions)

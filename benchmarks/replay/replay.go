@@ -220,76 +220,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// errEnough stops the simulator once enough records are loaded.
-var errEnough = errors.New("enough records")
-
 // load writes cfg.Records access-log records of the "quiet" scenario,
 // keyed by request id and timestamped with their event time.
 func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, rep *Report) error {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections() // Writer.Close leaves its Transport's connections open
-	w := &kafka.Writer{
-		Addr: kafka.TCP(addrs...), Topic: topic, Transport: tr, Balancer: &kafka.Hash{},
-		BatchSize: 10000, BatchBytes: 1 << 20, // kfake's default message.max.bytes
-		BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne,
+	l, err := ingestbench.LoadAccessLogs(ctx, addrs, topic, cfg.Records, cfg.Rate, cfg.Seed, wikis)
+	if err != nil {
+		return err
 	}
-	// The daily cycle is near its mean at the scenario's noon start; twice
-	// the expected span leaves room, and the sink stops early.
-	span := time.Duration(2*float64(cfg.Records)/cfg.Rate*float64(time.Second)) + time.Minute
-	sim := simulate.Config{Scenario: "quiet", Seed: cfg.Seed, Rate: cfg.Rate, Duration: span, BatchSize: 10000}
-	msgs := make([]kafka.Message, 0, sim.BatchSize)
-	n := 0
-	_, err := simulate.Run(ctx, sim, wikis, func(ctx context.Context, batch []simulate.Record) error {
-		msgs = msgs[:0]
-		for _, r := range batch {
-			if r.Topic != topic || n == cfg.Records {
-				continue
-			}
-			if n == 0 {
-				rep.From = r.Time
-			}
-			rep.To = r.Time
-			n++
-			rep.Bytes += int64(len(r.Key) + len(r.Value))
-			msgs = append(msgs, kafka.Message{Key: r.Key, Value: r.Value, Time: r.Time})
-		}
-		if len(msgs) > 0 {
-			// Synchronous: the simulator reuses the buffers after we return.
-			if err := w.WriteMessages(ctx, msgs...); err != nil {
-				return fmt.Errorf("write %d records: %w", len(msgs), firstWriteError(err))
-			}
-		}
-		if n == cfg.Records {
-			return errEnough
-		}
-		return nil
-	})
-	cerr := w.Close()
-	if err != nil && !errors.Is(err, errEnough) {
-		return fmt.Errorf("load records: %w", err)
-	}
-	if cerr != nil {
-		return fmt.Errorf("close writer: %w", cerr)
-	}
-	if n < cfg.Records {
-		return fmt.Errorf("load records: the scenario yielded %d access-log records, want %d", n, cfg.Records)
-	}
-	rep.Records = int64(n)
+	rep.Records, rep.Bytes, rep.From, rep.To = l.Records, rep.Bytes+l.Bytes, l.From, l.To
 	return nil
-}
-
-// firstWriteError keeps one of kafka-go's per-message errors: a batch's
-// WriteErrors would print thousands.
-func firstWriteError(err error) error {
-	var we kafka.WriteErrors
-	if errors.As(err, &we) {
-		for _, e := range we {
-			if e != nil {
-				return e
-			}
-		}
-	}
-	return err
 }
 
 // raw reads every partition from its first to its last offset in parallel

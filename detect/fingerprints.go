@@ -220,7 +220,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	if jobrunner {
 		set, broad, setName = d.topo.cohort, false, "the cohort served by train jobrunners"
 	}
-	top, inSet, listed := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
+	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
 	pConc := 1.0
 	// The unlisted remainder (the catalogue keeps a bounded wiki list)
 	// counts as outside the set: against concentration.
@@ -249,7 +249,6 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	} else if d.fleet.active {
 		notes = append(notes, "a fleet-wide incident is under way and this data path is shared with every wiki: not blaming Pretrain")
 	}
-	_ = listed
 	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
 	if distinct < int64(d.cfg.MinDistinct) {
 		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests of the %d needed", distinct, d.cfg.MinDistinct))
@@ -330,7 +329,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 		}
 	}
 	n := st.train
-	top, inSet, _ := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
+	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
 	sG := 1.0
 	if rAll > 0 {
 		sG = float64(rG) / float64(rAll)
@@ -380,13 +379,12 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 
 // topWikis counts a fingerprint on the wikis the catalogue saw it on, and
 // how many of its occurrences fell in set.
-func (d *Detector) topWikis(info *window.FingerprintInfo, sc ingest.Scope, from, to int64, set wikiSet) (top []WikiCount, inSet, listed int64) {
+func (d *Detector) topWikis(info *window.FingerprintInfo, sc ingest.Scope, from, to int64, set wikiSet) (top []WikiCount, inSet int64) {
 	for _, id := range info.Wikis {
 		c := d.w.FingerprintCount(info.ID, id, sc, from, to)
 		if c == 0 {
 			continue
 		}
-		listed += c
 		if set.has(id) {
 			inSet += c
 		}
@@ -398,7 +396,7 @@ func (d *Detector) topWikis(info *window.FingerprintInfo, sc ingest.Scope, from,
 		}
 		return top[i].Wiki < top[j].Wiki
 	})
-	return top, inSet, listed
+	return top, inSet
 }
 
 func (d *Detector) fillFingerprint(f *Finding, info *window.FingerprintInfo, sc ingest.Scope, from, to int64) {

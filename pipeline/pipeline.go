@@ -55,7 +55,6 @@ type Pipeline struct {
 
 	mu         sync.Mutex // guards the snapshots below, read by HTTP handlers
 	findings   []detect.Finding
-	lastEval   time.Time
 	cohort     detect.CohortStatus
 	fleetOn    bool
 	fleetSince time.Time
@@ -307,7 +306,6 @@ func (p *Pipeline) evaluate(wm int64) {
 	fleet, since := p.Detector.FleetIncident()
 	p.mu.Lock()
 	p.findings = all
-	p.lastEval = start
 	p.cohort, p.fleetOn, p.fleetSince = cohort, fleet, since
 	p.mu.Unlock()
 	if len(changed) > 0 && p.opts.OnChange != nil {

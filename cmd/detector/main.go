@@ -127,4 +127,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 }
 
 // shutdownTimeout bounds the ordered shutdown (DESIGN.md: within 10 s).
-const shutdownTimeout = 8 * time.Second
+// It is measured from the signal; the HTTP server's stop gets the last
+// httpShutdownSlice of it (and at least that much).
+const (
+	shutdownTimeout   = 8 * time.Second
+	httpShutdownSlice = time.Second
+)

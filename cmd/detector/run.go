@@ -157,7 +157,9 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		Findings: p.Findings,
 		Ready: func() (bool, string) {
 			switch {
-			case stopping.Load():
+			// ctx is done the moment the signal arrives: not ready from
+			// then on, before ingest has even noticed.
+			case stopping.Load() || ctx.Err() != nil:
 				return false, "shutting down"
 			case !p.Ready():
 				return false, "warming the windows up from Kafka"
@@ -242,31 +244,56 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		}
 	}()
 
+	// The shutdown budget runs from the signal, not from whenever ingest
+	// gets round to returning: a slow stop of the readers must eat into the
+	// alert drain, not push the exit past what Kubernetes waits for.
+	var signalled atomic.Int64
+	stopSignalClock := context.AfterFunc(ctx, func() { signalled.Store(time.Now().UnixNano()) })
+	defer stopSignalClock()
+
 	logger.Info("Starting detector", "version", version.Info(), "topics", len(cfg.Topics()), "cohort", cfg.Pretrain.Cohort)
 	runErr := p.Run(ctx)
 
-	// Shutdown, in order: (1) not ready; (2) ingest has stopped (Run
-	// returned) and (3) the last evaluation is done; (4) drain the alert
-	// queue under a deadline; (5) stop HTTP last so /metrics shows the drain.
+	// Shutdown, in order: (1) not ready (already, from the signal); (2)
+	// ingest has stopped (Run returned) and (3) the last evaluation is done;
+	// (4) drain the alert queue under a deadline; (5) stop HTTP last so
+	// /metrics shows the drain, with a slice of the budget of its own.
 	stopping.Store(true)
 	stopResend() // nothing new into the queue that is drained next
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
+	start := time.Now()
+	if ns := signalled.Load(); ns != 0 {
+		start = time.Unix(0, ns)
+	}
+	end := start.Add(shutdownTimeout)
 	var errs []error
 	if runErr != nil {
 		errs = append(errs, runErr)
 	}
 	if notifier != nil {
-		if err := notifier.Drain(sctx); err != nil {
+		dctx, cancel := context.WithDeadline(context.Background(), end.Add(-httpShutdownSlice))
+		if err := notifier.Drain(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("drain alerts: %w", err))
 		}
+		cancel()
 		cancelNotifier()
 	}
-	if err := srv.Shutdown(sctx); err != nil {
+	// Never less than the slice: a drain that used all its time still
+	// leaves open requests (a Prometheus scrape) their chance to finish.
+	hctx, cancel := context.WithDeadline(context.Background(), later(end, time.Now().Add(httpShutdownSlice)))
+	defer cancel()
+	if err := srv.Shutdown(hctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop web server: %w", err))
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // resendLoop hands the current findings to the notifier every interval

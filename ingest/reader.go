@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -130,6 +131,31 @@ func NewConsumer(opts ConsumerOptions, logger *slog.Logger, m *Metrics) (*Consum
 // ErrNoBroker is returned when no broker of a cluster answers at start.
 var ErrNoBroker = errors.New("no broker reachable")
 
+// ErrRefused is returned when a broker answered but the TLS handshake or
+// the SASL authentication failed: the fix is in the credentials or the CA,
+// not in the network, so it is not reported as unreachable.
+var ErrRefused = errors.New("broker refused the connection")
+
+// refused tells whether a dial error is a TLS or SASL failure.
+func refused(err error) bool {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		switch ke {
+		case kafka.SASLAuthenticationFailed, kafka.UnsupportedSASLMechanism, kafka.IllegalSASLState:
+			return true
+		}
+	}
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		alert     tls.AlertError
+	)
+	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &verify) || errors.As(err, &alert)
+}
+
 // Discover checks that every cluster answers and returns the partitions found
 // per topic. A topic that does not exist is a warning, not an error: it is
 // looked for again every TopicRecheck (DESIGN.md).
@@ -141,7 +167,7 @@ func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 	for i, s := range c.opts.Sources {
 		parts, err := c.partitions(ctx, s)
 		if err != nil {
-			if errors.Is(err, ErrNoBroker) {
+			if errors.Is(err, ErrNoBroker) || errors.Is(err, ErrRefused) {
 				if !reached[s.Cluster] {
 					errs = append(errs, fmt.Errorf("kafka cluster %s (%v): %w", s.Cluster, s.Brokers, err))
 					reached[s.Cluster] = true
@@ -169,6 +195,11 @@ func (c *Consumer) partitions(ctx context.Context, s Source) ([]int, error) {
 		conn, err := s.Dialer.DialContext(dctx, "tcp", b)
 		cancel()
 		if err != nil {
+			if refused(err) {
+				// Every broker of a cluster shares the credentials: trying
+				// the next would only repeat the failure.
+				return nil, fmt.Errorf("%w: %s: %w", ErrRefused, b, err)
+			}
 			lastErr = err
 			continue
 		}
@@ -322,10 +353,12 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	r.pm.connected.Inc()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks a pending fetch
 	defer func() {
 		stop()
 		_ = conn.Close()
+		r.pm.connected.Dec()
 	}()
 	if r.offset < 0 {
 		if r.offset, err = r.seekStart(conn); err != nil {

@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,11 +189,11 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 		want     []string // substrings of the error
 	}{
 		{name: "wrong password", tls: TLSOptions{Enabled: true, CAFile: ca.caFile}, mech: "SCRAM-SHA-512",
-			user: secureUsers["SCRAM-SHA-512"][0], password: "not-the-password-77", want: []string{"SASL Authentication Failed"}},
+			user: secureUsers["SCRAM-SHA-512"][0], password: "not-the-password-77", want: []string{"broker refused the connection", "SASL Authentication Failed"}},
 		{name: "unknown user", tls: TLSOptions{Enabled: true, CAFile: ca.caFile}, mech: "PLAIN",
-			user: "nobody", password: "not-the-password-77", want: []string{"SASL Authentication Failed"}},
+			user: "nobody", password: "not-the-password-77", want: []string{"broker refused the connection", "SASL Authentication Failed"}},
 		{name: "untrusted certificate", tls: TLSOptions{Enabled: true, CAFile: newTestCA(t, dir, "other").caFile}, mech: "SCRAM-SHA-512",
-			user: secureUsers["SCRAM-SHA-512"][0], password: secureUsers["SCRAM-SHA-512"][1], want: []string{"certificate signed by unknown authority"}},
+			user: secureUsers["SCRAM-SHA-512"][0], password: secureUsers["SCRAM-SHA-512"][1], want: []string{"broker refused the connection", "certificate signed by unknown authority"}},
 		{name: "no TLS to a TLS broker", mech: "SCRAM-SHA-512",
 			user: secureUsers["SCRAM-SHA-512"][0], password: secureUsers["SCRAM-SHA-512"][1], want: []string{"no broker reachable", c.ListenAddrs()[0]}},
 	}
@@ -211,6 +213,10 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 			for _, s := range tc.want {
 				require.ErrorContains(t, err, s)
 			}
+			// A broker that answered is not called unreachable, and one
+			// that refused us is not: the operator's fix differs.
+			require.Equal(t, strings.Contains(tc.want[0], "refused"), errors.Is(err, ErrRefused), "%v", err)
+			require.Equal(t, !errors.Is(err, ErrRefused), errors.Is(err, ErrNoBroker), "%v", err)
 			t.Logf("%s: %v", tc.name, err)
 			require.NotContains(t, err.Error(), tc.password)
 			require.NotContains(t, err.Error(), secureUsers["SCRAM-SHA-512"][1])

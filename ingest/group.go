@@ -397,10 +397,12 @@ func (r *groupReader) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.pm.connected.Inc()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks a pending fetch
 	defer func() {
 		stop()
 		_ = conn.Close()
+		r.pm.connected.Dec()
 	}()
 	switch r.next {
 	case kafka.FirstOffset:

@@ -20,6 +20,7 @@ type Metrics struct {
 	rejected   *prometheus.CounterVec
 	lag        *prometheus.GaugeVec
 	partitions *prometheus.GaugeVec
+	connected  *prometheus.GaugeVec
 	missing    *prometheus.GaugeVec
 	reconnects *prometheus.CounterVec
 
@@ -43,6 +44,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Records between the newest read and the high-water mark, summed over partitions, by topic (last fetch of each partition)."}, []string{"topic"}),
 		partitions: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "partitions",
 			Help: "Partitions being read, by topic."}, []string{"topic"}),
+		connected: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "partitions_connected",
+			Help: "Partitions with an open connection to their leader, by topic; below detector_ingest_partitions while brokers are away."}, []string{"topic"}),
 		missing: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "topic_missing",
 			Help: "1 when a configured topic does not exist (it is looked for again)."}, []string{"topic"}),
 		reconnects: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "reconnects_total",
@@ -54,6 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // partitionMetrics holds a topic's label children, resolved once.
 type partitionMetrics struct {
 	records, bytes, skipped, reconnects prometheus.Counter
+	connected                           prometheus.Gauge
 	rejected                            map[error]prometheus.Counter
 	lag                                 *lagSum
 }
@@ -88,6 +92,7 @@ func (m *Metrics) forTopic(topic string) *partitionMetricsHandle {
 			bytes:      m.bytes.WithLabelValues(topic),
 			skipped:    m.skipped.WithLabelValues(topic),
 			reconnects: m.reconnects.WithLabelValues(topic),
+			connected:  m.connected.WithLabelValues(topic),
 			rejected:   map[error]prometheus.Counter{},
 			lag:        &lagSum{g: m.lag.WithLabelValues(topic), by: map[*partitionLag]float64{}},
 		}

@@ -43,6 +43,9 @@ func TestOpsBrokerOutage(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "caught up with the live traffic")
 	before := h.Metrics(t)
 	delayBefore := before.Sum("detector_window_watermark_delay_seconds")
+	partitions := before.Sum("detector_ingest_partitions")
+	require.Positive(t, partitions)
+	require.Equal(t, partitions, before.Sum("detector_ingest_partitions_connected"), "every partition connected")
 
 	k.ln.Down()
 	down := time.Now()
@@ -52,6 +55,9 @@ func TestOpsBrokerOutage(t *testing.T) {
 		during = h.Metrics(t)
 		return during.Sum("detector_ingest_reconnects_total") > before.Sum("detector_ingest_reconnects_total")
 	}, outage, 50*time.Millisecond, "the broken connections are counted while the broker is away")
+	require.Eventually(t, func() bool {
+		return h.Metrics(t).Sum("detector_ingest_partitions_connected") == 0
+	}, outage, 50*time.Millisecond, "the health gauge shows no partition connected while the broker is away")
 	time.Sleep(time.Until(down.Add(outage)))
 	during = h.Metrics(t)
 	_, writtenDuring := f.Written()
@@ -86,6 +92,7 @@ func TestOpsBrokerOutage(t *testing.T) {
 		require.Equal(t, 0.0, after.Sum("detector_ingest_consumer_lag_records", "topic", topic))
 	}
 	require.Less(t, after.Sum("detector_window_watermark_delay_seconds"), delayDuring, "the watermark caught up")
+	require.Equal(t, partitions, after.Sum("detector_ingest_partitions_connected"), "every partition connected again")
 	code, _ := h.Get(t, "/-/ready")
 	require.Equal(t, http.StatusOK, code)
 	select {

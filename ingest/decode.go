@@ -108,12 +108,9 @@ type Decoder struct {
 	scratch []byte // unescaped strings and built keys; reset per record
 	det     Detail // stands in when Decode gets a nil *Detail
 
-	// The last origin (see origin).
-	originKey, originLast []byte
-	originValid           bool
-	originScope           Scope
-	originRole            Role
-	originRollout         uint32
+	// Origins already derived, by their fields (see origin).
+	originKey []byte
+	origins   map[string]originInfo
 }
 
 // NewDecoder returns a Decoder for format f. versions and rollouts intern
@@ -142,7 +139,7 @@ func NewDecoder(f Format, wikis *wikimap.Map, versions, rollouts *Interner, opts
 		path:        make([]byte, 0, 128),
 		scratch:     make([]byte, 0, 1024),
 		originKey:   make([]byte, 0, 128),
-		originLast:  make([]byte, 0, 128),
+		origins:     make(map[string]originInfo, maxOrigins),
 	}, nil
 }
 
@@ -241,10 +238,10 @@ func (d *Decoder) checkSkew(ns, kt int64) error {
 }
 
 // origin returns the scope, role and rollout of the server that produced
-// a record. Records from one pod repeat the same values, so the last
-// answer is kept and reused when the inputs are the same: comparing a few
-// short strings is cheaper than deriving the role and interning the
-// rollout again.
+// a record. Records from one pod repeat the same values, so answers are
+// kept by their inputs: one map lookup is cheaper than deriving the role
+// and interning the rollout again, and a partition interleaves the records
+// of many pods, so one remembered answer would rarely be the right one.
 func (d *Decoder) origin(servergroup, namespace, deployment, release, pod []byte) (Scope, Role, uint32) {
 	k := d.originKey[:0]
 	for _, b := range [...][]byte{servergroup, namespace, deployment, release, pod} {
@@ -252,19 +249,33 @@ func (d *Decoder) origin(servergroup, namespace, deployment, release, pod []byte
 		k = append(k, 0)
 	}
 	d.originKey = k
-	if d.originValid && bytes.Equal(k, d.originLast) {
-		return d.originScope, d.originRole, d.originRollout
+	if o, ok := d.origins[string(k)]; ok { // no allocation: the compiler views k
+		return o.scope, o.role, o.rollout
 	}
-	d.originScope = ScopeTrain
+	o := originInfo{scope: ScopeTrain, role: roleOf(servergroup, release, deployment), rollout: d.rolloutOf(pod, release)}
 	if d.isPretrain(servergroup, namespace, deployment) {
-		d.originScope = ScopePretrain
+		o.scope = ScopePretrain
 	}
-	d.originRole = roleOf(servergroup, release, deployment)
-	d.originRollout = d.rolloutOf(pod, release)
-	d.originLast, d.originKey = k, d.originLast
-	d.originValid = true
-	return d.originScope, d.originRole, d.originRollout
+	if len(d.origins) >= maxOrigins {
+		// Pods come and go with every deploy; forgetting them all at
+		// once is simpler than an LRU and costs one re-derivation each.
+		clear(d.origins)
+	}
+	d.origins[string(k)] = o
+	return o.scope, o.role, o.rollout
 }
+
+// originInfo is what origin derives from a record's origin fields.
+type originInfo struct {
+	scope   Scope
+	role    Role
+	rollout uint32
+}
+
+// maxOrigins bounds the origin cache of a decoder. A partition of the
+// access log carries records of every pod that writes to it: a few hundred
+// at Wikimedia, so the cache holds them all and derivation is rare.
+const maxOrigins = 4096
 
 // isPretrain says whether a servergroup, namespace or deployment label
 // names Pretrain (DOMAIN.md section 7).

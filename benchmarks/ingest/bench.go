@@ -85,6 +85,10 @@ type Config struct {
 	// FranzGo adds a run of franz-go's consumer over the same records, a
 	// second raw baseline (see franzStage).
 	FranzGo bool
+	// ClientFetch adds a run of kafka-go's other read path, Client.Fetch,
+	// which decodes a fetch into pooled pages instead of copying each
+	// value (see clientFetchStage).
+	ClientFetch bool
 	// CPUProfile, when set, is the path prefix of a CPU profile written
 	// for each run: <prefix>-<round>-<run>.pprof.
 	CPUProfile string
@@ -152,6 +156,7 @@ const (
 	RunRawBuffered      = "raw-buffered"
 	RunConsumerBuffered = "consumer-buffered"
 	RunFranzGo          = "raw-franz-go"
+	RunClientFetch      = "raw-client-fetch"
 )
 
 const defaultDialTimeout = 10 * time.Second
@@ -269,6 +274,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.FranzGo {
 		runs = append(runs, runSpec{RunFranzGo, newFranzStage})
+	}
+	if cfg.ClientFetch {
+		runs = append(runs, runSpec{RunClientFetch, newClientFetchStage})
 	}
 	// One untimed pass first: the broker's first read of freshly loaded
 	// data is slower than later ones, which would make (a), run first,
@@ -498,20 +506,40 @@ func measure(ctx context.Context, e *env, broker Broker, name string, round int,
 // reading from the first offset to the high-water mark with ReadBatchWith
 // and the same fetch settings as the Consumer, counting bytes.
 type rawStage struct {
-	e              *env
-	records, bytes atomic.Int64
+	e *env
+	counted
+}
+
+// counted is what a raw run counts, added to by each partition at its end.
+type counted struct{ records, bytes atomic.Int64 }
+
+func (c *counted) add(records, bytes int64) {
+	c.records.Add(records)
+	c.bytes.Add(bytes)
+}
+
+func (c *counted) result(r *Result) error {
+	r.Records, r.Bytes = c.records.Load(), c.bytes.Load()
+	r.Events = r.Records
+	return nil
+}
+
+// eachPartition runs read for every partition in parallel, as the
+// Consumer does.
+func eachPartition(n int, read func(p int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for p := range n {
+		wg.Go(func() { errs[p] = read(p) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func newRawStage(e *env) (stage, error) { return &rawStage{e: e}, nil }
 
 func (s *rawStage) run(ctx context.Context) error {
-	errs := make([]error, s.e.cfg.Partitions)
-	var wg sync.WaitGroup
-	for p := range s.e.cfg.Partitions {
-		wg.Go(func() { errs[p] = s.readPartition(ctx, s.e.dialer, p) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return eachPartition(s.e.cfg.Partitions, func(p int) error { return s.readPartition(ctx, s.e.dialer, p) })
 }
 
 func (s *rawStage) readPartition(ctx context.Context, d *kafka.Dialer, p int) error {
@@ -550,14 +578,7 @@ func (s *rawStage) readPartition(ctx context.Context, d *kafka.Dialer, p int) er
 			return ctx.Err()
 		}
 	}
-	s.records.Add(records)
-	s.bytes.Add(bytes)
-	return nil
-}
-
-func (s *rawStage) result(r *Result) error {
-	r.Records, r.Bytes = s.records.Load(), s.bytes.Load()
-	r.Events = r.Records
+	s.add(records, bytes)
 	return nil
 }
 

@@ -23,12 +23,13 @@ func TestRunSmall(t *testing.T) {
 		rounds     int
 		readBuffer int
 		franz      bool
+		fetch      bool
 	}{
 		{name: "broker=inproc", rounds: 1},
-		{name: "broker=child/read-buffer=64KiB/franz-go", child: true, rounds: 2, readBuffer: 64 << 10, franz: true},
+		{name: "broker=child/read-buffer=64KiB/franz-go/client-fetch", child: true, rounds: 2, readBuffer: 64 << 10, franz: true, fetch: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Records: records, Partitions: 3, Rounds: tc.rounds, Topic: topic, ReadBuffer: tc.readBuffer, FranzGo: tc.franz, MaxWait: 50 * time.Millisecond}
+			cfg := Config{Records: records, Partitions: 3, Rounds: tc.rounds, Topic: topic, ReadBuffer: tc.readBuffer, FranzGo: tc.franz, ClientFetch: tc.fetch, MaxWait: 50 * time.Millisecond}
 			if tc.child {
 				cmd := exec.Command(os.Args[0], "-test.run=^$")
 				cmd.Env = append(os.Environ(), childEnv+"="+topic, childEnv+"_PARTITIONS=3")
@@ -56,20 +57,23 @@ func TestRunSmall(t *testing.T) {
 			if tc.franz {
 				wantRuns = append(wantRuns, RunFranzGo)
 			}
+			if tc.fetch {
+				wantRuns = append(wantRuns, RunClientFetch)
+			}
 			for _, rd := range rep.Rounds {
 				require.Len(t, rd.Results, len(wantRuns))
 				for i, name := range wantRuns {
 					r := rd.Results[i]
 					require.Equal(t, name, r.Name)
 					require.Equal(t, int64(records), r.Records, name)
-					if name == RunRaw || name == RunRawBuffered || name == RunFranzGo {
+					if name == RunRaw || name == RunRawBuffered || name == RunFranzGo || name == RunClientFetch {
 						require.Equal(t, rep.Bytes, r.Bytes, "%s counts keys and values", name)
 					} else {
 						// The ingest counter counts values only; keys are 36-byte request ids.
 						require.Equal(t, rep.Bytes-36*int64(records), r.Bytes, name)
 					}
 					require.Positive(t, r.Wall, name)
-					if name != RunFranzGo {
+					if name != RunFranzGo && name != RunClientFetch {
 						require.GreaterOrEqual(t, r.Mallocs, uint64(records), "%s: kafka-go copies each value", name)
 					}
 					require.Equal(t, tc.child, r.BrokerCPU > 0, name)

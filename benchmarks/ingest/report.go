@@ -89,6 +89,8 @@ func label(name string) string {
 		return "(a') raw, buffered conn"
 	case RunConsumerBuffered:
 		return "(b') consumer, buffered conn"
+	case RunClientFetch:
+		return "(a‴) raw kafka-go Client.Fetch"
 	case RunFranzGo:
 		return "(a\") raw franz-go PollFetches"
 	}

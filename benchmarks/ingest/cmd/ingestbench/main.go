@@ -3,9 +3,9 @@
 // raw kafka-go consumption, the ingest Consumer with its decoders, and the
 // full pipeline through window and detect, with their ratios.
 //
-//	go run ./benchmarks/ingest/cmd/ingestbench [--rounds=3] [--read-buffer=262144] [--franz-go] [--cpuprofile=/tmp/ingest]
+//	go run ./benchmarks/ingest/cmd/ingestbench [--rounds=3] [--read-buffer=262144] [--franz-go] [--client-fetch] [--cpuprofile=/tmp/ingest]
 //
-// --read-buffer and --franz-go add runs that show what the client library
+// --read-buffer, --franz-go and --client-fetch add runs that show what the client library
 // costs (see the package documentation).
 //
 // By default the broker runs in a child process (this binary re-executed
@@ -62,6 +62,7 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	runCmd.Flag("broker", "Where kfake runs: child (its own process, so its CPU is not the client's) or inproc.").Default("child").EnumVar(&o.broker, "child", "inproc")
 	runCmd.Flag("read-buffer", "Also run (a) and (b) with connections reading the socket through a buffer of this many bytes (0: off).").IntVar(&o.cfg.ReadBuffer)
 	runCmd.Flag("franz-go", "Also run franz-go's consumer as a second raw baseline.").BoolVar(&o.cfg.FranzGo)
+	runCmd.Flag("client-fetch", "Also run kafka-go's Client.Fetch (pooled pages, no copy per value) as a third raw baseline.").BoolVar(&o.cfg.ClientFetch)
 	runCmd.Flag("cpuprofile", "Write a CPU profile of each run to <prefix>-<round>-<run>.pprof.").StringVar(&o.cfg.CPUProfile)
 
 	brokerCmd := app.Command("broker", "Serve kfake to a parent ingestbench over stdin/stdout.").Hidden()

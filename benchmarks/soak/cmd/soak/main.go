@@ -45,7 +45,7 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	runCmd := app.Command("run", "Run the soak.").Default()
 	var cfg soak.Config
 	runCmd.Flag("duration", "How long the traffic runs.").Default("10m").DurationVar(&cfg.Duration)
-	runCmd.Flag("rate", "Request events per second.").Default("200000").Float64Var(&cfg.Rate)
+	runCmd.Flag("rate", "Request events per second (the target; the simulator's traffic drifts about 1% around it).").Default("210000").Float64Var(&cfg.Rate)
 	runCmd.Flag("storm", "New error fingerprints written during the storm (0: no storm).").Default("1000000").IntVar(&cfg.StormFingerprints)
 	runCmd.Flag("storm-at", "When the storm begins (default: a fifth into the run).").DurationVar(&cfg.StormAt)
 	runCmd.Flag("storm-for", "How long the storm lasts (default: a fifth of the run).").DurationVar(&cfg.StormFor)

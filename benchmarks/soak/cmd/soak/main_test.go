@@ -23,7 +23,7 @@ func TestFlags(t *testing.T) {
 	}{
 		{name: "help", args: []string{"--help"}, code: 0, out: []string{"Soak the detector's pipeline", "run*"}},
 		{name: "run help", args: []string{"run", "--help"}, code: 0,
-			out: []string{"--duration=10m", "--rate=200000", "--storm=1000000", "--sample=10s", "--compression=snappy"}},
+			out: []string{"--duration=10m", "--rate=210000", "--storm=1000000", "--sample=10s", "--compression=snappy"}},
 		{name: "unknown flag", args: []string{"--nope"}, code: 2, err: "unknown long flag '--nope'"},
 		{name: "bad compression", args: []string{"--compression=brotli"}, code: 2, err: "enum value must be one of snappy,lz4,zstd,none"},
 		{name: "bad duration", args: []string{"--duration=soon"}, code: 2, err: "soon"},

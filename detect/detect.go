@@ -43,10 +43,13 @@
 // wiki-anomaly. Per wiki (train scope, outside the cohort), an e-detector
 // (the e-process with its log-likelihood floored at 0, a CUSUM of the same
 // increments) of the wiki's errors against all other wikis', with rho0 from
-// the wiki's own trailing baseline. The threshold makes the expected number
-// of false alarms over a week across all wikis at most alpha (Bonferroni over
-// wikis and buckets). Suppressed when a deploy of the wiki's group or a
-// fleet-wide incident explains it.
+// the wiki's own trailing baseline: the 99% upper bound of the ratio over the
+// counts the baseline's EWMA (half-life 1 h) weighs. The threshold makes the
+// expected number of false alarms over a week across all wikis at most alpha
+// (Bonferroni over wikis and buckets). Suppressed when a deploy of the wiki's
+// group or a fleet-wide incident explains it, or when the fingerprints of
+// firing findings make at least half of its errors since the onset (a
+// spillover raises every wiki of its section: each is the spillover).
 //
 // Guards (METHODS.md section 4): a finding needs its signal in
 // detect.min_buckets buckets and detect.min_distinct distinct requests (one

@@ -418,8 +418,10 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 		if testing && st.bx > 0 && rw > 0 && rro > 0 && (x > 0 || st.buckets > 0) {
 			// The baseline moves slowly: its confidence bound (a few µs
 			// each) is refreshed about once a minute per wiki, staggered.
+			// The EWMA's weights sum to 1/a buckets (about 86 min of
+			// them): the bound is on that many buckets' counts.
 			if st.rho0 == 0 || (x > 0 && (b0/d.bw+int64(id))%6 == 0) {
-				_, hi := RateRatioCI(int64(math.Round(st.bx*60)), int64(math.Round(st.by*60)), st.brw*60, st.bro*60, 0.99)
+				_, hi := RateRatioCI(int64(math.Round(st.bx/a)), int64(math.Round(st.by/a)), st.brw/a, st.bro/a, 0.99)
 				st.rho0 = math.Max(d.cfg.Margin, hi)
 			}
 			if !math.IsInf(st.rho0, 0) {
@@ -463,6 +465,25 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 	}
 }
 
+// explainedErrors counts a wiki's train-scope errors in [from, to) of the
+// fingerprints of firing findings. A spillover onto a section raises every
+// wiki of it; each such wiki is the spillover, already reported, not an
+// anomaly of its own.
+func (d *Detector) explainedErrors(wid wikimap.ID, from, to int64) int64 {
+	var n int64
+	for _, t := range d.findings {
+		if t.f.State != StateFiring || t.f.Fingerprint == "" {
+			continue
+		}
+		fp, err := strconv.ParseUint(t.f.Fingerprint, 16, 64)
+		if err != nil {
+			continue // not one of ours (fpHex); cannot happen
+		}
+		n += d.w.FingerprintCount(fp, wid, ingest.ScopeTrain, from, to)
+	}
+	return n
+}
+
 func (d *Detector) fireAnomaly(wid wikimap.ID, st *wikiState, stat, h float64, b1 int64, dc deployContext) {
 	w := d.wikis.Wiki(wid)
 	if dep, ok := dc.train[w.Group]; ok && st.onset-dep.At <= int64(d.cfg.Attribution) && st.onset >= dep.At {
@@ -470,6 +491,9 @@ func (d *Detector) fireAnomaly(wid wikimap.ID, st *wikiState, stat, h float64, b
 	}
 	if d.fleet.active {
 		return
+	}
+	if 2*d.explainedErrors(wid, st.onset, b1) >= st.x {
+		return // a firing finding's fingerprints on this wiki: that finding, seen on one wiki
 	}
 	obs := ratio(float64(st.x), float64(st.rw), float64(st.y), float64(st.ro))
 	pv := RateRatioPValue(st.x, st.y, float64(st.rw), float64(st.ro), st.rho0, false)

@@ -318,8 +318,14 @@ func TestScenarioSuite(t *testing.T) {
 	require.Zero(t, blames, "false blames of Pretrain")
 	require.LessOrEqual(t, median(ttd), 5*time.Minute, "median time to detect")
 	for _, r := range results {
-		if r.scenario == "pretrain-regression-slow" {
+		switch r.scenario {
+		case "pretrain-regression-slow":
 			require.Equal(t, r.incidents, r.found, "a contained regression of ~15 errors over 15 minutes on testwiki")
+		case "demo", "spillover-s3", "spillover-jobrunner":
+			require.Equal(t, r.findings, r.correct, "%s: the wikis a spillover raises are that spillover, not wiki anomalies of their own", r.scenario)
+		case "wiki-anomaly":
+			require.Equal(t, r.incidents, r.found, "one wiki's broken module at ~2 errors/min")
+			require.LessOrEqual(t, median(r.ttd), 10*time.Minute, "one wiki's broken module at ~2 errors/min")
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -38,6 +40,15 @@ type k8sObject struct {
 					LivenessProbe  probe `yaml:"livenessProbe"`
 					ReadinessProbe probe `yaml:"readinessProbe"`
 					StartupProbe   probe `yaml:"startupProbe"`
+					Env            []struct {
+						Name  string `yaml:"name"`
+						Value string `yaml:"value"`
+					} `yaml:"env"`
+					Resources struct {
+						Limits struct {
+							Memory string `yaml:"memory"`
+						} `yaml:"limits"`
+					} `yaml:"resources"`
 				} `yaml:"containers"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
@@ -94,6 +105,19 @@ func TestKubernetesExample(t *testing.T) {
 	}
 	require.Equal(t, "/-/healthy", c.LivenessProbe.HTTPGet.Path)
 	require.Equal(t, "/-/ready", c.ReadinessProbe.HTTPGet.Path)
+	// GOMEMLIMIT: a valid size below the container's memory limit.
+	var memLimit string
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			memLimit = e.Value
+		}
+	}
+	require.NotEmpty(t, memLimit, "GOMEMLIMIT is set")
+	mib, err := strconv.Atoi(strings.TrimSuffix(memLimit, "MiB"))
+	require.NoError(t, err, "GOMEMLIMIT %q in MiB", memLimit)
+	limit, err := strconv.Atoi(strings.TrimSuffix(c.Resources.Limits.Memory, "Gi"))
+	require.NoError(t, err, "limits.memory %q in Gi", c.Resources.Limits.Memory)
+	require.Less(t, mib, limit*1024, "GOMEMLIMIT below limits.memory")
 
 	s := objs["Service"]
 	require.Len(t, s.Spec.Ports, 1)

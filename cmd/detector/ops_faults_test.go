@@ -238,7 +238,11 @@ func TestOpsAlertmanagerDownAndBack(t *testing.T) {
 		return x.Status == "firing" && x.Labels["finding_id"] == fd.ID
 	})
 	require.Equal(t, "critical", got.Labels["severity"])
-	require.Positive(t, h.Metrics(t).Sum("detector_notifications_sent_total"))
+	// Alertmanager may notify the webhook before its answer to our POST
+	// is back and counted.
+	require.Eventually(t, func() bool {
+		return h.Metrics(t).Sum("detector_notifications_sent_total") > 0
+	}, 10*time.Second, 50*time.Millisecond, "the delivery is counted")
 }
 
 // opsRecords simulates a few minutes of quiet traffic ending now and

@@ -151,10 +151,14 @@ func TestOpsLifecycle(t *testing.T) {
 		// keep arriving in Kafka, the counters stand still.
 		m1 := h.Metrics(t)
 		_, w1 := f.Written()
-		time.Sleep(1500 * time.Millisecond)
+		// The feeder writes about once a second (its batches are 20
+		// records at 20 requests/s), so wait for a write rather than a
+		// fixed time, then for a fetch's MaxWait and more: a reader still
+		// running would have counted those records by then.
+		require.Eventually(t, func() bool { _, w := f.Written(); return w > w1 }, 5*time.Second, 20*time.Millisecond,
+			"the feeder still writes")
+		time.Sleep(time.Second)
 		m2 := h.Metrics(t)
-		_, w2 := f.Written()
-		require.Greater(t, w2, w1, "the feeder still writes")
 		require.Equal(t, m1.Sum("detector_ingest_records_total"), m2.Sum("detector_ingest_records_total"), "ingest stopped")
 		require.Equal(t, opsHistCount(m1, "detector_detect_evaluation_duration_seconds"), opsHistCount(m2, "detector_detect_evaluation_duration_seconds"),
 			"evaluation finished")

@@ -299,8 +299,19 @@ func description(f detect.Finding) string {
 	if e.BaselineErrors != 0 || e.BaselineRequest != 0 {
 		fmt.Fprintf(&b, "Cohort before onset: %s.\n", countsText(e.BaselineErrors, e.BaselineRequest))
 	}
-	if e.RateRatio != 0 || e.BaselineRatio != 0 {
-		fmt.Fprintf(&b, "Rate ratio cohort/control: %s (baseline ratio %s).\n", num(e.RateRatio), num(e.BaselineRatio))
+	if e.RateRatio != 0 || e.BaselineRatio != 0 || e.RateRatioLower != 0 {
+		rr := num(e.RateRatio)
+		if e.RateRatio == 0 && e.RateRatioLower > 0 {
+			rr = "unbounded (no control errors)"
+		}
+		fmt.Fprintf(&b, "Rate ratio cohort/control: %s", rr)
+		if e.RateRatioLower > 0 {
+			fmt.Fprintf(&b, ", at least %s with 95%% confidence", num(e.RateRatioLower))
+		}
+		if e.BaselineRatio != 0 {
+			fmt.Fprintf(&b, " (baseline ratio %s)", num(e.BaselineRatio))
+		}
+		b.WriteString(".\n")
 	}
 	var stats []string
 	if e.PValue != 0 {

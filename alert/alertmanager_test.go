@@ -272,6 +272,13 @@ func TestAlertForAnnotations(t *testing.T) {
 	}
 	require.NotContains(t, d, "Insufficient")
 
+	// A new fingerprint with no control errors: the ratio is unbounded and
+	// the description says so, with its lower bound.
+	unbounded := spill
+	unbounded.Evidence.RateRatio, unbounded.Evidence.RateRatioLower, unbounded.Evidence.BaselineRatio = 0, 12.25, 0
+	ud := AlertFor(unbounded, NotifierOptions{}, testNow).Annotations[annDescription]
+	require.Contains(t, ud, "Rate ratio cohort/control: unbounded (no control errors), at least 12.2 with 95% confidence.")
+
 	anomaly := fs[4]
 	d = AlertFor(anomaly, NotifierOptions{}, testNow).Annotations[annDescription]
 	require.True(t, strings.HasPrefix(d, "Insufficient evidence:"), d)

@@ -298,6 +298,7 @@ func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(
 		return // keep the evidence it fired on; weaker evidence only keeps it alive
 	}
 	fill(&t.f)
+	rateRatioLower(&t.f.Evidence)
 	finiteEvidence(&t.f.Evidence)
 	t.f.ID, t.f.Kind, t.f.Severity = id, kind, kind.Severity()
 	if fire && prev != StateFiring {
@@ -417,6 +418,21 @@ func (d *Detector) CohortStatus() CohortStatus {
 		st.Insufficient = fmt.Sprintf("%d cohort errors since the deploy: too few to tell a regression from noise yet", rs.x)
 	}
 	return st
+}
+
+// rateRatioLower sets the exact one-sided 95% lower bound of the
+// cohort/control rate ratio from the evidence's own counts. The point
+// estimate is unbounded when the control has no errors (the usual case for
+// a new fingerprint); the bound still says how large the ratio is at least.
+func rateRatioLower(e *Evidence) {
+	e.RateRatioLower = 0
+	if e.CohortErrors <= 0 || e.CohortRequests <= 0 || e.ControlRequests <= 0 {
+		return
+	}
+	lo, _ := RateRatioCI(e.CohortErrors, e.ControlErrors, float64(e.CohortRequests), float64(e.ControlRequests), 0.9)
+	if lo > 0 && !math.IsInf(lo, 0) && !math.IsNaN(lo) {
+		e.RateRatioLower = lo
+	}
 }
 
 // finiteEvidence keeps the evidence encodable: JSON has no infinity or NaN

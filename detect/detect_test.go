@@ -318,6 +318,41 @@ func TestBadConfig(t *testing.T) {
 func sqrt(x float64) float64 { return math.Sqrt(x) }
 func exp(x float64) float64  { return math.Exp(x) }
 
+func TestRateRatioLower(t *testing.T) {
+	// A new fingerprint: 20 errors in the cohort, none in a control 100×
+	// its size. The point estimate is unbounded; the bound is finite, and
+	// is RateRatioCI's lower limit at 90% two-sided (95% one-sided).
+	e := Evidence{CohortErrors: 20, CohortRequests: 1000, ControlErrors: 0, ControlRequests: 100000}
+	e.RateRatio = ratio(20, 1000, 0, 100000)
+	rateRatioLower(&e)
+	lo, _ := RateRatioCI(20, 0, 1000, 100000, 0.9)
+	require.Equal(t, lo, e.RateRatioLower)
+	require.Greater(t, e.RateRatioLower, 100.0, "20 errors against none in 100× the requests")
+	require.False(t, math.IsInf(e.RateRatioLower, 0))
+	finiteEvidence(&e)
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"rate_ratio":0,`)
+	require.Contains(t, string(b), `"rate_ratio_lower":`)
+
+	// With control errors the bound sits below the point estimate.
+	e = Evidence{CohortErrors: 30, CohortRequests: 1000, ControlErrors: 10, ControlRequests: 10000}
+	rateRatioLower(&e)
+	require.Less(t, e.RateRatioLower, 30.0)
+	require.Greater(t, e.RateRatioLower, 1.0)
+
+	// Nothing to bound: no cohort errors, or no exposure.
+	for _, e := range []Evidence{
+		{CohortErrors: 0, CohortRequests: 1000, ControlRequests: 1000},
+		{CohortErrors: 5, CohortRequests: 0, ControlRequests: 1000},
+		{CohortErrors: 5, CohortRequests: 1000, ControlRequests: 0},
+		{RateRatioLower: 7}, // a stale value is cleared
+	} {
+		rateRatioLower(&e)
+		require.Zero(t, e.RateRatioLower, "%+v", e)
+	}
+}
+
 func TestFiniteEvidence(t *testing.T) {
 	e := Evidence{RateRatio: math.Inf(1), EValue: math.NaN(), PValue: 1e-9, Note: "x"}
 	finiteEvidence(&e)

@@ -64,6 +64,7 @@ type Evidence struct {
 	BaselineRequest int64       `json:"baseline_requests"`           // cohort, before onset
 	BaselineRatio   float64     `json:"baseline_ratio"`              // rho0: the cohort/control rate ratio tested against
 	RateRatio       float64     `json:"rate_ratio"`                  // observed cohort/control rate ratio
+	RateRatioLower  float64     `json:"rate_ratio_lower,omitempty"`  // its exact 95% lower confidence bound: finite even when no control errors make the ratio unbounded
 	PValue          float64     `json:"p_value"`                     // exact one-sided p-value, when a fixed test applies
 	EValue          float64     `json:"e_value,omitempty"`           // sequential mixture likelihood ratio
 	Alpha           float64     `json:"alpha"`                       // level after multiplicity control

@@ -194,6 +194,8 @@ func TestGroupConsumerMembersSplitPartitions(t *testing.T) {
 		testutil.ToFloat64(b.m.rejected.WithLabelValues(e.topic, ErrInvalidJSON.Error()))
 	require.Equal(t, 1.0, rejected)
 	require.Equal(t, 2.0, testutil.ToFloat64(a.m.partitions.WithLabelValues(e.topic)))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(a.m.connected.WithLabelValues(e.topic)) == 2 }, 10*time.Second, 20*time.Millisecond,
+		"both of member a's partitions are connected")
 	require.GreaterOrEqual(t, testutil.ToFloat64(a.gm.generations), 1.0)
 }
 

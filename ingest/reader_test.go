@@ -167,6 +167,9 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 	}
 	require.Equal(t, float64(20*len(access)+len(bad)+1), testutil.ToFloat64(m.records.WithLabelValues(accessTopic)))
 	require.Equal(t, 1.0, testutil.ToFloat64(m.missing.WithLabelValues("does-not-exist")))
+	for _, topic := range []string{accessTopic, logTopic} {
+		require.Zero(t, testutil.ToFloat64(m.connected.WithLabelValues(topic)), "%s: every connection is closed and uncounted once the replay ends", topic)
+	}
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)

@@ -105,19 +105,16 @@ func TestKubernetesExample(t *testing.T) {
 	}
 	require.Equal(t, "/-/healthy", c.LivenessProbe.HTTPGet.Path)
 	require.Equal(t, "/-/ready", c.ReadinessProbe.HTTPGet.Path)
-	// GOMEMLIMIT: a valid size below the container's memory limit.
-	var memLimit string
-	for _, e := range c.Env {
-		if e.Name == "GOMEMLIMIT" {
-			memLimit = e.Value
-		}
-	}
-	require.NotEmpty(t, memLimit, "GOMEMLIMIT is set")
-	mib, err := strconv.Atoi(strings.TrimSuffix(memLimit, "MiB"))
-	require.NoError(t, err, "GOMEMLIMIT %q in MiB", memLimit)
+	// The daemon derives GOMEMLIMIT from the memory limit
+	// (--auto-gomemlimit): the limit must be there, and the flag not
+	// turned off or overridden by the environment.
 	limit, err := strconv.Atoi(strings.TrimSuffix(c.Resources.Limits.Memory, "Gi"))
 	require.NoError(t, err, "limits.memory %q in Gi", c.Resources.Limits.Memory)
-	require.Less(t, mib, limit*1024, "GOMEMLIMIT below limits.memory")
+	require.Positive(t, limit)
+	require.NotContains(t, c.Args, "--no-auto-gomemlimit")
+	for _, e := range c.Env {
+		require.NotEqual(t, "GOMEMLIMIT", e.Name, "a fixed GOMEMLIMIT would not follow limits.memory")
+	}
 
 	s := objs["Service"]
 	require.Len(t, s.Spec.Ports, 1)

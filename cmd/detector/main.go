@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
@@ -59,6 +60,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	runCmd.Flag("web.external-url", "The URL under which the detector is reachable, for alert links.").StringVar(&ro.externalURL)
 	runCmd.Flag("web.enable-lifecycle", "Enable POST /-/reload.").BoolVar(&ro.enableLifecycle)
 	ro.web = kingpinflag.AddFlags(runCmd, defaultListen)
+	var autoMemLimit bool
+	var memLimitRatio float64
+	runCmd.Flag("auto-gomemlimit", "Set GOMEMLIMIT from the container's cgroup memory limit (a GOMEMLIMIT in the environment wins).").Default("true").BoolVar(&autoMemLimit)
+	runCmd.Flag("auto-gomemlimit.ratio", "The share of the cgroup memory limit GOMEMLIMIT is set to, in (0, 1].").Default("0.9").Float64Var(&memLimitRatio)
 
 	replayCmd := app.Command("replay", "Run the detector over a time range of historical topics and exit.")
 	var rp replayOptions
@@ -104,7 +109,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case runCmd.FullCommand():
 		ro.common = c
-		err = runDaemon(ctx, ro)
+		if autoMemLimit {
+			err = setMemLimit(c.logger, memLimitRatio, memlimit.FromCgroup)
+		}
+		if err == nil {
+			err = runDaemon(ctx, ro)
+		}
 	case replayCmd.FullCommand():
 		c.brokers = rp.brokers
 		rp.common = c

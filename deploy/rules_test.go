@@ -23,6 +23,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/wikimedia/pretrain-detector/alert/amtest"
 )
 
 const (
@@ -31,46 +33,12 @@ const (
 	routeFile     = "alertmanager-route.yml"
 )
 
-// tool finds a binary, or skips (fails when requireEnv is "1").
-func tool(t *testing.T, name, requireEnv, install string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	var tried []string
-	for _, v := range []string{"GOBIN", "GOPATH"} {
-		out, err := exec.Command("go", "env", v).Output()
-		if err != nil {
-			continue
-		}
-		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			if dir == "" {
-				continue
-			}
-			if v == "GOPATH" {
-				dir = filepath.Join(dir, "bin")
-			}
-			p := filepath.Join(dir, name)
-			tried = append(tried, p)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-				return p
-			}
-		}
-	}
-	msg := name + " not in $PATH nor " + strings.Join(tried, ", ") + "; install it with `" + install + "`"
-	if os.Getenv(requireEnv) == "1" {
-		t.Fatalf("%s (required: %s=1)", msg, requireEnv)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 func promtool(t *testing.T) string {
-	return tool(t, "promtool", "DETECTOR_REQUIRE_PROMTOOL", "go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0")
+	return amtest.Tool(t, "promtool", "DETECTOR_REQUIRE_PROMTOOL", "go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0")
 }
 
 func amtool(t *testing.T) string {
-	return tool(t, "amtool", "DETECTOR_REQUIRE_ALERTMANAGER", "go install github.com/prometheus/alertmanager/cmd/amtool@v0.31.1")
+	return amtest.Tool(t, "amtool", "DETECTOR_REQUIRE_ALERTMANAGER", "go install github.com/prometheus/alertmanager/cmd/amtool@v0.31.1")
 }
 
 // run runs a tool and returns its combined output, failing the test on a

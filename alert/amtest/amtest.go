@@ -43,7 +43,17 @@ const (
 // there is none, or failing it when RequireEnv is "1".
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p, err := exec.LookPath(binaryName); err == nil {
+	return Tool(t, binaryName, RequireEnv, "go install github.com/prometheus/alertmanager/cmd/alertmanager@v0.31.1")
+}
+
+// Tool returns the path of a tool binary a test runs (alertmanager, amtool,
+// promtool): from $PATH, else from $GOBIN or $GOPATH/bin, where `go install`
+// puts it. Without it the test is skipped, or fails when the environment
+// variable requireEnv is "1" (CI sets it, having installed the tools);
+// install says how to get it.
+func Tool(t testing.TB, name, requireEnv, install string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	var tried []string
@@ -59,16 +69,16 @@ func Binary(t testing.TB) string {
 			if v == "GOPATH" {
 				dir = filepath.Join(dir, "bin")
 			}
-			p := filepath.Join(dir, binaryName)
+			p := filepath.Join(dir, name)
 			tried = append(tried, p)
 			if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 				return p
 			}
 		}
 	}
-	msg := fmt.Sprintf("no %s binary in $PATH or %v; install it with `go install github.com/prometheus/alertmanager/cmd/alertmanager@v0.31.1`", binaryName, tried)
-	if os.Getenv(RequireEnv) == "1" {
-		t.Fatalf("%s (required: %s=1)", msg, RequireEnv)
+	msg := fmt.Sprintf("no %s binary in $PATH or %v; install it with `%s`", name, tried, install)
+	if os.Getenv(requireEnv) == "1" {
+		t.Fatalf("%s (required: %s=1)", msg, requireEnv)
 	}
 	t.Skip(msg)
 	return ""

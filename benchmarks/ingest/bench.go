@@ -543,25 +543,35 @@ func (s *rawStage) run(ctx context.Context) error {
 }
 
 func (s *rawStage) readPartition(ctx context.Context, d *kafka.Dialer, p int) error {
-	conn, err := d.DialLeader(ctx, "tcp", s.e.addrs[0], s.e.cfg.Topic, p)
+	records, bytes, err := ReadRaw(ctx, d, s.e.addrs[0], s.e.cfg.Topic, p, s.e.batchConfig())
 	if err != nil {
-		return fmt.Errorf("dial partition %d: %w", p, err)
+		return err
+	}
+	s.add(records, bytes)
+	return nil
+}
+
+// ReadRaw reads partition p of topic from its first to its last offset with
+// kafka-go's Conn.ReadBatch and only counts the records and their key and
+// value bytes: the raw baseline of this benchmark and of the replay one.
+func ReadRaw(ctx context.Context, d *kafka.Dialer, addr, topic string, p int, bc kafka.ReadBatchConfig) (records, bytes int64, err error) {
+	conn, err := d.DialLeader(ctx, "tcp", addr, topic, p)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dial partition %d: %w", p, err)
 	}
 	defer func() { _ = conn.Close() }()
 	first, last, err := conn.ReadOffsets()
 	if err != nil {
-		return fmt.Errorf("read offsets of partition %d: %w", p, err)
+		return 0, 0, fmt.Errorf("read offsets of partition %d: %w", p, err)
 	}
 	if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
-		return fmt.Errorf("seek partition %d to %d: %w", p, first, err)
+		return 0, 0, fmt.Errorf("seek partition %d to %d: %w", p, first, err)
 	}
-	cfg := s.e.batchConfig()
-	var records, bytes int64
 	for off := first; off < last; {
-		if err := conn.SetReadDeadline(time.Now().Add(cfg.MaxWait + 10*time.Second)); err != nil {
-			return fmt.Errorf("set deadline: %w", err)
+		if err := conn.SetReadDeadline(time.Now().Add(bc.MaxWait + 10*time.Second)); err != nil {
+			return records, bytes, fmt.Errorf("set deadline: %w", err)
 		}
-		batch := conn.ReadBatchWith(cfg)
+		batch := conn.ReadBatchWith(bc)
 		for {
 			msg, err := batch.ReadMessage()
 			if err != nil {
@@ -572,14 +582,13 @@ func (s *rawStage) readPartition(ctx context.Context, d *kafka.Dialer, p int) er
 			off = msg.Offset + 1
 		}
 		if err := batch.Close(); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("fetch partition %d at offset %d: %w", p, off, err)
+			return records, bytes, fmt.Errorf("fetch partition %d at offset %d: %w", p, off, err)
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return records, bytes, ctx.Err()
 		}
 	}
-	s.add(records, bytes)
-	return nil
+	return records, bytes, nil
 }
 
 func (s *rawStage) close() error { return nil }

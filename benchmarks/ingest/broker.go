@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,6 +143,24 @@ func StartChild(cmd *exec.Cmd) (*Child, error) {
 	}
 	c.addrs = strings.Split(strings.TrimSpace(strings.TrimPrefix(line, lineAddrs)), ",")
 	return c, nil
+}
+
+// StartSelf starts this executable with args, its hidden broker command, as
+// the broker process of a benchmark command, its errors going to stderr.
+// The broker keeps Go's default GC whatever the client is being tried
+// with: GOGC=off with a GOMEMLIMIT below the 1.6 GB it holds would make it
+// collect without end.
+func StartSelf(stderr io.Writer, args ...string) (*Child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable for the broker process: %w", err)
+	}
+	c := exec.Command(exe, args...)
+	c.Stderr = stderr
+	c.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "GOGC=") || strings.HasPrefix(kv, "GOMEMLIMIT=")
+	})
+	return StartChild(c)
 }
 
 func (c *Child) Addrs() []string { return c.addrs }

@@ -30,12 +30,12 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/montanaflynn/stats"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
@@ -159,16 +159,13 @@ func (r *Report) Day() time.Duration {
 	return time.Duration(r.DayRecords() / r.ReplayRate() * float64(time.Second))
 }
 
+// median is NaN for no rounds.
 func median(xs []float64) float64 {
-	if len(xs) == 0 {
+	m, err := stats.Median(xs)
+	if err != nil {
 		return math.NaN()
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return m
 }
 
 // Run loads the records and times the runs.
@@ -243,7 +240,7 @@ func raw(ctx context.Context, addr string, partitions int) (Result, error) {
 	var wg sync.WaitGroup
 	for p := range partitions {
 		wg.Go(func() {
-			n, b, err := readPartition(ctx, d, addr, p, bc)
+			n, b, err := ingestbench.ReadRaw(ctx, d, addr, topic, p, bc)
 			records.Add(n)
 			bytes.Add(b)
 			errs[p] = err
@@ -251,43 +248,6 @@ func raw(ctx context.Context, addr string, partitions int) (Result, error) {
 	}
 	wg.Wait()
 	return Result{Records: records.Load(), Bytes: bytes.Load(), Wall: time.Since(start)}, errors.Join(errs...)
-}
-
-func readPartition(ctx context.Context, d *kafka.Dialer, addr string, p int, bc kafka.ReadBatchConfig) (records, bytes int64, err error) {
-	conn, err := d.DialLeader(ctx, "tcp", addr, topic, p)
-	if err != nil {
-		return 0, 0, fmt.Errorf("dial partition %d: %w", p, err)
-	}
-	defer func() { _ = conn.Close() }()
-	first, last, err := conn.ReadOffsets()
-	if err != nil {
-		return 0, 0, fmt.Errorf("read offsets of partition %d: %w", p, err)
-	}
-	if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
-		return 0, 0, fmt.Errorf("seek partition %d: %w", p, err)
-	}
-	for off := first; off < last; {
-		if err := conn.SetReadDeadline(time.Now().Add(bc.MaxWait + 10*time.Second)); err != nil {
-			return records, bytes, fmt.Errorf("set deadline: %w", err)
-		}
-		batch := conn.ReadBatchWith(bc)
-		for {
-			msg, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			records++
-			bytes += int64(len(msg.Key) + len(msg.Value))
-			off = msg.Offset + 1
-		}
-		if err := batch.Close(); err != nil && !errors.Is(err, io.EOF) {
-			return records, bytes, fmt.Errorf("fetch partition %d at offset %d: %w", p, off, err)
-		}
-		if ctx.Err() != nil {
-			return records, bytes, ctx.Err()
-		}
-	}
-	return records, bytes, nil
 }
 
 // replay runs pipeline.Replay over every loaded record: from the first to

@@ -18,11 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -104,23 +101,11 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		cfg.Topic = topic
 	}
 	if o.broker == "child" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find own executable for the broker process: %w", err)
-		}
 		partitions := cfg.Partitions
 		if partitions == 0 {
 			partitions = ingestbench.DefaultPartitions
 		}
-		c := exec.Command(exe, "broker", "--topic="+topic, "--partitions="+strconv.Itoa(partitions))
-		c.Stderr = o.stderr
-		// The broker keeps Go's default GC whatever the client is being
-		// tried with: GOGC=off with a GOMEMLIMIT below the 1.6 GB it holds
-		// would make it collect without end.
-		c.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
-			return strings.HasPrefix(kv, "GOGC=") || strings.HasPrefix(kv, "GOMEMLIMIT=")
-		})
-		child, err := ingestbench.StartChild(c)
+		child, err := ingestbench.StartSelf(o.stderr, "broker", "--topic="+topic, "--partitions="+strconv.Itoa(partitions))
 		if err != nil {
 			return err
 		}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -83,13 +82,7 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // run starts the broker as asked and runs the benchmark.
 func run(ctx context.Context, cfg replaybench.Config, broker string, stdout, stderr io.Writer) error {
 	if broker == "child" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find own executable for the broker process: %w", err)
-		}
-		c := exec.Command(exe, "broker", "--partitions="+strconv.Itoa(cfg.Partitions))
-		c.Stderr = stderr
-		child, err := ingestbench.StartChild(c)
+		child, err := ingestbench.StartSelf(stderr, "broker", "--partitions="+strconv.Itoa(cfg.Partitions))
 		if err != nil {
 			return err
 		}

@@ -28,7 +28,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"sync"
 	"time"
@@ -88,6 +87,7 @@ func NewGroupMetrics(reg prometheus.Registerer) *GroupMetrics {
 // GroupConsumer reads the partitions a consumer group assigns to it.
 type GroupConsumer struct {
 	opts    GroupOptions
+	fetch   kafka.ReadBatchConfig // opts' fetch settings, defaults filled in
 	byTopic map[string]Source
 	logger  *slog.Logger
 	metrics *Metrics
@@ -141,20 +141,11 @@ func NewGroupConsumer(opts GroupOptions, logger *slog.Logger, m *Metrics, gm *Gr
 	default:
 		return nil, fmt.Errorf("consumer group: StartOffset %d is neither kafka.FirstOffset nor kafka.LastOffset", opts.StartOffset)
 	}
-	if opts.MaxWait <= 0 {
-		opts.MaxWait = 250 * time.Millisecond
-	}
-	if opts.MinBytes <= 0 {
-		opts.MinBytes = 1
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 16 << 20
-	}
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = time.Second
 	}
 	return &GroupConsumer{
-		opts: opts, byTopic: byTopic, logger: logger, metrics: m, gm: gm,
+		opts: opts, fetch: fetchConfig(opts.MaxWait, opts.MinBytes, opts.MaxBytes), byTopic: byTopic, logger: logger, metrics: m, gm: gm,
 		handles: map[groupPartition]*partitionMetricsHandle{},
 	}, nil
 }
@@ -374,36 +365,20 @@ func (g *GroupConsumer) readPartition(ctx context.Context, src Source, part int,
 	if r.timed != nil {
 		defer r.timed.Done()
 	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	// A session ends without an error only when ctx ends.
+	r.keepReading(ctx, func(ctx context.Context) (bool, error) {
 		err := r.session(ctx)
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		r.pm.reconnects.Inc()
-		r.logger.Warn("Partition read interrupted; reconnecting", "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+		return err == nil, err
+	})
 }
 
 // session reads from one connection until ctx ends (nil) or it fails.
 func (r *groupReader) session(ctx context.Context) error {
-	conn, err := r.dial(ctx)
+	conn, release, err := r.connect(ctx, r.src, r.part)
 	if err != nil {
 		return err
 	}
-	r.pm.connected.Inc()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks a pending fetch
-	defer func() {
-		stop()
-		_ = conn.Close()
-		r.pm.connected.Dec()
-	}()
+	defer release()
 	switch r.next {
 	case kafka.FirstOffset:
 		if r.next, err = conn.ReadFirstOffset(); err != nil {
@@ -417,13 +392,12 @@ func (r *groupReader) session(ctx context.Context) error {
 	if _, err := conn.Seek(r.next, kafka.SeekAbsolute); err != nil {
 		return fmt.Errorf("seek to offset %d: %w", r.next, err)
 	}
-	cfg := kafka.ReadBatchConfig{MinBytes: r.g.opts.MinBytes, MaxBytes: r.g.opts.MaxBytes, MaxWait: r.g.opts.MaxWait}
 	key := groupPartition{r.src.Topic, r.part}
 	for ctx.Err() == nil {
-		if err := conn.SetReadDeadline(time.Now().Add(r.g.opts.MaxWait + 10*time.Second)); err != nil {
+		if err := conn.SetReadDeadline(fetchDeadline(r.g.fetch)); err != nil {
 			return fmt.Errorf("set deadline: %w", err)
 		}
-		batch := conn.ReadBatchWith(cfg)
+		batch := conn.ReadBatchWith(r.g.fetch)
 		hwm := batch.HighWaterMark()
 		n := 0
 		for {
@@ -448,39 +422,10 @@ func (r *groupReader) session(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil // the connection was closed to stop the fetch
 			}
-			if errors.Is(berr, kafka.OffsetOutOfRange) {
-				// Retention removed the committed offset: resume at the oldest record.
-				first, ferr := conn.ReadFirstOffset()
-				if ferr != nil {
-					return fmt.Errorf("read first offset: %w", ferr)
-				}
-				r.logger.Warn("Offset out of range; skipping to the oldest retained record", "from", r.next, "to", first)
-				r.next = first
-				if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
-					return fmt.Errorf("seek: %w", err)
-				}
-				continue
+			if retry, err := r.fetchFailed(conn, berr, &r.next); !retry {
+				return err
 			}
-			var ne net.Error
-			if errors.As(berr, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("fetch: %w", berr)
 		}
 	}
 	return nil
-}
-
-func (r *groupReader) dial(ctx context.Context) (*kafka.Conn, error) {
-	var errs []error
-	for _, b := range r.src.Brokers {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		conn, err := r.src.Dialer.DialLeader(dctx, "tcp", b, r.src.Topic, r.part)
-		cancel()
-		if err == nil {
-			return conn, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, fmt.Errorf("dial leader of partition %d: %w", r.part, errors.Join(errs...))
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -86,6 +85,7 @@ type ConsumerOptions struct {
 // (DESIGN.md "State, restarts, scale").
 type Consumer struct {
 	opts    ConsumerOptions
+	fetch   kafka.ReadBatchConfig // opts' fetch settings, defaults filled in
 	logger  *slog.Logger
 	metrics *Metrics
 
@@ -108,15 +108,6 @@ func NewConsumer(opts ConsumerOptions, logger *slog.Logger, m *Metrics) (*Consum
 	if opts.NewSink == nil || opts.NewDecoder == nil {
 		return nil, errors.New("consumer needs NewSink and NewDecoder")
 	}
-	if opts.MaxWait <= 0 {
-		opts.MaxWait = 250 * time.Millisecond
-	}
-	if opts.MinBytes <= 0 {
-		opts.MinBytes = 1
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 16 << 20
-	}
 	if opts.TopicRecheck <= 0 {
 		opts.TopicRecheck = time.Minute
 	}
@@ -125,7 +116,8 @@ func NewConsumer(opts ConsumerOptions, logger *slog.Logger, m *Metrics) (*Consum
 			return nil, fmt.Errorf("topic %s: %w", s.Topic, err)
 		}
 	}
-	return &Consumer{opts: opts, logger: logger, metrics: m, running: map[partitionKey]bool{}, caught: map[partitionKey]bool{}}, nil
+	return &Consumer{opts: opts, fetch: fetchConfig(opts.MaxWait, opts.MinBytes, opts.MaxBytes), logger: logger, metrics: m,
+		running: map[partitionKey]bool{}, caught: map[partitionKey]bool{}}, nil
 }
 
 // ErrNoBroker is returned when no broker of a cluster answers at start.
@@ -327,39 +319,17 @@ func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
 	if r.timed != nil {
 		defer r.timed.Done()
 	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		done, err := r.session(ctx)
-		if done {
-			return
-		}
-		if err != nil && ctx.Err() == nil {
-			r.pm.reconnects.Inc()
-			r.logger.Warn("Partition read interrupted; reconnecting", "err", err, "backoff", backoff)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+	r.keepReading(ctx, r.session)
 }
 
 // session reads from one connection until it fails. done means the
 // partition has nothing more to read (replay reached its end).
 func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
-	conn, err := r.dial(ctx)
+	conn, release, err := r.connect(ctx, r.src, r.part)
 	if err != nil {
 		return false, err
 	}
-	r.pm.connected.Inc()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks a pending fetch
-	defer func() {
-		stop()
-		_ = conn.Close()
-		r.pm.connected.Dec()
-	}()
+	defer release()
 	if r.offset < 0 {
 		if r.offset, err = r.seekStart(conn); err != nil {
 			return false, err
@@ -368,15 +338,14 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 	if _, err := conn.Seek(r.offset, kafka.SeekAbsolute); err != nil {
 		return false, fmt.Errorf("seek to offset %d: %w", r.offset, err)
 	}
-	cfg := kafka.ReadBatchConfig{MinBytes: r.c.opts.MinBytes, MaxBytes: r.c.opts.MaxBytes, MaxWait: r.c.opts.MaxWait}
 	for ctx.Err() == nil {
-		if err := conn.SetReadDeadline(time.Now().Add(r.c.opts.MaxWait + 10*time.Second)); err != nil {
+		if err := conn.SetReadDeadline(fetchDeadline(r.c.fetch)); err != nil {
 			return false, fmt.Errorf("set deadline: %w", err)
 		}
 		if r.c.opts.MaxAhead > 0 { // once per fetch, not per record
 			r.notAfter = time.Now().Add(r.c.opts.MaxAhead).UnixNano()
 		}
-		batch := conn.ReadBatchWith(cfg)
+		batch := conn.ReadBatchWith(r.c.fetch)
 		hwm := batch.HighWaterMark()
 		if batch.Err() != nil {
 			// The fetch failed before its response: the high-water mark
@@ -411,41 +380,12 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 			return true, nil
 		}
 		if berr != nil && !errors.Is(berr, io.EOF) {
-			if errors.Is(berr, kafka.OffsetOutOfRange) {
-				// Retention removed what we wanted: resume at the oldest record.
-				first, ferr := conn.ReadFirstOffset()
-				if ferr != nil {
-					return false, fmt.Errorf("read first offset: %w", ferr)
-				}
-				r.logger.Warn("Offset out of range; skipping to the oldest retained record", "from", r.offset, "to", first)
-				r.offset = first
-				if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
-					return false, fmt.Errorf("seek: %w", err)
-				}
-				continue
+			if retry, err := r.fetchFailed(conn, berr, &r.offset); !retry {
+				return false, err
 			}
-			var ne net.Error
-			if errors.As(berr, &ne) && ne.Timeout() {
-				continue
-			}
-			return false, fmt.Errorf("fetch: %w", berr)
 		}
 	}
 	return false, nil
-}
-
-func (r *partitionReader) dial(ctx context.Context) (*kafka.Conn, error) {
-	var errs []error
-	for _, b := range r.src.Brokers {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		conn, err := r.src.Dialer.DialLeader(dctx, "tcp", b, r.src.Topic, r.part)
-		cancel()
-		if err == nil {
-			return conn, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, fmt.Errorf("dial leader: %w", errors.Join(errs...))
 }
 
 // seekStart finds the first offset at or after Start by Kafka timestamp.

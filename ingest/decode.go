@@ -207,19 +207,28 @@ func (d *Decoder) timeField(slot int) (ns int64, frac, ok bool, err error) {
 // eventTime picks the record time from the first present slot, or the
 // Kafka time (kt, 0 when unknown) when none is, and checks the skew.
 func (d *Decoder) eventTime(kt int64, slots ...int) (int64, error) {
-	for _, s := range slots {
-		ns, _, ok, err := d.timeField(s)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			return ns, d.checkSkew(ns, kt)
-		}
+	if ns, ok, err := d.firstTime(kt, slots); ok || err != nil {
+		return ns, err
 	}
 	if kt == 0 {
 		return 0, ErrMissingField
 	}
 	return kt, nil
+}
+
+// firstTime is the time of the first present slot, skew-checked against
+// kt; ok is false when no slot is present.
+func (d *Decoder) firstTime(kt int64, slots []int) (ns int64, ok bool, err error) {
+	for _, s := range slots {
+		ns, _, ok, err := d.timeField(s)
+		if err != nil {
+			return 0, false, err
+		}
+		if ok {
+			return ns, true, d.checkSkew(ns, kt)
+		}
+	}
+	return 0, false, nil
 }
 
 // checkSkew rejects an event time too far from the Kafka time.

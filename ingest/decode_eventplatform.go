@@ -103,16 +103,11 @@ func (d *Decoder) isCanary(slot int) (bool, error) {
 // requiredTime is the event time from the first present slot; the schemas
 // require meta.dt, so a record without one is rejected.
 func (d *Decoder) requiredTime(kt int64, slots ...int) (int64, error) {
-	for _, s := range slots {
-		ns, _, ok, err := d.timeField(s)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			return ns, d.checkSkew(ns, kt)
-		}
+	ns, ok, err := d.firstTime(kt, slots)
+	if !ok && err == nil {
+		return 0, ErrMissingField
 	}
-	return 0, ErrMissingField
+	return ns, err
 }
 
 // hasInternalError walks the api_error_codes array.

@@ -88,15 +88,11 @@ func parseTimestamp(b []byte) (ns int64, frac, ok bool) {
 	return secs*1e9 + nanos, frac, true
 }
 
+// digits is parseDigits for the fixed-width fields of a timestamp, as the
+// int64 their arithmetic wants.
 func digits(b []byte) (int64, bool) {
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	return v, true
+	u, ok := parseDigits(b)
+	return int64(u), ok
 }
 
 func daysIn(month, year int64) int64 {

@@ -353,6 +353,16 @@ func TestRateRatioLower(t *testing.T) {
 	}
 }
 
+func TestKindBlamesPretrain(t *testing.T) {
+	var blaming []Kind
+	for _, k := range Kinds {
+		if k.BlamesPretrain() {
+			blaming = append(blaming, k)
+		}
+	}
+	require.Equal(t, []Kind{KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak}, blaming, "DESIGN.md: the kinds that blame Pretrain")
+}
+
 func TestFiniteEvidence(t *testing.T) {
 	e := Evidence{RateRatio: math.Inf(1), EValue: math.NaN(), PValue: 1e-9, Note: "x"}
 	finiteEvidence(&e)

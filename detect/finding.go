@@ -28,6 +28,16 @@ func (k Kind) Severity() string {
 	}
 }
 
+// BlamesPretrain says whether a finding of this kind blames Pretrain's
+// code: the mistake that costs most when wrong (DESIGN.md).
+func (k Kind) BlamesPretrain() bool {
+	switch k {
+	case KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak:
+		return true
+	}
+	return false
+}
+
 // State is where a finding is in its lifecycle.
 type State string
 

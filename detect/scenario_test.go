@@ -129,7 +129,7 @@ func (g *guardrail) continuous(gt simulate.GroundTruth, r *result) {
 		}
 		at := time.Unix(0, k*int64(20*time.Second))
 		explained := slices.ContainsFunc(gt.Incidents, func(inc simulate.Incident) bool {
-			return blamesPretrain[detect.Kind(inc.Kind)] && !at.Before(inc.Onset) && !at.After(inc.End)
+			return detect.Kind(inc.Kind).BlamesPretrain() && !at.Before(inc.Onset) && !at.After(inc.End)
 		})
 		afterPretrain := slices.ContainsFunc(gt.Deploys, func(d simulate.Deploy) bool {
 			return d.Scope == "pretrain" && !at.Before(d.At) && at.Sub(d.At) <= time.Hour
@@ -154,8 +154,6 @@ type result struct {
 	records           int
 	elapsed           time.Duration
 }
-
-var blamesPretrain = map[detect.Kind]bool{detect.KindPretrainRegression: true, detect.KindSharedDataSpillover: true, detect.KindPretrainLeak: true}
 
 func runScenario(t *testing.T, wikis *wikimap.Map, name string, rate float64) result {
 	t.Helper()
@@ -200,7 +198,7 @@ func runScenario(t *testing.T, wikis *wikimap.Map, name string, rate float64) re
 	}
 	for _, at := range gp {
 		if !slices.ContainsFunc(gt.Incidents, func(inc simulate.Incident) bool {
-			return blamesPretrain[detect.Kind(inc.Kind)] && inc.Deploy != nil && inc.Deploy.At.Equal(at)
+			return detect.Kind(inc.Kind).BlamesPretrain() && inc.Deploy != nil && inc.Deploy.At.Equal(at)
 		}) {
 			r.guardFalseBlames++
 		}
@@ -214,18 +212,7 @@ func runScenario(t *testing.T, wikis *wikimap.Map, name string, rate float64) re
 func score(gt simulate.GroundTruth, fired []detect.Finding, resolveAfter time.Duration) result {
 	var r result
 	matches := func(f detect.Finding, inc simulate.Incident) bool {
-		if string(f.Kind) != inc.Kind || f.DetectedAt.Before(inc.Onset.Add(-time.Minute)) {
-			return false
-		}
-		if !inc.End.IsZero() && f.DetectedAt.After(inc.End.Add(resolveAfter)) {
-			return false
-		}
-		for _, w := range f.Wikis {
-			if slices.Contains(inc.Wikis, w) {
-				return true
-			}
-		}
-		return false
+		return inc.Matches(string(f.Kind), f.Wikis, f.DetectedAt, resolveAfter)
 	}
 	for _, inc := range gt.Incidents {
 		if !slices.Contains(detect.Kinds, detect.Kind(inc.Kind)) {
@@ -251,7 +238,7 @@ func score(gt simulate.GroundTruth, fired []detect.Finding, resolveAfter time.Du
 			r.correct++
 			continue
 		}
-		if blamesPretrain[f.Kind] {
+		if f.Kind.BlamesPretrain() {
 			r.falseBlames++
 		}
 		r.notes = append(r.notes, fmt.Sprintf("unexpected %s at %s: %s", f.Kind, f.DetectedAt.Format("15:04"), f.Summary))

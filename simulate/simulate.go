@@ -123,6 +123,21 @@ type Incident struct {
 	ErrorsPerMinute float64 `json:"errors_per_minute"`
 }
 
+// Matches says whether a finding of kind on wikis, detected at detectedAt,
+// is this incident: the same kind, a wiki in common, detected between a
+// minute before the onset and the end plus resolveAfter (a finding may
+// still be live then). The scenario suite and the replay tests score
+// findings with it.
+func (inc Incident) Matches(kind string, wikis []string, detectedAt time.Time, resolveAfter time.Duration) bool {
+	if kind != inc.Kind || detectedAt.Before(inc.Onset.Add(-time.Minute)) {
+		return false
+	}
+	if !inc.End.IsZero() && detectedAt.After(inc.End.Add(resolveAfter)) {
+		return false
+	}
+	return slices.ContainsFunc(wikis, func(w string) bool { return slices.Contains(inc.Wikis, w) })
+}
+
 // Incident kinds besides the finding kinds of DESIGN.md.
 const KindFleetIncident = "fleet-incident"
 

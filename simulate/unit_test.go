@@ -258,3 +258,29 @@ func TestJSONSafeParts(t *testing.T) {
 		require.True(t, safe(string(r.path)) && safe(string(r.query)), "%s%s", r.path, r.query)
 	}
 }
+
+func TestIncidentMatches(t *testing.T) {
+	onset := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	inc := Incident{Kind: "shared-data-spillover", Wikis: []string{"frwiktionary", "zhwikisource"}, Onset: onset, End: onset.Add(40 * time.Minute)}
+	const resolve = 15 * time.Minute
+	for _, tc := range []struct {
+		name  string
+		kind  string
+		wikis []string
+		at    time.Time
+		want  bool
+	}{
+		{"same kind, a wiki in common, after the onset", "shared-data-spillover", []string{"enwiki", "zhwikisource"}, onset.Add(30 * time.Second), true},
+		{"a minute early is allowed", "shared-data-spillover", []string{"frwiktionary"}, onset.Add(-time.Minute), true},
+		{"earlier is not", "shared-data-spillover", []string{"frwiktionary"}, onset.Add(-time.Minute - time.Second), false},
+		{"up to the end plus the resolve time", "shared-data-spillover", []string{"frwiktionary"}, onset.Add(55 * time.Minute), true},
+		{"not after it", "shared-data-spillover", []string{"frwiktionary"}, onset.Add(55*time.Minute + time.Second), false},
+		{"another kind", "wiki-anomaly", []string{"frwiktionary"}, onset.Add(time.Minute), false},
+		{"no wiki in common", "shared-data-spillover", []string{"enwiki"}, onset.Add(time.Minute), false},
+	} {
+		require.Equal(t, tc.want, inc.Matches(tc.kind, tc.wikis, tc.at, resolve), tc.name)
+	}
+	open := inc
+	open.End = time.Time{}
+	require.True(t, open.Matches("shared-data-spillover", []string{"frwiktionary"}, onset.Add(24*time.Hour), resolve), "an incident without an end matches late findings")
+}

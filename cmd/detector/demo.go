@@ -212,7 +212,6 @@ type verdict struct {
 func grade(gt simulate.GroundTruth, got []detect.Finding, wikis *wikimap.Map) verdict {
 	var lines []string
 	ok := true
-	blames := map[detect.Kind]bool{detect.KindPretrainRegression: true, detect.KindSharedDataSpillover: true, detect.KindPretrainLeak: true}
 	scripted := map[detect.Kind]bool{}
 	for _, inc := range gt.Incidents {
 		k := detect.Kind(inc.Kind)
@@ -247,7 +246,7 @@ func grade(gt simulate.GroundTruth, got []detect.Finding, wikis *wikimap.Map) ve
 			k, len(match.Wikis), sections, match.DetectedAt.Sub(inc.Onset).Round(time.Second), match.Deploy.Scope, match.Deploy.At.Format("15:04")))
 	}
 	for _, f := range got {
-		if blames[f.Kind] && !scripted[f.Kind] {
+		if f.Kind.BlamesPretrain() && !scripted[f.Kind] {
 			ok = false
 			lines = append(lines, fmt.Sprintf("FALSE BLAME: %s %s", f.Kind, f.Summary))
 		}

@@ -94,8 +94,6 @@ type replayScore struct {
 	elapsed                   string
 }
 
-var blamesPretrain = map[detect.Kind]bool{detect.KindPretrainRegression: true, detect.KindSharedDataSpillover: true, detect.KindPretrainLeak: true}
-
 // scoreReplay matches findings to incidents: same kind, a wiki in common,
 // detected between a minute before the onset and the end of the incident
 // plus the resolve time.
@@ -103,13 +101,7 @@ func scoreReplay(gt simulate.GroundTruth, fired []detect.Finding) replayScore {
 	r := replayScore{scenario: gt.Scenario}
 	resolveAfter := time.Duration(config.Default().Detect.ResolveAfter)
 	matches := func(f detect.Finding, inc simulate.Incident) bool {
-		if string(f.Kind) != inc.Kind || f.DetectedAt.Before(inc.Onset.Add(-time.Minute)) {
-			return false
-		}
-		if !inc.End.IsZero() && f.DetectedAt.After(inc.End.Add(resolveAfter)) {
-			return false
-		}
-		return slices.ContainsFunc(f.Wikis, func(w string) bool { return slices.Contains(inc.Wikis, w) })
+		return inc.Matches(string(f.Kind), f.Wikis, f.DetectedAt, resolveAfter)
 	}
 	for _, inc := range gt.Incidents {
 		if !slices.Contains(detect.Kinds, detect.Kind(inc.Kind)) {
@@ -128,7 +120,7 @@ func scoreReplay(gt simulate.GroundTruth, fired []detect.Finding) replayScore {
 			r.correct++
 			continue
 		}
-		if blamesPretrain[f.Kind] {
+		if f.Kind.BlamesPretrain() {
 			r.blames++
 		}
 		r.notes = append(r.notes, fmt.Sprintf("unexpected %s at %s: %s", f.Kind, f.DetectedAt.Format("15:04"), f.Summary))

@@ -118,8 +118,7 @@ func scenarioDefs() []scenarioDef {
 				Description: "After a Pretrain deploy, testwiki (served by mw-pretrain) logs a NEW exception at ~10/min and an existing PHP warning rises to ~3/min; the train fleet is unaffected."},
 			start: tuesdayNoon(), rate: DefaultRate,
 			build: func(b *builder) error {
-				b.pretrainDeploy(b.jittered(10 * time.Minute))
-				d := b.pretrainDeploy(b.jittered(60 * time.Minute))
+				d := b.deployUnderTest()
 				onset := d.At.Add(2 * time.Minute)
 				b.incident(incidentSpec{kind: "pretrain-regression", def: newPretrainRegressionError(),
 					wikis: []wikimap.ID{b.p.testwiki}, scope: matchPretrain, perMinute: 10,
@@ -139,8 +138,7 @@ func scenarioDefs() []scenarioDef {
 				Description: "After a Pretrain deploy, testwiki logs a NEW exception at ~1/min for 15 minutes (about 15 errors) at its real traffic: the small-count case."},
 			start: tuesdayNoon(), rate: DefaultRate,
 			build: func(b *builder) error {
-				b.pretrainDeploy(b.jittered(10 * time.Minute))
-				d := b.pretrainDeploy(b.jittered(60 * time.Minute))
+				d := b.deployUnderTest()
 				onset := d.At.Add(2 * time.Minute)
 				b.incident(incidentSpec{kind: "pretrain-regression", def: newPretrainRegressionError(),
 					wikis: []wikimap.ID{b.p.testwiki}, scope: matchPretrain, perMinute: 1,
@@ -153,8 +151,7 @@ func scenarioDefs() []scenarioDef {
 				Description: "After a Pretrain deploy, train-served s3 wikis (not testwiki) log a new DBQuery error (unknown column written by Pretrain's schema change) in proportion to their traffic, a few per wiki, far below scap's 150-per-20-s guardrail."},
 			start: tuesdayNoon(), rate: DefaultRate,
 			build: func(b *builder) error {
-				b.pretrainDeploy(b.jittered(10 * time.Minute))
-				d := b.pretrainDeploy(b.jittered(60 * time.Minute))
+				d := b.deployUnderTest()
 				onset := d.At.Add(5 * time.Minute)
 				b.incident(incidentSpec{kind: "shared-data-spillover", def: newSpilloverS3Error(),
 					wikis: b.without(b.p.wikis.InSection("s3"), b.p.testwiki), scope: matchTrain, p: 0.0015,
@@ -167,8 +164,7 @@ func scenarioDefs() []scenarioDef {
 				Description: "After a Pretrain deploy, testwiki jobs run by the TRAIN jobrunners (changeprop bypasses the mesh) fail on job parameters written by Pretrain code: errors on testwiki with servergroup kube-mw-jobrunner and the train mwversion."},
 			start: tuesdayNoon(), rate: DefaultRate,
 			build: func(b *builder) error {
-				b.pretrainDeploy(b.jittered(10 * time.Minute))
-				d := b.pretrainDeploy(b.jittered(60 * time.Minute))
+				d := b.deployUnderTest()
 				onset := d.At.Add(5 * time.Minute)
 				b.incident(incidentSpec{kind: "shared-data-spillover", def: newSpilloverJobError(),
 					wikis: []wikimap.ID{b.p.testwiki}, scope: matchPretrain, perMinute: 5, onTrainJobrs: true,
@@ -208,8 +204,7 @@ func scenarioDefs() []scenarioDef {
 				Description: "After a Pretrain deploy a too-wide Host match routes test2wiki, testwikidatawiki and testcommonswiki to mw-pretrain: access logs with labels.deployment=mw-pretrain for their domains and kube-mw-pretrain errors naming them."},
 			start: tuesdayNoon(), rate: DefaultRate,
 			build: func(b *builder) error {
-				b.pretrainDeploy(b.jittered(10 * time.Minute))
-				d := b.pretrainDeploy(b.jittered(60 * time.Minute))
+				d := b.deployUnderTest()
 				onset := d.At.Add(time.Minute)
 				var leaked []wikimap.ID
 				for _, name := range []string{"test2wiki", "testwikidatawiki", "testcommonswiki"} {
@@ -315,6 +310,15 @@ func (b *builder) jitter(bound time.Duration) time.Duration {
 
 func (b *builder) jittered(offset time.Duration) time.Time {
 	return b.start.Add(offset + b.jitter(deployJitter))
+}
+
+// deployUnderTest plans two Pretrain deploys, about 10 and 60 minutes in,
+// and returns the second, the one an incident follows: the first gives the
+// detector a rollout before it and the 50 minutes between them a clean
+// pre-period.
+func (b *builder) deployUnderTest() *Deploy {
+	b.pretrainDeploy(b.jittered(10 * time.Minute))
+	return b.pretrainDeploy(b.jittered(60 * time.Minute))
 }
 
 func (b *builder) pretrainDeploy(at time.Time) *Deploy {

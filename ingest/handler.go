@@ -52,7 +52,7 @@ func (r *recordHandler) handle(msg *kafka.Message) {
 	case err == nil:
 		r.sink.Add(&r.ev, &r.det)
 	case errors.Is(err, ErrSkip):
-		r.pm.skipped.Inc()
+		r.pm.skip(err)
 	default:
 		r.pm.reject(err)
 		r.sample(msg, err)

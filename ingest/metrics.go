@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bytes: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "bytes_total",
 			Help: "Bytes of Kafka record values read, by topic."}, []string{"topic"}),
 		skipped: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_skipped_total",
-			Help: "Well-formed records not counted (canary events, non-error log levels), by topic."}, []string{"topic"}),
+			Help: "Well-formed records not counted, by topic and reason: filtered (canary events, non-error log levels and channels, non-MediaWiki lines) or no_wiki (internal hosts such as the jobrunners' RunSingleJob.php and health checks, fatals without wiki or server)."}, []string{"topic", "reason"}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_rejected_total",
 			Help: "Malformed records counted and skipped, by topic and reason."}, []string{"topic", "reason"}),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "consumer_lag_records",
@@ -56,10 +56,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // partitionMetrics holds a topic's label children, resolved once.
 type partitionMetrics struct {
-	records, bytes, skipped, reconnects prometheus.Counter
-	connected                           prometheus.Gauge
-	rejected                            map[error]prometheus.Counter
-	lag                                 *lagSum
+	records, bytes, reconnects prometheus.Counter
+	skipped                    map[string]prometheus.Counter
+	connected                  prometheus.Gauge
+	rejected                   map[error]prometheus.Counter
+	lag                        *lagSum
 }
 
 // lagSum keeps the topic gauge the sum of its partitions' lags.
@@ -90,11 +91,14 @@ func (m *Metrics) forTopic(topic string) *partitionMetricsHandle {
 		pm = &partitionMetrics{
 			records:    m.records.WithLabelValues(topic),
 			bytes:      m.bytes.WithLabelValues(topic),
-			skipped:    m.skipped.WithLabelValues(topic),
+			skipped:    map[string]prometheus.Counter{},
 			reconnects: m.reconnects.WithLabelValues(topic),
 			connected:  m.connected.WithLabelValues(topic),
 			rejected:   map[error]prometheus.Counter{},
 			lag:        &lagSum{g: m.lag.WithLabelValues(topic), by: map[*partitionLag]float64{}},
+		}
+		for _, r := range SkipReasons {
+			pm.skipped[r] = m.skipped.WithLabelValues(topic, r)
 		}
 		for _, r := range RejectReasons {
 			pm.rejected[r] = m.rejected.WithLabelValues(topic, r.Error())
@@ -108,6 +112,14 @@ func (m *Metrics) forTopic(topic string) *partitionMetricsHandle {
 type partitionMetricsHandle struct {
 	*partitionMetrics
 	lag *partitionLag
+}
+
+func (p *partitionMetricsHandle) skip(err error) {
+	if c, ok := p.skipped[SkipReason(err)]; ok {
+		c.Inc()
+		return
+	}
+	p.skipped["filtered"].Inc()
 }
 
 func (p *partitionMetricsHandle) reject(err error) {

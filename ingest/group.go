@@ -379,17 +379,24 @@ func (r *groupReader) session(ctx context.Context) error {
 		return err
 	}
 	defer release()
+	// Assigned only on success: a failed look-up must leave the position.
+	var at int64
 	switch r.next {
 	case kafka.FirstOffset:
-		if r.next, err = conn.ReadFirstOffset(); err != nil {
+		if at, err = conn.ReadFirstOffset(); err != nil {
 			return fmt.Errorf("read first offset: %w", err)
 		}
 	case kafka.LastOffset:
-		if r.next, err = conn.ReadLastOffset(); err != nil {
+		if at, err = conn.ReadLastOffset(); err != nil {
 			return fmt.Errorf("read last offset: %w", err)
 		}
+	default:
+		if at, err = r.resumeAt(conn, r.next); err != nil {
+			return err
+		}
 	}
-	if _, err := conn.Seek(r.next, kafka.SeekAbsolute); err != nil {
+	r.next = at
+	if _, err := conn.Seek(r.next, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
 		return fmt.Errorf("seek to offset %d: %w", r.next, err)
 	}
 	key := groupPartition{r.src.Topic, r.part}
@@ -410,6 +417,7 @@ func (r *groupReader) session(ctx context.Context) error {
 			n++
 		}
 		berr := batch.Close()
+		r.publishNewest()
 		if n > 0 {
 			// Commit only what the sink has handed on.
 			r.sink.Flush()
@@ -422,7 +430,7 @@ func (r *groupReader) session(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil // the connection was closed to stop the fetch
 			}
-			if retry, err := r.fetchFailed(conn, berr, &r.next); !retry {
+			if retry, err := r.fetchFailed(berr); !retry {
 				return err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,9 +75,12 @@ type ConsumerOptions struct {
 	// late. Replay and simulated times leave it 0.
 	MaxAhead time.Duration
 	// MissingTopicIsError makes Discover fail when a topic does not exist,
-	// naming it, instead of warning and looking again later: a replay over
-	// a topic that is not there would silently report nothing.
+	// naming it, instead of warning and looking again later (tools that
+	// must read every topic they are given; replay checks for itself).
 	MissingTopicIsError bool
+	// MaxPartitionStall is how long a partition may be unreadable, or hold
+	// the watermark back, before Assess sets it aside. Default 2 min.
+	MaxPartitionStall time.Duration
 }
 
 // Consumer reads every partition of every source in parallel, one
@@ -89,10 +93,13 @@ type Consumer struct {
 	logger  *slog.Logger
 	metrics *Metrics
 
-	mu      sync.Mutex
-	running map[partitionKey]bool
-	caught  map[partitionKey]bool // reached the high-water mark seen at its first fetch
-	wg      sync.WaitGroup
+	mu          sync.Mutex
+	parts       map[partitionKey]*partState
+	missing     map[string]bool // topic → missing at the last discovery
+	initialDone bool            // the partitions found at start are started; later ones are late
+	warm        bool            // see Assessment.WarmedUp
+	low         int64           // the last Assessment.Low after the warm-up
+	wg          sync.WaitGroup
 }
 
 type partitionKey struct {
@@ -111,13 +118,16 @@ func NewConsumer(opts ConsumerOptions, logger *slog.Logger, m *Metrics) (*Consum
 	if opts.TopicRecheck <= 0 {
 		opts.TopicRecheck = time.Minute
 	}
+	if opts.MaxPartitionStall <= 0 {
+		opts.MaxPartitionStall = 2 * time.Minute
+	}
 	for _, s := range opts.Sources {
 		if _, err := opts.NewDecoder(s.Format); err != nil {
 			return nil, fmt.Errorf("topic %s: %w", s.Topic, err)
 		}
 	}
 	return &Consumer{opts: opts, fetch: fetchConfig(opts.MaxWait, opts.MinBytes, opts.MaxBytes), logger: logger, metrics: m,
-		running: map[partitionKey]bool{}, caught: map[partitionKey]bool{}}, nil
+		parts: map[partitionKey]*partState{}, missing: map[string]bool{}}, nil
 }
 
 // ErrNoBroker is returned when no broker of a cluster answers at start.
@@ -167,6 +177,7 @@ func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 				continue
 			}
 			c.metrics.topicMissing(s.Topic, true)
+			c.setMissing(s.Topic, true)
 			if c.opts.MissingTopicIsError {
 				errs = append(errs, fmt.Errorf("topic %s on kafka cluster %s: %w", s.Topic, s.Cluster, err))
 				continue
@@ -175,9 +186,30 @@ func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 			continue
 		}
 		c.metrics.topicMissing(s.Topic, false)
+		c.setMissing(s.Topic, false)
 		out[i] = parts
 	}
 	return out, errors.Join(errs...)
+}
+
+func (c *Consumer) setMissing(topic string, missing bool) {
+	c.mu.Lock()
+	c.missing[topic] = missing
+	c.mu.Unlock()
+}
+
+// Missing returns the configured topics the last discovery did not find,
+// in configuration order.
+func (c *Consumer) Missing() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, s := range c.opts.Sources {
+		if c.missing[s.Topic] && !slices.Contains(out, s.Topic) {
+			out = append(out, s.Topic)
+		}
+	}
+	return out
 }
 
 func (c *Consumer) partitions(ctx context.Context, s Source) ([]int, error) {
@@ -247,44 +279,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
+// start starts a goroutine for each partition found that has none. Those
+// of the first call are the warm-up's; later ones (a topic created, a
+// partition added) are late: they read from the start position too, but
+// do not hold the watermark back until they have caught up.
 func (c *Consumer) start(ctx context.Context, found map[int][]int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now()
 	for i, parts := range found {
 		s := c.opts.Sources[i]
 		for _, p := range parts {
 			k := partitionKey{s.Cluster, s.Topic, p}
-			if c.running[k] {
+			if c.parts[k] != nil {
 				continue
 			}
-			c.running[k] = true
+			// failing is set until the first fetch succeeds: a partition
+			// whose leader cannot be dialled is unreadable from the start.
+			st := &partState{key: k, requests: s.Format.Requests(), late: c.initialDone, failing: now}
+			c.parts[k] = st
 			c.metrics.partitions.WithLabelValues(s.Topic).Inc()
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				c.readPartition(ctx, s, p)
-				c.markCaughtUp(k) // a finished partition has nothing left to catch up
+				c.readPartition(ctx, s, st)
+				c.mu.Lock()
+				st.done, st.caught = true, true // a finished partition has nothing left to catch up
+				c.mu.Unlock()
 			}()
 		}
 	}
-}
-
-func (c *Consumer) markCaughtUp(k partitionKey) {
-	c.mu.Lock()
-	c.caught[k] = true
-	c.mu.Unlock()
+	c.initialDone = true
 }
 
 // CaughtUp reports whether every partition started so far has read up to the
-// high-water mark it saw on its first fetch: the warm-up is done.
+// high-water mark it saw on its first fetch.
 func (c *Consumer) CaughtUp() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.running) == 0 {
+	if len(c.parts) == 0 {
 		return false
 	}
-	for k := range c.running {
-		if !c.caught[k] {
+	for _, st := range c.parts {
+		if !st.caught {
 			return false
 		}
 	}
@@ -300,12 +337,14 @@ type partitionReader struct {
 	c    *Consumer
 	src  Source
 	part int
+	st   *partState
 
 	offset     int64 // next offset to read; -1 before the first seek
 	stopOffset int64 // with End: the high-water mark at the first fetch
 }
 
-func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
+func (c *Consumer) readPartition(ctx context.Context, s Source, st *partState) {
+	part := st.key.partition
 	dec, err := c.opts.NewDecoder(s.Format)
 	if err != nil {
 		c.logger.Error("Decoder", "topic", s.Topic, "err", err) // checked in NewConsumer; cannot happen
@@ -313,13 +352,50 @@ func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
 	}
 	r := &partitionReader{
 		recordHandler: newRecordHandler(dec, c.opts.NewSink(), c.metrics.forTopic(s.Topic), c.logger.With("topic", s.Topic, "partition", part)),
-		c:             c, src: s, part: part,
+		c:             c, src: s, part: part, st: st,
 		offset: -1, stopOffset: -1,
 	}
 	if r.timed != nil {
 		defer r.timed.Done()
 	}
-	r.keepReading(ctx, r.session)
+	r.keepReading(ctx, func(ctx context.Context) (bool, error) {
+		done, err := r.session(ctx)
+		if err != nil {
+			r.failed(err)
+		}
+		return done, err
+	})
+}
+
+// failed records that the partition cannot be read at the moment.
+func (r *partitionReader) failed(err error) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	if r.st.failing.IsZero() {
+		r.st.failing = time.Now()
+	}
+	r.st.idle = false
+	r.st.lastError = err.Error()
+}
+
+// fetched publishes a fetch's outcome: ok when the broker answered.
+func (r *partitionReader) fetched(ok bool, hwm int64) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	st := r.st
+	st.progress = max(st.progress, r.newest)
+	if !ok {
+		if st.failing.IsZero() {
+			st.failing = time.Now()
+		}
+		st.idle = false
+		return
+	}
+	st.failing, st.lastError = time.Time{}, ""
+	st.idle = r.offset >= hwm
+	if r.stopOffset >= 0 && r.offset >= r.stopOffset {
+		st.caught = true
+	}
 }
 
 // session reads from one connection until it fails. done means the
@@ -330,12 +406,18 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 		return false, err
 	}
 	defer release()
+	// Assigned only on success: a failed look-up must leave the position.
+	var at int64
 	if r.offset < 0 {
-		if r.offset, err = r.seekStart(conn); err != nil {
-			return false, err
-		}
+		at, err = r.seekStart(conn)
+	} else {
+		at, err = r.resumeAt(conn, r.offset)
 	}
-	if _, err := conn.Seek(r.offset, kafka.SeekAbsolute); err != nil {
+	if err != nil {
+		return false, err
+	}
+	r.offset = at
+	if _, err := conn.Seek(r.offset, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
 		return false, fmt.Errorf("seek to offset %d: %w", r.offset, err)
 	}
 	for ctx.Err() == nil {
@@ -370,17 +452,16 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 		}
 		berr := batch.Close()
 		r.sink.Flush()
+		r.publishNewest()
 		if hwm >= 0 {
 			r.pm.lag.Set(float64(max(hwm-r.offset, 0)))
 		}
-		if r.offset >= r.stopOffset && r.stopOffset >= 0 {
-			r.c.markCaughtUp(partitionKey{r.src.Cluster, r.src.Topic, r.part})
-		}
+		r.fetched(hwm >= 0 && (berr == nil || errors.Is(berr, io.EOF)), hwm)
 		if !r.c.opts.End.IsZero() && (past || r.offset >= r.stopOffset) {
 			return true, nil
 		}
 		if berr != nil && !errors.Is(berr, io.EOF) {
-			if retry, err := r.fetchFailed(conn, berr, &r.offset); !retry {
+			if retry, err := r.fetchFailed(berr); !retry {
 				return false, err
 			}
 		}

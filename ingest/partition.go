@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -85,6 +86,14 @@ func (r *recordHandler) connect(ctx context.Context, src Source, part int) (conn
 		_ = conn.Close()
 		r.pm.connected.Dec()
 	}, nil
+}
+
+// fetchAnswered tells whether a fetch that ended with berr got the
+// broker's answer: no error, the end of the batch, or the long poll's
+// timeout (kafka-go reports an empty fetch that waited MaxWait as
+// RequestTimedOut).
+func fetchAnswered(berr error) bool {
+	return berr == nil || errors.Is(berr, io.EOF) || errors.Is(berr, kafka.RequestTimedOut)
 }
 
 // fetchFailed says what a fetch's error (not io.EOF) means for the

@@ -47,6 +47,11 @@ type partState struct {
 	done      bool      // its goroutine returned
 	lastError string
 
+	// Offsets, for a replay's progress: where reading started, where it
+	// is, and where it will stop (with End).
+	startOff, offset, endOff int64
+	oldest                   time.Time // the oldest retained record, when newer than Start
+
 	// Assess's own state.
 	behind    time.Time // since when it holds the watermark more than the lateness behind the newest
 	setAside  bool

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -341,6 +342,7 @@ type partitionReader struct {
 
 	offset     int64 // next offset to read; -1 before the first seek
 	stopOffset int64 // with End: the high-water mark at the first fetch
+	atOldest   bool  // seekStart found nothing retained before Start: check the first record's time
 }
 
 func (c *Consumer) readPartition(ctx context.Context, s Source, st *partState) {
@@ -392,6 +394,7 @@ func (r *partitionReader) fetched(ok bool, hwm int64) {
 		return
 	}
 	st.failing, st.lastError = time.Time{}, ""
+	st.offset = r.offset
 	st.idle = r.offset >= hwm
 	if r.stopOffset >= 0 && r.offset >= r.stopOffset {
 		st.caught = true
@@ -410,6 +413,11 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 	var at int64
 	if r.offset < 0 {
 		at, err = r.seekStart(conn)
+		if err == nil {
+			r.c.mu.Lock()
+			r.st.startOff, r.st.offset = at, at
+			r.c.mu.Unlock()
+		}
 	} else {
 		at, err = r.resumeAt(conn, r.offset)
 	}
@@ -444,6 +452,10 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 				break
 			}
 			r.offset = msg.Offset + 1
+			if r.atOldest {
+				r.atOldest = false
+				r.checkOldest(msg.Time)
+			}
 			if !r.c.opts.End.IsZero() && msg.Time.After(r.c.opts.End) {
 				past = true
 				break
@@ -456,7 +468,7 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 		if hwm >= 0 {
 			r.pm.lag.Set(float64(max(hwm-r.offset, 0)))
 		}
-		r.fetched(hwm >= 0 && (berr == nil || errors.Is(berr, io.EOF)), hwm)
+		r.fetched(hwm >= 0 && fetchAnswered(berr), hwm)
 		if !r.c.opts.End.IsZero() && (past || r.offset >= r.stopOffset) {
 			return true, nil
 		}
@@ -470,13 +482,29 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 }
 
 // seekStart finds the first offset at or after Start by Kafka timestamp.
+// With End, it also finds the offset where reading will stop (the first
+// record past End, else the end of the log), for progress.
 func (r *partitionReader) seekStart(conn *kafka.Conn) (int64, error) {
-	if r.c.opts.Start.IsZero() {
-		off, err := conn.ReadFirstOffset()
+	first, err := conn.ReadFirstOffset()
+	if err != nil {
+		return 0, fmt.Errorf("read first offset: %w", err)
+	}
+	if !r.c.opts.End.IsZero() {
+		end, err := conn.ReadOffset(r.c.opts.End.Add(time.Millisecond))
 		if err != nil {
-			return 0, fmt.Errorf("read first offset: %w", err)
+			return 0, fmt.Errorf("read offset at %s: %w", r.c.opts.End.Format(time.RFC3339), err)
 		}
-		return off, nil
+		if end < 0 {
+			if end, err = conn.ReadLastOffset(); err != nil {
+				return 0, fmt.Errorf("read last offset: %w", err)
+			}
+		}
+		r.c.mu.Lock()
+		r.st.endOff = end
+		r.c.mu.Unlock()
+	}
+	if r.c.opts.Start.IsZero() {
+		return first, nil
 	}
 	off, err := conn.ReadOffset(r.c.opts.Start)
 	if err != nil {
@@ -487,7 +515,74 @@ func (r *partitionReader) seekStart(conn *kafka.Conn) (int64, error) {
 			return 0, fmt.Errorf("read last offset: %w", err)
 		}
 	}
+	// Starting at the oldest record retained: the range may begin before it.
+	r.atOldest = off <= first
 	return off, nil
+}
+
+// checkOldest records that the partition's oldest retained record is
+// newer than Start (by more than a second: timestamps of the same moment
+// are not a gap), so the range begins before what Kafka still holds.
+func (r *partitionReader) checkOldest(t time.Time) {
+	if t.IsZero() || !t.After(r.c.opts.Start.Add(time.Second)) {
+		return
+	}
+	r.c.mu.Lock()
+	r.st.oldest = t
+	r.c.mu.Unlock()
+	r.logger.Warn("The range starts before the oldest record retained; the start is missing from this partition",
+		"start", r.c.opts.Start.UTC().Format(time.RFC3339), "oldest_retained", t.UTC().Format(time.RFC3339))
+}
+
+// PartitionStart is a partition whose oldest retained record is newer than
+// where reading was to start.
+type PartitionStart struct {
+	Topic     string
+	Partition int
+	Oldest    time.Time // the oldest record's Kafka time
+}
+
+// StartsAfterStart lists the partitions whose oldest retained record is
+// newer than ConsumerOptions.Start, sorted.
+func (c *Consumer) StartsAfterStart() []PartitionStart {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []PartitionStart
+	for _, st := range c.parts {
+		if !st.oldest.IsZero() {
+			out = append(out, PartitionStart{Topic: st.key.topic, Partition: st.key.partition, Oldest: st.oldest})
+		}
+	}
+	slices.SortFunc(out, func(a, b PartitionStart) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return a.Partition - b.Partition
+	})
+	return out
+}
+
+// Offsets returns how many offsets the partitions have read since their
+// start and how many lie between their start and where they will stop
+// (with End; without it, their high-water marks at the last fetch are not
+// tracked and total is what was read). It measures a replay's progress
+// in records, whatever the event times.
+func (c *Consumer) Offsets() (read, total int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.parts {
+		if st.offset < st.startOff {
+			continue // not started
+		}
+		end := max(st.endOff, st.startOff)
+		r := min(st.offset, end) - st.startOff
+		if st.done {
+			r = end - st.startOff
+		}
+		read += max(r, 0)
+		total += end - st.startOff
+	}
+	return read, total
 }
 
 // NewDialer builds a kafka-go Dialer with TLS and SASL as configured.

@@ -418,11 +418,11 @@ func status(cfg config.Config, p *pipeline.Pipeline) any {
 			At: time.Unix(0, d.At).UTC(), Source: d.Source, Initial: d.Initial})
 	}
 	return map[string]any{
-		"version":        version.Version,
-		"revision":       version.GetRevision(),
-		"ready":          ready,
-		"not_ready":      why,
-		"watermark":      wmt,
+		"version":   version.Version,
+		"revision":  version.GetRevision(),
+		"ready":     ready,
+		"not_ready": why,
+		"watermark": wmt,
 		"ingest": map[string]any{
 			"warmed_up":          a.WarmedUp,
 			"missing_topics":     p.Consumer.Missing(),

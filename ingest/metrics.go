@@ -58,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		stalled: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "partitions_stalled",
 			Help: "Partitions set aside, by topic: unreadable or behind for longer than kafka.max_partition_stall, they no longer hold the watermark back."}, []string{"topic"}),
 		lastRecord: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "last_record_timestamp_seconds",
-			Help: "Kafka timestamp of the newest record read, by topic (Unix seconds; absent before the first record)."}, []string{"topic"}),
+			Help: "Kafka timestamp of the newest record read, by topic (Unix seconds; 0 before the first record)."}, []string{"topic"}),
 		topics: map[string]*partitionMetrics{},
 	}
 }
@@ -174,6 +174,7 @@ func (m *Metrics) InitTopics(topics []string) {
 		m.partitions.WithLabelValues(t)
 		m.missing.WithLabelValues(t)
 		m.stalled.WithLabelValues(t)
+		m.lastRecord.WithLabelValues(t) // 0 until the first record: rules ignore it
 	}
 }
 

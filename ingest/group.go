@@ -1,7 +1,6 @@
 package ingest
 
-// Consumer-group mode, for the scale-out stage of DESIGN.md ("State,
-// restarts, scale"): past one machine, `detector aggregate` instances join
+// Consumer-group mode, for the scale-out stage of the design: past one machine, `detector aggregate` instances join
 // one Kafka consumer group, so the partitions of the raw topics are split
 // among them and each record is handled by one instance; each reduces its
 // events to per-(wiki, scope, bucket) counts for `detector run`. This is

@@ -86,8 +86,8 @@ type ConsumerOptions struct {
 
 // Consumer reads every partition of every source in parallel, one
 // goroutine and one connection per (topic, partition), without a consumer
-// group: Kafka is the detector's only state and nothing is committed
-// (DESIGN.md "State, restarts, scale").
+// group: Kafka is the detector's only state and nothing is committed (a
+// restart reads the window back from Kafka; see README "Operations").
 type Consumer struct {
 	opts    ConsumerOptions
 	fetch   kafka.ReadBatchConfig // opts' fetch settings, defaults filled in
@@ -161,7 +161,7 @@ func refused(err error) bool {
 
 // Discover checks that every cluster answers and returns the partitions found
 // per topic. A topic that does not exist is a warning, not an error: it is
-// looked for again every TopicRecheck (DESIGN.md).
+// looked for again every TopicRecheck (Missing lists it meanwhile).
 // The result is keyed by the index of the source in ConsumerOptions.Sources.
 func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 	out := map[int][]int{}

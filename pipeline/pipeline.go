@@ -1,4 +1,4 @@
-// Package pipeline wires the stages of DESIGN.md together, Kafka → ingest →
+// Package pipeline wires the detector's stages together, Kafka → ingest →
 // window → detect, for the daemon, replay, the demo and the benchmarks. It
 // owns no logic of its own: each stage's state lives in its package.
 package pipeline

@@ -136,7 +136,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// shutdownTimeout bounds the ordered shutdown (DESIGN.md: within 10 s).
+// shutdownTimeout bounds the ordered shutdown, which must end within 10 s
+// (Kubernetes' grace period; README "Operations").
 // It is measured from the signal; the HTTP server's stop gets the last
 // httpShutdownSlice of it (and at least that much).
 const (

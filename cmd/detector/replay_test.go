@@ -22,6 +22,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/alert/amtest"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -344,4 +345,19 @@ func TestReplayAlertsAlertmanager(t *testing.T) {
 	resolved := hook.WaitFor(t, 30*time.Second, isIt("resolved"))
 	require.WithinDuration(t, time.Now(), resolved.EndsAt, time.Minute, "resolved now, when the replay ended, not at event time")
 	require.Len(t, slices.DeleteFunc(hook.Alerts(), func(a amtest.Alert) bool { return a.Labels["replay"] == "true" }), 0, "every alert is a replay's")
+}
+
+// TestReplayProgressBar: on a terminal the progress is one bar redrawn in
+// place, its fraction and ETA from offsets; elsewhere a log line per tick.
+func TestReplayProgressBar(t *testing.T) {
+	var b bytes.Buffer
+	p := &replayProgress{w: &b, tty: true}
+	p.show(pipeline.ReplayProgress{Records: 5000, Elapsed: 2 * time.Second, OffsetsRead: 5000, OffsetsTotal: 20000, ETA: 6 * time.Second})
+	p.end()
+	out := b.String()
+	require.True(t, strings.HasPrefix(out, "\r[======="), out)
+	require.Contains(t, out, " 25.0%")
+	require.Contains(t, out, "5000 records  2500/s  ETA 6s  at warming up")
+	require.True(t, strings.HasSuffix(out, "\n"), "the next line starts on its own")
+	require.False(t, newReplayProgress(&b, nil).tty, "a buffer is no terminal")
 }

@@ -47,6 +47,10 @@ type Kafka struct {
 	MaxRecordBytes int `yaml:"max_record_bytes"`
 	// MaxSkew rejects records whose own time is this far from their Kafka timestamp.
 	MaxSkew model.Duration `yaml:"max_skew"`
+	// MaxPartitionStall is how long a partition may be unreadable, or hold
+	// the watermark back, before it is set aside so the others are
+	// evaluated without it.
+	MaxPartitionStall model.Duration `yaml:"max_partition_stall"`
 }
 
 // Cluster is one Kafka cluster and the topics read from it.
@@ -166,12 +170,13 @@ func Default() Config {
 					{Name: "mediawiki.httpd.accesslog", Format: "httpd-accesslog"},
 				},
 			}},
-			MaxWait:        model.Duration(250 * time.Millisecond),
-			MinBytes:       1,
-			MaxBytes:       16 << 20,
-			TopicRecheck:   model.Duration(time.Minute),
-			MaxRecordBytes: 1 << 20,
-			MaxSkew:        model.Duration(time.Hour),
+			MaxWait:           model.Duration(250 * time.Millisecond),
+			MinBytes:          1,
+			MaxBytes:          16 << 20,
+			TopicRecheck:      model.Duration(time.Minute),
+			MaxRecordBytes:    1 << 20,
+			MaxSkew:           model.Duration(time.Hour),
+			MaxPartitionStall: model.Duration(2 * time.Minute),
 		},
 		Pretrain: Pretrain{
 			Cohort:            []string{"testwiki"},
@@ -349,6 +354,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.MaxSkew <= 0 {
 		bad("kafka.max_skew", "must be positive")
+	}
+	if c.Kafka.MaxPartitionStall < c.Kafka.MaxWait || c.Kafka.MaxPartitionStall <= 0 {
+		bad("kafka.max_partition_stall", "must be positive and at least kafka.max_wait")
 	}
 	if len(c.Pretrain.Cohort) == 0 {
 		bad("pretrain.cohort", "at least one wiki is required")

@@ -46,6 +46,10 @@ func TestParse(t *testing.T) {
 		{name: "broker without port", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [kafka1]\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].brokers[0]"},
 		{name: "sasl without password file", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: SCRAM-SHA-512, username: u}\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].sasl"},
 		{name: "unknown sasl mechanism", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: GSSAPI}\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].sasl.mechanism"},
+		{name: "max partition stall", yaml: "kafka:\n  max_partition_stall: 0s\n", err: "field kafka.max_partition_stall"},
+		{name: "max partition stall default", yaml: "", check: func(t *testing.T, c Config) {
+			require.Equal(t, 2*time.Minute, time.Duration(c.Kafka.MaxPartitionStall))
+		}},
 		{name: "empty cohort", yaml: "pretrain:\n  cohort: []\n", err: "field pretrain.cohort"},
 		{name: "deploy marker scope", yaml: "deploys:\n- {scope: canary, version: x, at: 2026-11-24T10:00:00Z}\n", err: "field deploys[0].scope"},
 		{name: "deploy marker ok", yaml: "deploys:\n- {scope: pretrain, version: 1.47.0-alpha, at: 2026-11-24T10:00:00Z}\n", check: func(t *testing.T, c Config) {

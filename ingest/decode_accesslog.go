@@ -135,6 +135,9 @@ func (d *Decoder) hostAndStatus(hostSlot, statusSlot int) (wikimap.ID, float64, 
 	}
 	wiki := d.wikis.ByHost(host)
 	if wiki == 0 {
+		if internalHost(host) {
+			return 0, 0, ErrNoWiki
+		}
 		return 0, 0, ErrUnknownWiki
 	}
 	status, ok, err := d.number(statusSlot)

@@ -128,6 +128,11 @@ func (d *Decoder) decodeMediaWikiLog(ev *Event, det *Detail, kt int64) error {
 	}
 	// "wiki", else the request Host ("server", or the host of ECS url.full).
 	wiki, err := d.wikiOf(mwWiki, mwServer, mwURLFull)
+	if err == ErrMissingField {
+		// No wiki, server or URL: php-wmerrors' fatals of CLI and RPC
+		// runs. Well-formed, just about no wiki.
+		err = ErrNoWiki
+	}
 	if err != nil {
 		return err
 	}
@@ -302,6 +307,9 @@ func (d *Decoder) wikiOf(nameSlot, hostSlot, urlSlot int) (wikimap.ID, error) {
 	}
 	if id := d.wikis.ByHost(host); id != 0 {
 		return id, nil
+	}
+	if internalHost(host) {
+		return 0, ErrNoWiki
 	}
 	return 0, ErrUnknownWiki
 }

@@ -66,8 +66,8 @@ func TestMediaWikiLogSamples(t *testing.T) {
 			wantInvariantZhwiki,
 			wantNoticeWikidata,
 			// php-wmerrors fatal on a jobrunner: no wiki field, and its
-			// Host is the jobrunner service, which is no wiki.
-			{err: ErrUnknownWiki},
+			// Host is the jobrunner service, which is no wiki: skipped.
+			{err: ErrNoWiki},
 			// php-fpm slowlog: not a MediaWiki log line.
 			{err: ErrSkip},
 		}},
@@ -75,12 +75,12 @@ func TestMediaWikiLogSamples(t *testing.T) {
 			atKafkaTime(wantMemcachedEnwiki, kafkaTS),
 			atKafkaTime(wantInvariantZhwiki, kafkaTS),
 			atKafkaTime(wantNoticeWikidata, kafkaTS),
-			{err: ErrUnknownWiki},
+			{err: ErrNoWiki},
 		}},
 		{"mediawiki-log-events.logstash-ecs.jsonl", kafka, []want{
 			atKafkaTime(wantInvariantZhwiki, kafkaTS),
 			atKafkaTime(wantNoticeWikidata, kafkaTS),
-			{err: ErrUnknownWiki}, // url.full host jobrunner.discovery.wmnet
+			{err: ErrNoWiki}, // url.full host jobrunner.discovery.wmnet
 			{err: ErrSkip},
 		}},
 	}
@@ -100,7 +100,7 @@ func TestMediaWikiLogSamples(t *testing.T) {
 // fourth has two "timestamp" keys (rsyslog's, then the record's own).
 func TestMediaWikiLogYAMLInputs(t *testing.T) {
 	recs := yamlInputs(t, "logstash-test-mediawiki.yaml")
-	wants := []want{wantMemcachedEnwiki, wantInvariantZhwiki, wantNoticeWikidata, {err: ErrUnknownWiki}, {err: ErrSkip}}
+	wants := []want{wantMemcachedEnwiki, wantInvariantZhwiki, wantNoticeWikidata, {err: ErrNoWiki}, {err: ErrSkip}}
 	require.Len(t, recs, len(wants))
 	for i, w := range wants {
 		t.Run(string(rune('1'+i)), func(t *testing.T) {
@@ -273,7 +273,9 @@ func TestMediaWikiLogCounting(t *testing.T) {
 		{"monolog_level not a number", mwRecord("channel", `"exception"`, "monolog_level", `"high"`, "wiki", `"testwiki"`), ErrWrongType},
 		{"wiki a number", mwRecord("channel", `"exception"`, "level", `"ERROR"`, "wiki", "5"), ErrWrongType},
 		{"unknown wiki", mwRecord("channel", `"exception"`, "level", `"ERROR"`, "wiki", `"nosuchwiki"`), ErrUnknownWiki},
-		{"no wiki, no server", mwRecord("channel", `"exception"`, "level", `"ERROR"`), ErrMissingField},
+		{"no wiki, no server", mwRecord("channel", `"exception"`, "level", `"ERROR"`), ErrNoWiki},
+		{"no wiki, internal server", mwRecord("channel", `"exception"`, "level", `"ERROR"`, "server", `"mw-jobrunner.discovery.wmnet"`), ErrNoWiki},
+		{"no wiki, unknown public server", mwRecord("channel", `"exception"`, "level", `"ERROR"`, "server", `"xx.wikipedia.org"`), ErrUnknownWiki},
 		{"no wiki, mobile server", mwRecord("channel", `"exception"`, "level", `"ERROR"`, "server", `"test.m.wikipedia.org"`), nil},
 		{"null wiki falls back to server", mwRecord("channel", `"exception"`, "level", `"ERROR"`, "wiki", "null", "server", `"test.wikipedia.org"`), nil},
 		{"channel an object", mwRecord("channel", `{"name": "exception"}`, "level", `"ERROR"`), ErrWrongType},

@@ -1,7 +1,6 @@
 package ingest
 
-// Consumer-group mode, for the scale-out stage of DESIGN.md ("State,
-// restarts, scale"): past one machine, `detector aggregate` instances join
+// Consumer-group mode, for the scale-out stage of the design: past one machine, `detector aggregate` instances join
 // one Kafka consumer group, so the partitions of the raw topics are split
 // among them and each record is handled by one instance; each reduces its
 // events to per-(wiki, scope, bucket) counts for `detector run`. This is
@@ -379,17 +378,24 @@ func (r *groupReader) session(ctx context.Context) error {
 		return err
 	}
 	defer release()
+	// Assigned only on success: a failed look-up must leave the position.
+	var at int64
 	switch r.next {
 	case kafka.FirstOffset:
-		if r.next, err = conn.ReadFirstOffset(); err != nil {
+		if at, err = conn.ReadFirstOffset(); err != nil {
 			return fmt.Errorf("read first offset: %w", err)
 		}
 	case kafka.LastOffset:
-		if r.next, err = conn.ReadLastOffset(); err != nil {
+		if at, err = conn.ReadLastOffset(); err != nil {
 			return fmt.Errorf("read last offset: %w", err)
 		}
+	default:
+		if at, err = r.resumeAt(conn, r.next); err != nil {
+			return err
+		}
 	}
-	if _, err := conn.Seek(r.next, kafka.SeekAbsolute); err != nil {
+	r.next = at
+	if _, err := conn.Seek(r.next, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
 		return fmt.Errorf("seek to offset %d: %w", r.next, err)
 	}
 	key := groupPartition{r.src.Topic, r.part}
@@ -410,6 +416,7 @@ func (r *groupReader) session(ctx context.Context) error {
 			n++
 		}
 		berr := batch.Close()
+		r.publishNewest()
 		if n > 0 {
 			// Commit only what the sink has handed on.
 			r.sink.Flush()
@@ -422,7 +429,7 @@ func (r *groupReader) session(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil // the connection was closed to stop the fetch
 			}
-			if retry, err := r.fetchFailed(conn, berr, &r.next); !retry {
+			if retry, err := r.fetchFailed(berr); !retry {
 				return err
 			}
 		}

@@ -23,6 +23,9 @@ type recordHandler struct {
 	det        Detail
 	lastSample time.Time
 	notAfter   int64 // with MaxAhead: the latest event time accepted, Unix ns; 0 = no limit
+	// newest is the newest Kafka time read, Unix ns, not past notAfter (a
+	// producer whose clock runs fast must not pull the watermark along).
+	newest int64
 }
 
 func newRecordHandler(dec *Decoder, sink Sink, pm *partitionMetricsHandle, logger *slog.Logger) recordHandler {
@@ -34,12 +37,15 @@ func newRecordHandler(dec *Decoder, sink Sink, pm *partitionMetricsHandle, logge
 }
 
 func (r *recordHandler) handle(msg *kafka.Message) {
+	var kt int64 // 0: the record has no timestamp
+	if !msg.Time.IsZero() {
+		kt = msg.Time.UnixNano()
+	}
 	if r.timed != nil {
-		var kt int64 // 0: the record has no timestamp
-		if !msg.Time.IsZero() {
-			kt = msg.Time.UnixNano()
-		}
 		r.timed.Record(kt)
+	}
+	if kt > r.newest && (r.notAfter == 0 || kt <= r.notAfter) {
+		r.newest = kt
 	}
 	r.pm.records.Inc()
 	r.pm.bytes.Add(float64(len(msg.Value)))
@@ -52,10 +58,17 @@ func (r *recordHandler) handle(msg *kafka.Message) {
 	case err == nil:
 		r.sink.Add(&r.ev, &r.det)
 	case errors.Is(err, ErrSkip):
-		r.pm.skipped.Inc()
+		r.pm.skip(err)
 	default:
 		r.pm.reject(err)
 		r.sample(msg, err)
+	}
+}
+
+// publishNewest sets the topic's last-record gauge; once per fetch.
+func (r *recordHandler) publishNewest() {
+	if r.newest > 0 {
+		r.pm.observeNewest(r.newest)
 	}
 }
 

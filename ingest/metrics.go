@@ -23,6 +23,9 @@ type Metrics struct {
 	connected  *prometheus.GaugeVec
 	missing    *prometheus.GaugeVec
 	reconnects *prometheus.CounterVec
+	lost       *prometheus.CounterVec
+	stalled    *prometheus.GaugeVec
+	lastRecord *prometheus.GaugeVec
 
 	mu     sync.Mutex
 	topics map[string]*partitionMetrics
@@ -37,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bytes: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "bytes_total",
 			Help: "Bytes of Kafka record values read, by topic."}, []string{"topic"}),
 		skipped: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_skipped_total",
-			Help: "Well-formed records not counted (canary events, non-error log levels), by topic."}, []string{"topic"}),
+			Help: "Well-formed records not counted, by topic and reason: filtered (canary events, non-error log levels and channels, non-MediaWiki lines) or no_wiki (internal hosts such as the jobrunners' RunSingleJob.php and health checks, fatals without wiki or server)."}, []string{"topic", "reason"}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_rejected_total",
 			Help: "Malformed records counted and skipped, by topic and reason."}, []string{"topic", "reason"}),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "consumer_lag_records",
@@ -50,16 +53,45 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 when a configured topic does not exist (it is looked for again)."}, []string{"topic"}),
 		reconnects: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "reconnects_total",
 			Help: "Partition connections re-established after an error, by topic."}, []string{"topic"}),
+		lost: f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "records_lost_total",
+			Help: "Offsets a partition skipped because its position left the log while it was away, by topic and reason: retention (deleted below the position; those records were never read) or truncation (the log ended below the position; reading resumes at its end)."}, []string{"topic", "reason"}),
+		stalled: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "partitions_stalled",
+			Help: "Partitions set aside, by topic: unreadable or behind for longer than kafka.max_partition_stall, they no longer hold the watermark back."}, []string{"topic"}),
+		lastRecord: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "last_record_timestamp_seconds",
+			Help: "Kafka timestamp of the newest record read, by topic (Unix seconds; 0 before the first record)."}, []string{"topic"}),
 		topics: map[string]*partitionMetrics{},
 	}
 }
 
+// Lost reasons, the label values of detector_ingest_records_lost_total.
+const (
+	lostRetention  = "retention"
+	lostTruncation = "truncation"
+)
+
 // partitionMetrics holds a topic's label children, resolved once.
 type partitionMetrics struct {
-	records, bytes, skipped, reconnects prometheus.Counter
-	connected                           prometheus.Gauge
-	rejected                            map[error]prometheus.Counter
-	lag                                 *lagSum
+	records, bytes, reconnects prometheus.Counter
+	skipped                    map[string]prometheus.Counter
+	connected                  prometheus.Gauge
+	rejected                   map[error]prometheus.Counter
+	lag                        *lagSum
+	lost                       map[string]prometheus.Counter
+
+	newestMu   sync.Mutex
+	newest     int64
+	lastRecord *prometheus.GaugeVec
+	topic      string
+}
+
+// observeNewest raises the topic's last-record gauge to ns (Unix ns).
+func (p *partitionMetrics) observeNewest(ns int64) {
+	p.newestMu.Lock()
+	defer p.newestMu.Unlock()
+	if ns > p.newest {
+		p.newest = ns
+		p.lastRecord.WithLabelValues(p.topic).Set(float64(ns) / 1e9)
+	}
 }
 
 // lagSum keeps the topic gauge the sum of its partitions' lags.
@@ -90,11 +122,20 @@ func (m *Metrics) forTopic(topic string) *partitionMetricsHandle {
 		pm = &partitionMetrics{
 			records:    m.records.WithLabelValues(topic),
 			bytes:      m.bytes.WithLabelValues(topic),
-			skipped:    m.skipped.WithLabelValues(topic),
+			skipped:    map[string]prometheus.Counter{},
 			reconnects: m.reconnects.WithLabelValues(topic),
 			connected:  m.connected.WithLabelValues(topic),
 			rejected:   map[error]prometheus.Counter{},
 			lag:        &lagSum{g: m.lag.WithLabelValues(topic), by: map[*partitionLag]float64{}},
+			lost: map[string]prometheus.Counter{
+				lostRetention:  m.lost.WithLabelValues(topic, lostRetention),
+				lostTruncation: m.lost.WithLabelValues(topic, lostTruncation),
+			},
+			lastRecord: m.lastRecord,
+			topic:      topic,
+		}
+		for _, r := range SkipReasons {
+			pm.skipped[r] = m.skipped.WithLabelValues(topic, r)
 		}
 		for _, r := range RejectReasons {
 			pm.rejected[r] = m.rejected.WithLabelValues(topic, r.Error())
@@ -108,6 +149,14 @@ func (m *Metrics) forTopic(topic string) *partitionMetricsHandle {
 type partitionMetricsHandle struct {
 	*partitionMetrics
 	lag *partitionLag
+}
+
+func (p *partitionMetricsHandle) skip(err error) {
+	if c, ok := p.skipped[SkipReason(err)]; ok {
+		c.Inc()
+		return
+	}
+	p.skipped["filtered"].Inc()
 }
 
 func (p *partitionMetricsHandle) reject(err error) {
@@ -124,6 +173,8 @@ func (m *Metrics) InitTopics(topics []string) {
 		m.forTopic(t)
 		m.partitions.WithLabelValues(t)
 		m.missing.WithLabelValues(t)
+		m.stalled.WithLabelValues(t)
+		m.lastRecord.WithLabelValues(t) // 0 until the first record: rules ignore it
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -87,26 +88,51 @@ func (r *recordHandler) connect(ctx context.Context, src Source, part int) (conn
 	}, nil
 }
 
+// fetchAnswered tells whether a fetch that ended with berr got the
+// broker's answer: no error, the end of the batch, or the long poll's
+// timeout (kafka-go reports an empty fetch that waited MaxWait as
+// RequestTimedOut).
+func fetchAnswered(berr error) bool {
+	return berr == nil || errors.Is(berr, io.EOF) || errors.Is(berr, kafka.RequestTimedOut)
+}
+
 // fetchFailed says what a fetch's error (not io.EOF) means for the
-// session. Past retention, the reader moves *next to the oldest record
-// still retained and goes on; a timeout is tried again; anything else ends
-// the session.
-func (r *recordHandler) fetchFailed(conn *kafka.Conn, berr error, next *int64) (retry bool, err error) {
-	if errors.Is(berr, kafka.OffsetOutOfRange) {
-		first, err := conn.ReadFirstOffset()
-		if err != nil {
-			return false, fmt.Errorf("read first offset: %w", err)
-		}
-		r.logger.Warn("Offset out of range; skipping to the oldest retained record", "from", *next, "to", first)
-		*next = first
-		if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
-			return false, fmt.Errorf("seek: %w", err)
-		}
-		return true, nil
-	}
+// session. A timeout is tried again; anything else ends the session,
+// including an offset out of range: kafka-go's connection is unusable
+// after a failed fetch, so the next session resolves it on a fresh one
+// (resumeAt).
+func (r *recordHandler) fetchFailed(berr error) (retry bool, err error) {
 	var ne net.Error
 	if errors.As(berr, &ne) && ne.Timeout() {
 		return true, nil
 	}
 	return false, fmt.Errorf("fetch: %w", berr)
+}
+
+// resumeAt returns where a session resumes reading at next, so that the
+// partition never retries a vanished offset for ever. Below the log start
+// (retention deleted records while the reader was away or behind): the
+// oldest record, and the records skipped are counted as lost. Above the
+// end (the log was truncated, as after an unclean leader election, or the
+// topic recreated): the high-water mark, not lower, so that nothing the
+// window already holds is read twice, and the offsets that vanished are
+// counted.
+func (r *recordHandler) resumeAt(conn *kafka.Conn, next int64) (int64, error) {
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return 0, fmt.Errorf("read offsets: %w", err)
+	}
+	switch {
+	case next < first:
+		r.pm.lost[lostRetention].Add(float64(first - next))
+		r.logger.Warn("Offset out of range: records deleted before they were read; resuming at the oldest retained record",
+			"from", next, "to", first, "lost", first-next)
+		return first, nil
+	case next > last:
+		r.pm.lost[lostTruncation].Add(float64(next - last))
+		r.logger.Warn("Offset out of range: the log ends below the position; resuming at its end",
+			"from", next, "to", last, "vanished", next-last)
+		return last, nil
+	}
+	return next, nil
 }

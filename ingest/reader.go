@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,25 +76,31 @@ type ConsumerOptions struct {
 	// late. Replay and simulated times leave it 0.
 	MaxAhead time.Duration
 	// MissingTopicIsError makes Discover fail when a topic does not exist,
-	// naming it, instead of warning and looking again later: a replay over
-	// a topic that is not there would silently report nothing.
+	// naming it, instead of warning and looking again later (tools that
+	// must read every topic they are given; replay checks for itself).
 	MissingTopicIsError bool
+	// MaxPartitionStall is how long a partition may be unreadable, or hold
+	// the watermark back, before Assess sets it aside. Default 2 min.
+	MaxPartitionStall time.Duration
 }
 
 // Consumer reads every partition of every source in parallel, one
 // goroutine and one connection per (topic, partition), without a consumer
-// group: Kafka is the detector's only state and nothing is committed
-// (DESIGN.md "State, restarts, scale").
+// group: Kafka is the detector's only state and nothing is committed (a
+// restart reads the window back from Kafka; see README "Operations").
 type Consumer struct {
 	opts    ConsumerOptions
 	fetch   kafka.ReadBatchConfig // opts' fetch settings, defaults filled in
 	logger  *slog.Logger
 	metrics *Metrics
 
-	mu      sync.Mutex
-	running map[partitionKey]bool
-	caught  map[partitionKey]bool // reached the high-water mark seen at its first fetch
-	wg      sync.WaitGroup
+	mu          sync.Mutex
+	parts       map[partitionKey]*partState
+	missing     map[string]bool // topic → missing at the last discovery
+	initialDone bool            // the partitions found at start are started; later ones are late
+	warm        bool            // see Assessment.WarmedUp
+	low         int64           // the last Assessment.Low after the warm-up
+	wg          sync.WaitGroup
 }
 
 type partitionKey struct {
@@ -111,13 +119,16 @@ func NewConsumer(opts ConsumerOptions, logger *slog.Logger, m *Metrics) (*Consum
 	if opts.TopicRecheck <= 0 {
 		opts.TopicRecheck = time.Minute
 	}
+	if opts.MaxPartitionStall <= 0 {
+		opts.MaxPartitionStall = 2 * time.Minute
+	}
 	for _, s := range opts.Sources {
 		if _, err := opts.NewDecoder(s.Format); err != nil {
 			return nil, fmt.Errorf("topic %s: %w", s.Topic, err)
 		}
 	}
 	return &Consumer{opts: opts, fetch: fetchConfig(opts.MaxWait, opts.MinBytes, opts.MaxBytes), logger: logger, metrics: m,
-		running: map[partitionKey]bool{}, caught: map[partitionKey]bool{}}, nil
+		parts: map[partitionKey]*partState{}, missing: map[string]bool{}}, nil
 }
 
 // ErrNoBroker is returned when no broker of a cluster answers at start.
@@ -150,7 +161,7 @@ func refused(err error) bool {
 
 // Discover checks that every cluster answers and returns the partitions found
 // per topic. A topic that does not exist is a warning, not an error: it is
-// looked for again every TopicRecheck (DESIGN.md).
+// looked for again every TopicRecheck (Missing lists it meanwhile).
 // The result is keyed by the index of the source in ConsumerOptions.Sources.
 func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 	out := map[int][]int{}
@@ -167,6 +178,7 @@ func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 				continue
 			}
 			c.metrics.topicMissing(s.Topic, true)
+			c.setMissing(s.Topic, true)
 			if c.opts.MissingTopicIsError {
 				errs = append(errs, fmt.Errorf("topic %s on kafka cluster %s: %w", s.Topic, s.Cluster, err))
 				continue
@@ -175,9 +187,30 @@ func (c *Consumer) Discover(ctx context.Context) (map[int][]int, error) {
 			continue
 		}
 		c.metrics.topicMissing(s.Topic, false)
+		c.setMissing(s.Topic, false)
 		out[i] = parts
 	}
 	return out, errors.Join(errs...)
+}
+
+func (c *Consumer) setMissing(topic string, missing bool) {
+	c.mu.Lock()
+	c.missing[topic] = missing
+	c.mu.Unlock()
+}
+
+// Missing returns the configured topics the last discovery did not find,
+// in configuration order.
+func (c *Consumer) Missing() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, s := range c.opts.Sources {
+		if c.missing[s.Topic] && !slices.Contains(out, s.Topic) {
+			out = append(out, s.Topic)
+		}
+	}
+	return out
 }
 
 func (c *Consumer) partitions(ctx context.Context, s Source) ([]int, error) {
@@ -247,44 +280,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
+// start starts a goroutine for each partition found that has none. Those
+// of the first call are the warm-up's; later ones (a topic created, a
+// partition added) are late: they read from the start position too, but
+// do not hold the watermark back until they have caught up.
 func (c *Consumer) start(ctx context.Context, found map[int][]int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now()
 	for i, parts := range found {
 		s := c.opts.Sources[i]
 		for _, p := range parts {
 			k := partitionKey{s.Cluster, s.Topic, p}
-			if c.running[k] {
+			if c.parts[k] != nil {
 				continue
 			}
-			c.running[k] = true
+			// failing is set until the first fetch succeeds: a partition
+			// whose leader cannot be dialled is unreadable from the start.
+			st := &partState{key: k, requests: s.Format.Requests(), late: c.initialDone, failing: now}
+			c.parts[k] = st
 			c.metrics.partitions.WithLabelValues(s.Topic).Inc()
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				c.readPartition(ctx, s, p)
-				c.markCaughtUp(k) // a finished partition has nothing left to catch up
+				c.readPartition(ctx, s, st)
+				c.mu.Lock()
+				st.done, st.caught = true, true // a finished partition has nothing left to catch up
+				c.mu.Unlock()
 			}()
 		}
 	}
-}
-
-func (c *Consumer) markCaughtUp(k partitionKey) {
-	c.mu.Lock()
-	c.caught[k] = true
-	c.mu.Unlock()
+	c.initialDone = true
 }
 
 // CaughtUp reports whether every partition started so far has read up to the
-// high-water mark it saw on its first fetch: the warm-up is done.
+// high-water mark it saw on its first fetch.
 func (c *Consumer) CaughtUp() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.running) == 0 {
+	if len(c.parts) == 0 {
 		return false
 	}
-	for k := range c.running {
-		if !c.caught[k] {
+	for _, st := range c.parts {
+		if !st.caught {
 			return false
 		}
 	}
@@ -300,12 +338,15 @@ type partitionReader struct {
 	c    *Consumer
 	src  Source
 	part int
+	st   *partState
 
 	offset     int64 // next offset to read; -1 before the first seek
 	stopOffset int64 // with End: the high-water mark at the first fetch
+	atOldest   bool  // seekStart found nothing retained before Start: check the first record's time
 }
 
-func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
+func (c *Consumer) readPartition(ctx context.Context, s Source, st *partState) {
+	part := st.key.partition
 	dec, err := c.opts.NewDecoder(s.Format)
 	if err != nil {
 		c.logger.Error("Decoder", "topic", s.Topic, "err", err) // checked in NewConsumer; cannot happen
@@ -313,13 +354,51 @@ func (c *Consumer) readPartition(ctx context.Context, s Source, part int) {
 	}
 	r := &partitionReader{
 		recordHandler: newRecordHandler(dec, c.opts.NewSink(), c.metrics.forTopic(s.Topic), c.logger.With("topic", s.Topic, "partition", part)),
-		c:             c, src: s, part: part,
+		c:             c, src: s, part: part, st: st,
 		offset: -1, stopOffset: -1,
 	}
 	if r.timed != nil {
 		defer r.timed.Done()
 	}
-	r.keepReading(ctx, r.session)
+	r.keepReading(ctx, func(ctx context.Context) (bool, error) {
+		done, err := r.session(ctx)
+		if err != nil {
+			r.failed(err)
+		}
+		return done, err
+	})
+}
+
+// failed records that the partition cannot be read at the moment.
+func (r *partitionReader) failed(err error) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	if r.st.failing.IsZero() {
+		r.st.failing = time.Now()
+	}
+	r.st.idle = false
+	r.st.lastError = err.Error()
+}
+
+// fetched publishes a fetch's outcome: ok when the broker answered.
+func (r *partitionReader) fetched(ok bool, hwm int64) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	st := r.st
+	st.progress = max(st.progress, r.newest)
+	if !ok {
+		if st.failing.IsZero() {
+			st.failing = time.Now()
+		}
+		st.idle = false
+		return
+	}
+	st.failing, st.lastError = time.Time{}, ""
+	st.offset = r.offset
+	st.idle = r.offset >= hwm
+	if r.stopOffset >= 0 && r.offset >= r.stopOffset {
+		st.caught = true
+	}
 }
 
 // session reads from one connection until it fails. done means the
@@ -330,12 +409,23 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 		return false, err
 	}
 	defer release()
+	// Assigned only on success: a failed look-up must leave the position.
+	var at int64
 	if r.offset < 0 {
-		if r.offset, err = r.seekStart(conn); err != nil {
-			return false, err
+		at, err = r.seekStart(conn)
+		if err == nil {
+			r.c.mu.Lock()
+			r.st.startOff, r.st.offset = at, at
+			r.c.mu.Unlock()
 		}
+	} else {
+		at, err = r.resumeAt(conn, r.offset)
 	}
-	if _, err := conn.Seek(r.offset, kafka.SeekAbsolute); err != nil {
+	if err != nil {
+		return false, err
+	}
+	r.offset = at
+	if _, err := conn.Seek(r.offset, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
 		return false, fmt.Errorf("seek to offset %d: %w", r.offset, err)
 	}
 	for ctx.Err() == nil {
@@ -362,6 +452,10 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 				break
 			}
 			r.offset = msg.Offset + 1
+			if r.atOldest {
+				r.atOldest = false
+				r.checkOldest(msg.Time)
+			}
 			if !r.c.opts.End.IsZero() && msg.Time.After(r.c.opts.End) {
 				past = true
 				break
@@ -370,17 +464,16 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 		}
 		berr := batch.Close()
 		r.sink.Flush()
+		r.publishNewest()
 		if hwm >= 0 {
 			r.pm.lag.Set(float64(max(hwm-r.offset, 0)))
 		}
-		if r.offset >= r.stopOffset && r.stopOffset >= 0 {
-			r.c.markCaughtUp(partitionKey{r.src.Cluster, r.src.Topic, r.part})
-		}
+		r.fetched(hwm >= 0 && fetchAnswered(berr), hwm)
 		if !r.c.opts.End.IsZero() && (past || r.offset >= r.stopOffset) {
 			return true, nil
 		}
 		if berr != nil && !errors.Is(berr, io.EOF) {
-			if retry, err := r.fetchFailed(conn, berr, &r.offset); !retry {
+			if retry, err := r.fetchFailed(berr); !retry {
 				return false, err
 			}
 		}
@@ -389,13 +482,29 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 }
 
 // seekStart finds the first offset at or after Start by Kafka timestamp.
+// With End, it also finds the offset where reading will stop (the first
+// record past End, else the end of the log), for progress.
 func (r *partitionReader) seekStart(conn *kafka.Conn) (int64, error) {
-	if r.c.opts.Start.IsZero() {
-		off, err := conn.ReadFirstOffset()
+	first, err := conn.ReadFirstOffset()
+	if err != nil {
+		return 0, fmt.Errorf("read first offset: %w", err)
+	}
+	if !r.c.opts.End.IsZero() {
+		end, err := conn.ReadOffset(r.c.opts.End.Add(time.Millisecond))
 		if err != nil {
-			return 0, fmt.Errorf("read first offset: %w", err)
+			return 0, fmt.Errorf("read offset at %s: %w", r.c.opts.End.Format(time.RFC3339), err)
 		}
-		return off, nil
+		if end < 0 {
+			if end, err = conn.ReadLastOffset(); err != nil {
+				return 0, fmt.Errorf("read last offset: %w", err)
+			}
+		}
+		r.c.mu.Lock()
+		r.st.endOff = end
+		r.c.mu.Unlock()
+	}
+	if r.c.opts.Start.IsZero() {
+		return first, nil
 	}
 	off, err := conn.ReadOffset(r.c.opts.Start)
 	if err != nil {
@@ -406,7 +515,74 @@ func (r *partitionReader) seekStart(conn *kafka.Conn) (int64, error) {
 			return 0, fmt.Errorf("read last offset: %w", err)
 		}
 	}
+	// Starting at the oldest record retained: the range may begin before it.
+	r.atOldest = off <= first
 	return off, nil
+}
+
+// checkOldest records that the partition's oldest retained record is
+// newer than Start (by more than a second: timestamps of the same moment
+// are not a gap), so the range begins before what Kafka still holds.
+func (r *partitionReader) checkOldest(t time.Time) {
+	if t.IsZero() || !t.After(r.c.opts.Start.Add(time.Second)) {
+		return
+	}
+	r.c.mu.Lock()
+	r.st.oldest = t
+	r.c.mu.Unlock()
+	r.logger.Warn("The range starts before the oldest record retained; the start is missing from this partition",
+		"start", r.c.opts.Start.UTC().Format(time.RFC3339), "oldest_retained", t.UTC().Format(time.RFC3339))
+}
+
+// PartitionStart is a partition whose oldest retained record is newer than
+// where reading was to start.
+type PartitionStart struct {
+	Topic     string
+	Partition int
+	Oldest    time.Time // the oldest record's Kafka time
+}
+
+// StartsAfterStart lists the partitions whose oldest retained record is
+// newer than ConsumerOptions.Start, sorted.
+func (c *Consumer) StartsAfterStart() []PartitionStart {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []PartitionStart
+	for _, st := range c.parts {
+		if !st.oldest.IsZero() {
+			out = append(out, PartitionStart{Topic: st.key.topic, Partition: st.key.partition, Oldest: st.oldest})
+		}
+	}
+	slices.SortFunc(out, func(a, b PartitionStart) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return a.Partition - b.Partition
+	})
+	return out
+}
+
+// Offsets returns how many offsets the partitions have read since their
+// start and how many lie between their start and where they will stop
+// (with End; without it, their high-water marks at the last fetch are not
+// tracked and total is what was read). It measures a replay's progress
+// in records, whatever the event times.
+func (c *Consumer) Offsets() (read, total int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.parts {
+		if st.offset < st.startOff {
+			continue // not started
+		}
+		end := max(st.endOff, st.startOff)
+		r := min(st.offset, end) - st.startOff
+		if st.done {
+			r = end - st.startOff
+		}
+		read += max(r, 0)
+		total += end - st.startOff
+	}
+	return read, total
 }
 
 // NewDialer builds a kafka-go Dialer with TLS and SASL as configured.

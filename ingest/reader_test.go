@@ -78,6 +78,8 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 		ErrOversize:     append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 70<<10)...), `"}`...),
 		ErrNonUTF8:      bytes.Replace(good, []byte(`"http.request.method":"GET"`), []byte("\"http.request.method\":\"G\xffT\""), 1),
 	}
+	jobrunner := bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org"`), []byte(`"url.domain":"mw-jobrunner.discovery.wmnet"`), 1)
+	require.NotEqual(t, good, jobrunner)
 	for reason, rec := range bad {
 		if reason != ErrInvalidJSON && reason != ErrOversize {
 			require.NotEqual(t, good, rec, "test data changed: %v not built", reason)
@@ -100,6 +102,8 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 			}
 			// A record whose own time is far from its Kafka time.
 			msgs = append(msgs, kafka.Message{Topic: accessTopic, Value: good, Time: at.Add(3 * time.Hour)})
+			// A jobrunner's line, well-formed but about no wiki: skipped, not rejected.
+			msgs = append(msgs, kafka.Message{Topic: accessTopic, Value: jobrunner, Time: at})
 		}
 	}
 	tr := &kafka.Transport{}
@@ -165,7 +169,8 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 		require.Equal(t, want, testutil.ToFloat64(m.rejected.WithLabelValues(accessTopic, reason.Error())), reason.Error())
 		require.Zero(t, testutil.ToFloat64(m.rejected.WithLabelValues(logTopic, reason.Error())), reason.Error())
 	}
-	require.Equal(t, float64(20*len(access)+len(bad)+1), testutil.ToFloat64(m.records.WithLabelValues(accessTopic)))
+	require.Equal(t, float64(20*len(access)+len(bad)+2), testutil.ToFloat64(m.records.WithLabelValues(accessTopic)))
+	require.Equal(t, 1.0, testutil.ToFloat64(m.skipped.WithLabelValues(accessTopic, "no_wiki")), "the jobrunner line")
 	require.Equal(t, 1.0, testutil.ToFloat64(m.missing.WithLabelValues("does-not-exist")))
 	for _, topic := range []string{accessTopic, logTopic} {
 		require.Zero(t, testutil.ToFloat64(m.connected.WithLabelValues(topic)), "%s: every connection is closed and uncounted once the replay ends", topic)

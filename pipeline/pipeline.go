@@ -1,4 +1,4 @@
-// Package pipeline wires the stages of DESIGN.md together, Kafka → ingest →
+// Package pipeline wires the detector's stages together, Kafka → ingest →
 // window → detect, for the daemon, replay, the demo and the benchmarks. It
 // owns no logic of its own: each stage's state lives in its package.
 package pipeline
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,14 @@ type Pipeline struct {
 	cohort     detect.CohortStatus
 	fleetOn    bool
 	fleetSince time.Time
+	assessed   ingest.Assessment
+	evaluated  time.Time // wall time of the last evaluation by the loop; zero when it does not run
+	evalWM     int64     // watermark of the last evaluation
+
+	// notes are the notes added to findings evaluated while a request
+	// topic's partition was set aside, by finding ID; evaluation goroutine
+	// only, copied into the snapshots.
+	notes map[string]string
 }
 
 // New builds every stage from the configuration. Errors name the field.
@@ -75,7 +84,7 @@ func New(opts Options) (*Pipeline, error) {
 	if opts.ClientID == "" {
 		opts.ClientID = "pretrain-detector"
 	}
-	p := &Pipeline{opts: opts, Versions: ingest.NewInterner(), Rollouts: ingest.NewInterner(), logger: opts.Logger}
+	p := &Pipeline{opts: opts, Versions: ingest.NewInterner(), Rollouts: ingest.NewInterner(), logger: opts.Logger, notes: map[string]string{}}
 
 	store, err := window.New(windowConfig(cfg), opts.Wikis, p.Versions, p.Rollouts, opts.Registry)
 	if err != nil {
@@ -125,6 +134,7 @@ func New(opts Options) (*Pipeline, error) {
 		},
 		MaxWait: time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
 		TopicRecheck: time.Duration(cfg.Kafka.TopicRecheck), MaxAhead: maxAhead,
+		MaxPartitionStall: time.Duration(cfg.Kafka.MaxPartitionStall),
 	}, opts.Logger.With("component", "ingest"), im)
 	if err != nil {
 		return nil, err
@@ -233,6 +243,16 @@ func dialer(clientID string, cl *config.Cluster) (*kafka.Dialer, error) {
 
 // Run reads and evaluates until ctx is done or, with End set, until every
 // partition reached the end; then it evaluates what is left and returns.
+//
+// While following (no End), evaluation starts once the warm-up is over:
+// every partition found at start has read up to the high-water mark it saw
+// first, or has been set aside (ingest.Consumer.Assess). From then on the
+// watermark is the minimum of each partition's own progress, less the
+// allowed lateness (and never past the window's newest event less the
+// lateness), so a partition that lags holds evaluation back instead of
+// having its buckets judged, once and for good, without its records; an
+// idle partition does not hold it, and one unreadable or behind for longer
+// than kafka.max_partition_stall is set aside.
 func (p *Pipeline) Run(ctx context.Context) error {
 	if _, err := p.Consumer.Discover(ctx); err != nil {
 		return err
@@ -243,6 +263,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	go func() { done <- p.Consumer.Run(cctx) }()
 	t := time.NewTicker(p.opts.EvalInterval)
 	defer t.Stop()
+	defer func() {
+		p.mu.Lock()
+		p.evaluated = time.Time{}
+		p.mu.Unlock()
+	}()
+	lateness := time.Duration(p.opts.Config.Window.Lateness)
 	for {
 		select {
 		case err := <-done:
@@ -252,40 +278,101 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-t.C:
-			// While following (no End), evaluate only once the warm-up has
-			// read every partition up to where it stood at the start: the
-			// watermark follows the newest event of any partition, so a
-			// bucket evaluated while a slower partition (the busy access log)
-			// is still an hour behind would be judged, once and for good,
-			// without its requests and its deploys.
-			if p.opts.End.IsZero() && !p.Consumer.CaughtUp() {
+			a := p.Consumer.Assess(time.Now(), lateness)
+			p.mu.Lock()
+			p.assessed = a
+			p.mu.Unlock()
+			if p.opts.End.IsZero() && !a.WarmedUp {
 				continue
 			}
-			p.evaluate(p.Store.Watermark())
+			wm := p.Store.Watermark()
+			if p.opts.End.IsZero() {
+				if a.Low > 0 {
+					wm = min(wm, a.Low-int64(lateness))
+				} else {
+					wm = 0 // a partition that holds the watermark has read nothing yet
+				}
+			}
+			p.evaluate(max(wm, p.evalWM), a)
+			p.mu.Lock()
+			p.evaluated = time.Now()
+			p.mu.Unlock()
 		}
 	}
 }
 
 // finish evaluates everything read. In replay the last records are final,
 // so the watermark moves to the newest event: nothing later will come.
+// Stopping the daemon evaluates no further than the loop did: the lagging
+// partitions that held it back still have not been read.
 func (p *Pipeline) finish() {
 	p.Store.Sync()
-	wm := p.Store.Watermark()
-	if !p.opts.End.IsZero() {
-		wm = p.Store.Newest() + p.Store.BucketWidth()
-		if end := p.opts.End.UnixNano(); wm > end {
-			wm = end
-		}
+	if p.opts.End.IsZero() {
+		p.evaluate(p.evalWM, p.assessedNow())
+		return
 	}
-	p.evaluate(wm)
+	wm := p.Store.Newest() + p.Store.BucketWidth()
+	if end := p.opts.End.UnixNano(); wm > end {
+		wm = end
+	}
+	p.evaluate(wm, ingest.Assessment{})
 }
 
-func (p *Pipeline) evaluate(wm int64) {
+func (p *Pipeline) assessedNow() ingest.Assessment {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.assessed
+}
+
+// noteSetAside is the note on findings evaluated while a request topic's
+// partition was set aside.
+func noteSetAside(a ingest.Assessment) string {
+	var parts []string
+	for _, s := range a.SetAside {
+		if s.Requests {
+			parts = append(parts, fmt.Sprintf("%s/%d", s.Topic, s.Partition))
+		}
+	}
+	return fmt.Sprintf("evaluated while request partition(s) %s were set aside (%s): request counts, and so rates, may read low",
+		strings.Join(parts, ", "), "unreadable or behind for longer than kafka.max_partition_stall")
+}
+
+// withNote returns f with its set-aside note, if any, added to the evidence's note.
+func (p *Pipeline) withNote(f detect.Finding) detect.Finding {
+	if n, ok := p.notes[f.ID]; ok && !strings.Contains(f.Evidence.Note, n) {
+		if f.Evidence.Note != "" {
+			f.Evidence.Note += "; "
+		}
+		f.Evidence.Note += n
+	}
+	return f
+}
+
+func (p *Pipeline) evaluate(wm int64, a ingest.Assessment) {
 	p.Store.Sync()
 	start := time.Now()
 	changed := p.Detector.Evaluate(wm)
+	p.mu.Lock()
+	p.evalWM = max(p.evalWM, wm)
+	p.mu.Unlock()
 	p.evalDur.Observe(time.Since(start).Seconds())
 	all := p.Detector.Findings()
+	if a.RequestsSetAside() {
+		note := noteSetAside(a)
+		for _, f := range all {
+			if f.State != detect.StateResolved {
+				if _, ok := p.notes[f.ID]; !ok {
+					p.notes[f.ID] = note
+				}
+			}
+		}
+	}
+	for i := range all {
+		all[i] = p.withNote(all[i])
+	}
+	for i := range changed {
+		changed[i] = p.withNote(changed[i])
+	}
 	counts := map[[2]string]float64{}
 	for _, f := range all {
 		if f.State != detect.StateResolved {
@@ -334,9 +421,45 @@ func (p *Pipeline) FleetIncident() (bool, time.Time) {
 	return p.fleetOn, p.fleetSince
 }
 
-// Ready reports whether the warm-up is done: every partition read up to the
-// high-water mark it saw first.
-func (p *Pipeline) Ready() bool { return p.Consumer.CaughtUp() }
+// readyFor is how recent the loop's last evaluation must be for Ready: many
+// evaluation intervals, so a slow evaluation (the first one covers the
+// whole window) does not flap it, and short enough that a wedged loop
+// stops being ready.
+const readyFor = 30 * time.Second
+
+// Ready reports whether evaluation runs (see Readiness).
+func (p *Pipeline) Ready() bool {
+	ok, _ := p.Readiness()
+	return ok
+}
+
+// Readiness reports whether evaluation runs: the warm-up is over and the
+// evaluation loop has evaluated within the last readyFor (plus ten
+// evaluation intervals). The reason says what is missing.
+func (p *Pipeline) Readiness() (bool, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !p.assessed.WarmedUp:
+		return false, "warming the windows up from Kafka"
+	case p.evaluated.IsZero():
+		return false, "evaluation has not started"
+	case time.Since(p.evaluated) > readyFor+10*p.opts.EvalInterval:
+		return false, fmt.Sprintf("no evaluation for %s", time.Since(p.evaluated).Round(time.Second))
+	}
+	return true, ""
+}
+
+// Assessment returns where the partitions stood at the last evaluation
+// tick: the warm-up, the watermark's input and the partitions set aside.
+func (p *Pipeline) Assessment() ingest.Assessment { return p.assessedNow() }
+
+// EvaluatedTo returns the watermark of the last evaluation, Unix ns; 0 before any.
+func (p *Pipeline) EvaluatedTo() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.evalWM
+}
 
 // Close releases the window.
 func (p *Pipeline) Close() error { return p.Store.Close() }

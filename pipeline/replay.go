@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,10 +102,18 @@ type ReplayOptions struct {
 // ReplayProgress is where a running replay is.
 type ReplayProgress struct {
 	Position time.Time     // every partition is merged and evaluated up to here (Kafka time)
-	Fraction float64       // of the range from the warm-up start to To
+	Fraction float64       // of the range from the warm-up start to To, in event time
 	Records  int64         // records read
 	Events   int64         // events applied to the window
 	Elapsed  time.Duration // wall time since Run started
+	// OffsetsRead and OffsetsTotal measure the work in records: the
+	// offsets read so far, and those between every partition's start and
+	// where it stops (its first record past To, else its end). ETA is the
+	// time left at the average rate so far; 0 until it can be estimated.
+	OffsetsRead, OffsetsTotal int64
+	ETA                       time.Duration
+	// Missing are the configured topics that do not exist.
+	Missing []string
 }
 
 // ReplayResult is what a replay read and found.
@@ -125,6 +134,11 @@ type ReplayResult struct {
 	Deploys []window.Deploy
 	// Plots are by finding ID, when ReplayOptions.Plots is set.
 	Plots map[string]*RatePlot
+	// Missing are the configured topics that do not exist (read without).
+	Missing []string
+	// StartsAfterStart are the partitions whose oldest retained record is
+	// newer than Start: the range, warm-up included, begins before the data.
+	StartsAfterStart []ingest.PartitionStart
 }
 
 // TopicStats counts one topic's records.
@@ -211,7 +225,6 @@ func NewReplay(opts ReplayOptions) (*Replay, error) {
 			return ingest.NewDecoder(f, opts.Wikis, versions, rollouts, decOpts)
 		},
 		MaxWait: time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
-		MissingTopicIsError: true,
 	}, opts.Logger.With("component", "ingest"), im)
 	if err != nil {
 		return fail(err)
@@ -228,14 +241,23 @@ func (r *Replay) Start() time.Time {
 func (r *Replay) Close() error { return r.store.Close() }
 
 // Run replays the range and returns what it read and found; call it once.
-// It fails at start when a broker is unreachable or a topic does not
-// exist, naming it.
+// A configured topic that does not exist is a warning (ReplayResult.Missing):
+// the replay reads what exists. It fails at start when a broker is
+// unreachable, or when no error-log topic or no request topic exists (the
+// detector compares error rates: it needs both), naming them.
 func (r *Replay) Run(ctx context.Context) (ReplayResult, error) {
 	began := time.Now()
 	res := ReplayResult{From: r.opts.From, To: r.opts.To, Start: r.Start()}
 	found, err := r.consumer.Discover(ctx)
 	if err != nil {
 		return res, err
+	}
+	res.Missing = r.consumer.Missing()
+	if err := needBothKinds(r.cfg, res.Missing); err != nil {
+		return res, err
+	}
+	for _, t := range res.Missing {
+		r.logger.Warn("Topic not found; replaying without it", "topic", t)
 	}
 	parts := 0
 	for _, ps := range found {
@@ -270,6 +292,7 @@ func (r *Replay) Run(ctx context.Context) (ReplayResult, error) {
 	}
 	res.Elapsed = time.Since(began)
 	res.Events = r.events.Load()
+	res.StartsAfterStart = r.consumer.StartsAfterStart()
 	res.Findings = m.reported()
 	res.Plots = m.plots.result()
 	for _, d := range r.store.Deploys(nil) {
@@ -307,7 +330,11 @@ func (r *Replay) progress(began time.Time) (stop func()) {
 				return
 			case <-t.C:
 			}
-			p := ReplayProgress{Records: r.records.Load(), Events: r.events.Load(), Elapsed: time.Since(began)}
+			p := ReplayProgress{Records: r.records.Load(), Events: r.events.Load(), Elapsed: time.Since(began), Missing: r.consumer.Missing()}
+			p.OffsetsRead, p.OffsetsTotal = r.consumer.Offsets()
+			if p.OffsetsRead > 0 && p.OffsetsTotal > p.OffsetsRead {
+				p.ETA = time.Duration(float64(p.Elapsed) * float64(p.OffsetsTotal-p.OffsetsRead) / float64(p.OffsetsRead))
+			}
 			if pos := r.pos.Load(); pos != 0 {
 				p.Position = time.Unix(0, pos).UTC()
 				p.Fraction = min(1, max(0, float64(pos-start)/float64(end-start)))
@@ -319,6 +346,38 @@ func (r *Replay) progress(began time.Time) (stop func()) {
 		close(done)
 		wg.Wait()
 	}
+}
+
+// needBothKinds fails, in one line naming them, when every error-log topic
+// or every request topic of cfg is missing.
+func needBothKinds(cfg config.Config, missing []string) error {
+	var errTopics, reqTopics []string
+	errLeft, reqLeft := false, false
+	for _, ct := range cfg.Topics() {
+		f, err := ingest.ParseFormat(ct.Topic.Format)
+		if err != nil {
+			return fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
+		}
+		gone := slices.Contains(missing, ct.Topic.Name)
+		if f.Requests() {
+			reqTopics = append(reqTopics, ct.Topic.Name+" on kafka cluster "+ct.Cluster.Name)
+			reqLeft = reqLeft || !gone
+		} else {
+			errTopics = append(errTopics, ct.Topic.Name+" on kafka cluster "+ct.Cluster.Name)
+			errLeft = errLeft || !gone
+		}
+	}
+	var lacks []string
+	if !errLeft {
+		lacks = append(lacks, "no error-log topic exists ("+strings.Join(errTopics, ", ")+")")
+	}
+	if !reqLeft {
+		lacks = append(lacks, "no request topic exists ("+strings.Join(reqTopics, ", ")+")")
+	}
+	if len(lacks) > 0 {
+		return fmt.Errorf("nothing to compare: %s", strings.Join(lacks, "; "))
+	}
+	return nil
 }
 
 // topicStats reads the ingest counters back from the registry.

@@ -35,6 +35,10 @@ type Data struct {
 	Events   int64
 	Findings []Finding // in the order they fired
 	Deploys  []Deploy
+	// Warnings are what the reader must know to trust the result (a
+	// configured topic that does not exist, a range that starts before the
+	// oldest retained record), shown under the title.
+	Warnings []string
 }
 
 // Input is one topic that was read.

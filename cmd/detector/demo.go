@@ -111,10 +111,18 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	fmt.Fprintf(out, "In-process Kafka at %s; findings at http://%s/api/v1/findings, metrics at http://%s/metrics\n\n",
 		strings.Join(cluster.ListenAddrs(), ","), l.Addr(), l.Addr())
 
-	pctx, stopPipeline := context.WithCancel(ctx)
-	defer stopPipeline()
+	pctx, cancelPipeline := context.WithCancel(ctx)
+	defer cancelPipeline()
 	pdone := make(chan error, 1)
 	go func() { pdone <- p.Run(pctx) }()
+	// Whatever way runDemo returns, the readers have stopped before the
+	// window and the broker close (deferred earlier, so run later): none is
+	// left reconnecting to a broker that is gone.
+	stopPipeline := sync.OnceValue(func() error {
+		cancelPipeline()
+		return <-pdone
+	})
+	defer stopPipeline()
 
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections() // Writer.Close leaves them open
@@ -133,13 +141,14 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return fmt.Errorf("simulate: %w", err)
 	}
 	story.advance(truth.End)
-	// Let the pipeline read what was written and close the last buckets.
-	deadline := time.Now().Add(30 * time.Second)
-	for ctx.Err() == nil && time.Now().Before(deadline) &&
-		p.Store.Watermark() < truth.End.Add(-time.Duration(cfg.Window.Lateness)-time.Duration(cfg.Window.Bucket)).UnixNano() {
+	// Let the pipeline read what was written and evaluate the last buckets.
+	// On a loaded machine the readers lag at the story's end: wait for the
+	// evaluation itself, not for a fixed time, but not for ever.
+	deadline := time.Now().Add(demoDrain)
+	target := truth.End.Add(-time.Duration(cfg.Window.Lateness) - time.Duration(cfg.Window.Bucket)).UnixNano()
+	for ctx.Err() == nil && time.Now().Before(deadline) && p.EvaluatedTo() < target {
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(3 * time.Duration(200*time.Millisecond))
 
 	mu.Lock()
 	got := slices.Clone(fired)
@@ -148,8 +157,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	verdict := grade(truth, got, wikis)
 	fmt.Fprintln(out, verdict.text)
 	if o.exitWhenDone {
-		stopPipeline()
-		<-pdone
+		if err := stopPipeline(); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
 		if !verdict.ok {
 			return errors.New("the scripted incident was not found")
 		}
@@ -157,10 +167,12 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	}
 	fmt.Fprintf(out, "Still serving http://%s/api/v1/findings; press Ctrl-C to stop.\n", l.Addr())
 	<-ctx.Done()
-	stopPipeline()
-	<-pdone
-	return nil
+	return stopPipeline()
 }
+
+// demoDrain bounds the wait, after the story's last record is written, for
+// the pipeline to read and evaluate it.
+const demoDrain = 2 * time.Minute
 
 // narrator prints the simulator's plan as simulated time passes it, so the
 // viewer knows what just happened. It reads the ground truth only to tell

@@ -79,7 +79,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 	simCmd := app.Command("simulate", "Produce realistic Wikimedia traffic into a Kafka cluster.")
 	var so simulateOptions
-	simCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated).").Required().StringsVar(&so.brokers)
+	simCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); required unless --list.").StringsVar(&so.brokers)
 	simCmd.Flag("scenario", "Scenario name (see --list).").Default("quiet").StringVar(&so.scenario)
 	simCmd.Flag("list", "List the scenarios and exit.").BoolVar(&so.list)
 	simCmd.Flag("seed", "Random seed: the same seed gives the same records.").Default("1").Int64Var(&so.seed)
@@ -136,7 +136,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// shutdownTimeout bounds the ordered shutdown (DESIGN.md: within 10 s).
+// shutdownTimeout bounds the ordered shutdown, which must end within 10 s
+// (Kubernetes' grace period; README "Operations").
 // It is measured from the signal; the HTTP server's stop gets the last
 // httpShutdownSlice of it (and at least that much).
 const (

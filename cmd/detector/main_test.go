@@ -153,6 +153,18 @@ func readAll(t *testing.T, brokers []string, topic string, fn func(kafka.Message
 	return n
 }
 
+// TestSimulateListNeedsNoBroker: listing the scenarios talks to no Kafka;
+// simulating without brokers fails naming the flag.
+func TestSimulateListNeedsNoBroker(t *testing.T) {
+	code, out, stderr := runMain(t, "simulate", "--list")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "spillover-s3")
+	require.Contains(t, out, "demo")
+	code, _, stderr = runMain(t, "simulate", "--scenario=quiet")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "--kafka.brokers")
+}
+
 func TestHelpPrintsAndStops(t *testing.T) {
 	start := time.Now()
 	code, out, _ := runMain(t, "--help")

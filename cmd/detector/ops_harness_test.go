@@ -213,8 +213,9 @@ func (l *opsListener) Up() error {
 
 // opsKafka is an in-process Kafka-protocol broker (kfake) behind an opsListener.
 type opsKafka struct {
-	c  *kfake.Cluster
-	ln *opsListener
+	c   *kfake.Cluster
+	ln  *opsListener   // broker 0's, the one the daemon is given
+	lns []*opsListener // every broker's, by node ID
 
 	// ctx is the side transports' context: cancelling it at cleanup ends
 	// their background metadata goroutines whatever requests are left.
@@ -233,11 +234,29 @@ type opsKafka struct {
 // up to 8 MiB are accepted, so oversize records reach the detector.
 func opsStartKafka(t *testing.T, partitions int32, topics []string, extra ...kfake.Opt) *opsKafka {
 	t.Helper()
-	ln, err := newOpsListener()
-	require.NoError(t, err)
+	return opsStartKafkaN(t, 1, partitions, topics, extra...)
+}
+
+// opsStartKafkaN is opsStartKafka with several brokers, each behind its
+// own opsListener (lns[i] is node i's): cutting one makes the partitions
+// it leads unreachable while the others are read.
+func opsStartKafkaN(t *testing.T, brokers int, partitions int32, topics []string, extra ...kfake.Opt) *opsKafka {
+	t.Helper()
+	var lns []*opsListener
+	for range brokers {
+		ln, err := newOpsListener()
+		require.NoError(t, err)
+		lns = append(lns, ln)
+	}
+	ln := lns[0]
+	var next int
 	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
-		kfake.ListenFn(func(string, string) (net.Listener, error) { return ln, nil }),
+		kfake.NumBrokers(brokers),
+		kfake.ListenFn(func(string, string) (net.Listener, error) {
+			l := lns[next]
+			next++
+			return l, nil
+		}),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(8 << 20)}),
 	}
 	if len(topics) > 0 {
@@ -245,10 +264,12 @@ func opsStartKafka(t *testing.T, partitions int32, topics []string, extra ...kfa
 	}
 	c, err := kfake.NewCluster(append(opts, extra...)...)
 	if err != nil {
-		_ = ln.Close()
+		for _, l := range lns {
+			_ = l.Close()
+		}
 		require.NoError(t, err)
 	}
-	k := &opsKafka{c: c, ln: ln}
+	k := &opsKafka{c: c, ln: ln, lns: lns}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	t.Cleanup(func() {
 		k.cancel()
@@ -258,7 +279,9 @@ func opsStartKafka(t *testing.T, partitions int32, topics []string, extra ...kfa
 		}
 		k.mu.Unlock()
 		c.Close()
-		_ = ln.Close()
+		for _, l := range lns {
+			_ = l.Close()
+		}
 	})
 	return k
 }
@@ -266,12 +289,19 @@ func opsStartKafka(t *testing.T, partitions int32, topics []string, extra ...kfa
 // Addr is the broker address the daemon is given.
 func (k *opsKafka) Addr() string { return k.ln.public }
 
-// side returns a new transport that reaches the broker through the side
-// port whatever address the metadata names. Each has its own metadata
-// cache, so a new one sees topics and partitions created meanwhile.
+// side returns a new transport that reaches each broker through its side
+// port, which is never cut: the address the metadata names (a public
+// port) is mapped to the same broker's side port, and any other to broker
+// 0's. Each has its own metadata cache, so a new one sees topics and
+// partitions created meanwhile.
 func (k *opsKafka) side() *kafka.Transport {
-	side := k.ln.side.Addr().String()
-	tr := &kafka.Transport{Context: k.ctx, TLS: k.ClientTLS, SASL: k.ClientSASL, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	tr := &kafka.Transport{Context: k.ctx, TLS: k.ClientTLS, SASL: k.ClientSASL, Dial: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		side := k.ln.side.Addr().String()
+		for _, l := range k.lns {
+			if l.public == addr {
+				side = l.side.Addr().String()
+			}
+		}
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", side)
 	}}
@@ -470,8 +500,10 @@ type opsConfig struct {
 	Brokers      string
 	Topics       []string // default opsTopics
 	TopicRecheck time.Duration
-	ClusterExtra string // YAML lines under the cluster (tls, sasl), indented by 4
-	Extra        string // YAML appended at the top level
+	// MaxPartitionStall is kafka.max_partition_stall; 0 keeps the default.
+	MaxPartitionStall time.Duration
+	ClusterExtra      string // YAML lines under the cluster (tls, sasl), indented by 4
+	Extra             string // YAML appended at the top level
 }
 
 func (c opsConfig) YAML() string {
@@ -480,7 +512,11 @@ func (c opsConfig) YAML() string {
 		topics = opsTopics
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "kafka:\n  max_wait: 100ms\n  topic_recheck: %s\n  clusters:\n  - name: test\n    brokers: [%q]\n", model.Duration(max(c.TopicRecheck, time.Second)), c.Brokers)
+	fmt.Fprintf(&b, "kafka:\n  max_wait: 100ms\n  topic_recheck: %s\n", model.Duration(max(c.TopicRecheck, time.Second)))
+	if c.MaxPartitionStall > 0 {
+		fmt.Fprintf(&b, "  max_partition_stall: %s\n", model.Duration(c.MaxPartitionStall))
+	}
+	fmt.Fprintf(&b, "  clusters:\n  - name: test\n    brokers: [%q]\n", c.Brokers)
 	b.WriteString(c.ClusterExtra)
 	b.WriteString("    topics:\n")
 	for _, t := range topics {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 
 	"github.com/wikimedia/pretrain-detector/alert"
@@ -34,8 +35,8 @@ type replayOptions struct {
 
 func (o *replayOptions) addFlags(cmd *kingpin.CmdClause) {
 	cmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); overrides every cluster's brokers in the config.").StringsVar(&o.brokers)
-	cmd.Flag("from", "Start of the range (RFC 3339). Partitions start one window length earlier, to warm up; findings detected before it are not reported.").Required().StringVar(&o.from)
-	cmd.Flag("to", "End of the range (RFC 3339).").Required().StringVar(&o.to)
+	cmd.Flag("from", "Start of the range: RFC 3339, or relative to now (-6h, now-90m, now). Partitions start one window length earlier, to warm up; findings detected before it are not reported.").Required().StringVar(&o.from)
+	cmd.Flag("to", "End of the range: RFC 3339, or relative to now (now, -1h).").Required().StringVar(&o.to)
 	cmd.Flag("output", "Findings JSONL output file (- for stdout).").Default("-").StringVar(&o.output)
 	cmd.Flag("report", "Write a self-contained HTML report to this file.").StringVar(&o.report)
 	cmd.Flag("alertmanager.url", "Send the replayed findings to this Alertmanager (repeatable), firing now with the label replay=\"true\", resolved when the replay ends.").StringsVar(&o.alertmanagers)
@@ -55,11 +56,12 @@ func runReplay(ctx context.Context, o replayOptions) error {
 
 func replay(ctx context.Context, o replayOptions) (err error) {
 	logger := o.common.logger
-	from, err := time.Parse(time.RFC3339, o.from)
+	now := time.Now().UTC().Truncate(time.Second)
+	from, err := parseWhen(o.from, now)
 	if err != nil {
 		return fmt.Errorf("--from: %w", err)
 	}
-	to, err := time.Parse(time.RFC3339, o.to)
+	to, err := parseWhen(o.to, now)
 	if err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
@@ -116,8 +118,7 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 
 	jsonl := alert.NewJSONL(w)
 	var sinkErr error
-	var lastRecords int64
-	var lastTick time.Duration
+	progress := newReplayProgress(o.common.stderr, logger)
 	r, err := pipeline.NewReplay(pipeline.ReplayOptions{
 		Config: cfg, Wikis: wikis, From: from, To: to, Plots: o.report != "",
 		Registry: reg, Logger: logger,
@@ -128,14 +129,7 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 			alerts.add(changed)
 		},
 		OnProgress: func(p pipeline.ReplayProgress) {
-			rate := float64(p.Records-lastRecords) / (p.Elapsed - lastTick).Seconds()
-			lastRecords, lastTick = p.Records, p.Elapsed
-			position := "warming up"
-			if !p.Position.IsZero() {
-				position = p.Position.Format(time.RFC3339)
-			}
-			logger.Info("Replay progress", "position", position, "done", fmt.Sprintf("%.1f%%", 100*p.Fraction),
-				"records", p.Records, "records_per_second", int64(rate))
+			progress.show(p)
 			alerts.resend()
 		},
 	})
@@ -146,21 +140,142 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 	logger.Info("Replaying", "from", from.Format(time.RFC3339), "to", to.Format(time.RFC3339),
 		"warm_up_from", r.Start().Format(time.RFC3339), "topics", len(cfg.Topics()))
 	res, err := r.Run(ctx)
+	progress.end()
 	if err != nil {
 		return err
 	}
+	warnings := replayWarnings(res)
+	for _, w := range warnings {
+		logger.Warn("Replay: " + w)
+	}
 	logger.Info("Replay done", "records", res.Records, "rejected", res.Rejected, "skipped", res.Skipped, "events", res.Events,
 		"events_per_second", int64(float64(res.Events)/res.Elapsed.Seconds()), "findings", len(res.Findings),
+		"findings_by_kind", findingsByKind(res.Findings), "missing_topics", strings.Join(res.Missing, ","),
 		"duration", res.Elapsed.Round(time.Millisecond))
 	if sinkErr != nil {
 		return sinkErr
 	}
 	if reportFile != nil {
-		if err := report.Write(reportFile, reportData(res)); err != nil {
+		d := reportData(res)
+		d.Warnings = warnings
+		if err := report.Write(reportFile, d); err != nil {
 			return fmt.Errorf("--report: %w", err)
 		}
 	}
 	return nil
+}
+
+// parseWhen reads a time given as RFC 3339 or relative to now: "now",
+// "-6h" (now minus 6 hours), "now-90m", "now+1h"; durations as Prometheus
+// writes them (s, m, h, d, w).
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	rel, ok := strings.CutPrefix(s, "now")
+	if !ok && !strings.HasPrefix(s, "-") {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("want RFC 3339 or a time relative to now (-6h, now-90m, now): %w", err)
+		}
+		return t, nil
+	}
+	if rel == "" {
+		return now, nil
+	}
+	sign := time.Duration(1)
+	switch rel[0] {
+	case '-':
+		sign = -1
+	case '+':
+	default:
+		return time.Time{}, fmt.Errorf("%q: want now, now-DURATION or -DURATION", s)
+	}
+	d, err := model.ParseDuration(rel[1:])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return now.Add(sign * time.Duration(d)), nil
+}
+
+// findingsByKind is "kind=n" for every kind, in the order of detect.Kinds.
+func findingsByKind(fs []detect.Finding) string {
+	n := map[detect.Kind]int{}
+	for _, f := range fs {
+		n[f.Kind]++
+	}
+	parts := make([]string, 0, len(detect.Kinds))
+	for _, k := range detect.Kinds {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, n[k]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// replayWarnings are what a reader of the result must know to trust it.
+func replayWarnings(res pipeline.ReplayResult) []string {
+	var out []string
+	for _, t := range res.Missing {
+		out = append(out, fmt.Sprintf("topic %s does not exist: replayed without it", t))
+	}
+	for _, p := range res.StartsAfterStart {
+		out = append(out, fmt.Sprintf("%s partition %d: the oldest record retained is from %s, after the warm-up start %s: the range begins before the data, so findings near its start may be missing",
+			p.Topic, p.Partition, p.Oldest.UTC().Format(time.RFC3339), res.Start.UTC().Format(time.RFC3339)))
+	}
+	return out
+}
+
+// replayProgress shows a replay's progress on stderr: a bar redrawn in
+// place when stderr is a terminal, else a log line per tick. The fraction
+// and the ETA count records (offsets), not event time: a replay spends its
+// time where the records are.
+type replayProgress struct {
+	w           io.Writer
+	logger      *slog.Logger
+	tty         bool
+	drawn       bool
+	lastRecords int64
+	lastTick    time.Duration
+}
+
+func newReplayProgress(w io.Writer, logger *slog.Logger) *replayProgress {
+	p := &replayProgress{w: w, logger: logger}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (r *replayProgress) show(p pipeline.ReplayProgress) {
+	rate := float64(p.Records-r.lastRecords) / (p.Elapsed - r.lastTick).Seconds()
+	r.lastRecords, r.lastTick = p.Records, p.Elapsed
+	done := 0.0
+	if p.OffsetsTotal > 0 {
+		done = min(1, float64(p.OffsetsRead)/float64(p.OffsetsTotal))
+	}
+	eta := "unknown"
+	if p.ETA > 0 {
+		eta = p.ETA.Round(time.Second).String()
+	}
+	position := "warming up"
+	if !p.Position.IsZero() {
+		position = p.Position.Format(time.RFC3339)
+	}
+	if !r.tty {
+		r.logger.Info("Replay progress", "done", fmt.Sprintf("%.1f%%", 100*done), "records", p.Records,
+			"records_per_second", int64(rate), "eta", eta, "position", position, "missing_topics", strings.Join(p.Missing, ","))
+		return
+	}
+	const width = 30
+	filled := int(done * width)
+	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
+	fmt.Fprintf(r.w, "\r[%s] %5.1f%%  %d records  %d/s  ETA %s  at %s\x1b[K", bar, 100*done, p.Records, int64(rate), eta, position)
+	r.drawn = true
+}
+
+// end moves past the bar, so that what follows starts on its own line.
+func (r *replayProgress) end() {
+	if r.drawn {
+		fmt.Fprintln(r.w)
+	}
 }
 
 // reportData turns a replay's result into the report's input.

@@ -22,6 +22,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/alert/amtest"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -218,6 +219,9 @@ func TestReplayFailsClearly(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, replayTopicNames[0], replayTopicNames[2]))
 	require.NoError(t, err)
 	defer c.Close()
+	onlyRequests, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, replayTopicNames[2]))
+	require.NoError(t, err)
+	defer onlyRequests.Close()
 	dir := t.TempDir()
 	rng := []string{"--from=2026-11-24T12:00:00Z", "--to=2026-11-24T13:00:00Z"}
 	for _, tc := range []struct {
@@ -226,7 +230,9 @@ func TestReplayFailsClearly(t *testing.T) {
 		want []string
 	}{
 		{"unreachable broker", append([]string{"--kafka.brokers=127.0.0.1:1"}, rng...), []string{"no broker reachable", "127.0.0.1:1"}},
-		{"missing topic", append([]string{"--kafka.brokers=" + c.ListenAddrs()[0]}, rng...), []string{"topic k8s-mw-codfw"}},
+		{"no error-log topic", append([]string{"--kafka.brokers=" + onlyRequests.ListenAddrs()[0]}, rng...),
+			[]string{"no error-log topic exists (k8s-mw-eqiad on kafka cluster logging-eqiad, k8s-mw-codfw on kafka cluster logging-eqiad)"}},
+		{"bad relative time", []string{"--kafka.brokers=" + c.ListenAddrs()[0], "--from=-6x", "--to=now"}, []string{"--from"}},
 		{"bad from", []string{"--kafka.brokers=" + c.ListenAddrs()[0], "--from=yesterday", "--to=2026-11-24T13:00:00Z"}, []string{"--from"}},
 		{"empty range", []string{"--kafka.brokers=" + c.ListenAddrs()[0], "--from=2026-11-24T13:00:00Z", "--to=2026-11-24T13:00:00Z"}, []string{"must be after"}},
 		{"bad report path", append([]string{"--kafka.brokers=" + c.ListenAddrs()[0], "--report=" + filepath.Join(dir, "no", "such", "dir.html")}, rng...), []string{"--report"}},
@@ -244,8 +250,48 @@ func TestReplayFailsClearly(t *testing.T) {
 	}
 }
 
+// TestReplayWithoutATopicWarns: a configured topic that does not exist is a
+// warning, in the log, the closing summary and the report, not an error;
+// the range may be given relative to now.
+func TestReplayWithoutATopicWarns(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, replayTopicNames[0], replayTopicNames[2]))
+	require.NoError(t, err)
+	defer c.Close()
+	page := filepath.Join(t.TempDir(), "report.html")
+	code, stdout, stderr := runMain(t, "replay", "--kafka.brokers="+c.ListenAddrs()[0], "--from=-1h", "--to=now", "--report="+page)
+	require.Equal(t, 0, code, stderr)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "topic k8s-mw-codfw does not exist: replayed without it")
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	require.Contains(t, lines[len(lines)-1], "missing_topics=k8s-mw-codfw")
+	html, err := os.ReadFile(page)
+	require.NoError(t, err)
+	require.Contains(t, string(html), "topic k8s-mw-codfw does not exist")
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"now":                  now,
+		"-6h":                  now.Add(-6 * time.Hour),
+		"now-90m":              now.Add(-90 * time.Minute),
+		"now+1h":               now.Add(time.Hour),
+		"-1d":                  now.Add(-24 * time.Hour),
+		"2026-11-24T10:00:00Z": time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC),
+	} {
+		got, err := parseWhen(in, now)
+		require.NoError(t, err, in)
+		require.True(t, want.Equal(got), "%s: %s", in, got)
+	}
+	for _, bad := range []string{"yesterday", "now-", "now*2h", "-6x"} {
+		_, err := parseWhen(bad, now)
+		require.Error(t, err, bad)
+	}
+}
+
 // TestReplayProgressAndSummary: progress lines while it runs, and a final
-// line with records read, rejected and events/s.
+// line with records read, rejected, events/s and the findings per kind; a
+// warning when the range starts before the oldest record retained.
 func TestReplayProgressAndSummary(t *testing.T) {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
@@ -256,11 +302,14 @@ func TestReplayProgressAndSummary(t *testing.T) {
 	require.Empty(t, stdout, "a quiet scenario has no finding")
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	last := lines[len(lines)-1]
-	for _, k := range []string{`msg="Replay done"`, "records=", "rejected=0", "events_per_second="} {
+	for _, k := range []string{`msg="Replay done"`, "records=", "rejected=0", "events_per_second=",
+		`findings_by_kind="pretrain-regression=0,shared-data-spillover=0,pretrain-leak=0,train-regression=0,wiki-anomaly=0"`} {
 		require.Contains(t, last, k)
 	}
 	require.Contains(t, stderr, `msg=Replaying`)
 	require.Contains(t, stderr, `msg="Replay progress"`)
+	require.Contains(t, stderr, "eta=")
+	require.Contains(t, stderr, "the range begins before the data", "the warm-up starts 2 h before the first record")
 }
 
 // TestReplayAlertsAlertmanager: a replayed finding reaches a real
@@ -296,4 +345,19 @@ func TestReplayAlertsAlertmanager(t *testing.T) {
 	resolved := hook.WaitFor(t, 30*time.Second, isIt("resolved"))
 	require.WithinDuration(t, time.Now(), resolved.EndsAt, time.Minute, "resolved now, when the replay ended, not at event time")
 	require.Len(t, slices.DeleteFunc(hook.Alerts(), func(a amtest.Alert) bool { return a.Labels["replay"] == "true" }), 0, "every alert is a replay's")
+}
+
+// TestReplayProgressBar: on a terminal the progress is one bar redrawn in
+// place, its fraction and ETA from offsets; elsewhere a log line per tick.
+func TestReplayProgressBar(t *testing.T) {
+	var b bytes.Buffer
+	p := &replayProgress{w: &b, tty: true}
+	p.show(pipeline.ReplayProgress{Records: 5000, Elapsed: 2 * time.Second, OffsetsRead: 5000, OffsetsTotal: 20000, ETA: 6 * time.Second})
+	p.end()
+	out := b.String()
+	require.True(t, strings.HasPrefix(out, "\r[======="), out)
+	require.Contains(t, out, " 25.0%")
+	require.Contains(t, out, "5000 records  2500/s  ETA 6s  at warming up")
+	require.True(t, strings.HasSuffix(out, "\n"), "the next line starts on its own")
+	require.False(t, newReplayProgress(&b, nil).tty, "a buffer is no terminal")
 }

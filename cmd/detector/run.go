@@ -26,6 +26,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -140,7 +141,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 				logger.Warn("Printing findings", "err", err)
 			}
 			if notifier != nil {
-				notifier.Update(p.Detector.Findings())
+				notifier.Update(p.Findings()) // with the pipeline's notes
 			}
 		},
 	})
@@ -161,10 +162,8 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			// then on, before ingest has even noticed.
 			case stopping.Load() || ctx.Err() != nil:
 				return false, "shutting down"
-			case !p.Ready():
-				return false, "warming the windows up from Kafka"
 			}
-			return true, ""
+			return p.Readiness()
 		},
 		Reload: lifecycle(ctx, o.enableLifecycle, reloads),
 		AddDeploy: func(m alert.DeployMarker) error {
@@ -391,11 +390,18 @@ func status(cfg config.Config, p *pipeline.Pipeline) any {
 		}
 		cls = append(cls, cl)
 	}
-	wm := p.Store.Watermark()
+	// The watermark is that of the last evaluation: what has been judged.
+	wm := p.EvaluatedTo()
 	var wmt *time.Time
 	if wm > 0 {
 		t := time.Unix(0, wm).UTC()
 		wmt = &t
+	}
+	ready, why := p.Readiness()
+	a := p.Assessment()
+	setAside := a.SetAside
+	if setAside == nil {
+		setAside = []ingest.SetAside{}
 	}
 	fleet, since := p.FleetIncident()
 	type deploy struct {
@@ -412,10 +418,16 @@ func status(cfg config.Config, p *pipeline.Pipeline) any {
 			At: time.Unix(0, d.At).UTC(), Source: d.Source, Initial: d.Initial})
 	}
 	return map[string]any{
-		"version":        version.Version,
-		"revision":       version.GetRevision(),
-		"ready":          p.Ready(),
-		"watermark":      wmt,
+		"version":   version.Version,
+		"revision":  version.GetRevision(),
+		"ready":     ready,
+		"not_ready": why,
+		"watermark": wmt,
+		"ingest": map[string]any{
+			"warmed_up":          a.WarmedUp,
+			"missing_topics":     p.Consumer.Missing(),
+			"partitions_stalled": setAside,
+		},
 		"cohort":         cfg.Pretrain.Cohort,
 		"kafka":          cls,
 		"fleet_incident": map[string]any{"active": fleet, "since": since},

@@ -40,6 +40,10 @@ func runSimulate(ctx context.Context, o simulateOptions) error {
 		}
 		return tw.Flush()
 	}
+	brokers := splitList(o.brokers)
+	if len(brokers) == 0 {
+		return errors.New("--kafka.brokers is required (unless --list)")
+	}
 	wikis, err := wikimap.Default()
 	if err != nil {
 		return err
@@ -54,7 +58,6 @@ func runSimulate(ctx context.Context, o simulateOptions) error {
 	if err != nil {
 		return err
 	}
-	brokers := splitList(o.brokers)
 	topics := append(append([]string(nil), cfg.Topics.ErrorTopics...), cfg.Topics.AccessLog)
 	if err := ensureTopics(ctx, brokers, topics, o.partitions); err != nil {
 		return err

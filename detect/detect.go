@@ -122,6 +122,13 @@ type Detector struct {
 	findings map[string]*tracked
 	changed  []string // ids whose state changed in the current Evaluate
 
+	cohortSections []bool  // by fleet section index: sections of the cohort
+	scopeSet       wikiSet // train-served wikis of the cohort's sections
+	undecided      []Undetermined
+	debugBuf       []window.DebugTraffic
+	ids            []uint64
+	existing       map[uint64]*existingState // shared fingerprints older than the Pretrain deploy, rising since
+
 	cohortRate rateState
 	wikiRate   []wikiState
 	fleet      fleetState
@@ -166,6 +173,14 @@ func New(cfg Config, wikis *wikimap.Map, w *window.Store) (*Detector, error) {
 		extra = append(extra, id)
 	}
 	d.topo = newTopology(wikis, d.cohortIDs, extra)
+	d.initFleet()
+	d.scopeSet = newWikiSet(wikis.Len())
+	for id := 1; id <= wikis.Len(); id++ {
+		if d.cohortSections[d.fleet.sectionOf[id]] && !d.topo.cohort.has(wikimap.ID(id)) {
+			d.scopeSet[id] = true
+		}
+	}
+	d.existing = map[uint64]*existingState{}
 	d.wikiRate = make([]wikiState, wikis.Len()+1)
 	d.leaks.count = make([]int64, wikis.Len()+1)
 	d.leaks.first = make([]int64, wikis.Len()+1)
@@ -274,14 +289,26 @@ func (d *Detector) evalBucket(b0, b1 int64) {
 	d.leakTest(b0, b1)
 	d.wikiAnomalyTest(b0, b1, dc)
 	d.fingerprintTests(b0, b1, dc)
+	d.existingSpillover(b0, b1, dc)
+	d.pruneUndetermined(b1)
 	d.resolveQuiet(b1)
 }
 
 // upsert records supporting evidence for the finding (kind, key). A new or
-// resolved finding starts firing when fire is true, pending otherwise.
+// resolved finding starts firing when fire is true, pending otherwise. A
+// firing finding keeps the evidence, deploy and detection time it fired on
+// (a later Pretrain deploy does not rewrite what brought it); one that
+// resolved less than detect.resolve_after ago and fires again is the same
+// incident come back: it reopens with its identity and first detection.
 func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(*Finding)) {
 	id := findingID(kind, key)
 	t, ok := d.findings[id]
+	if ok && t.f.State == StateResolved && fire && t.f.ResolvedAt != nil && at-t.f.ResolvedAt.UnixNano() <= int64(d.cfg.ResolveAfter) {
+		t.f.State, t.f.ResolvedAt = StateFiring, nil
+		t.lastEvidence = at
+		d.changed = append(d.changed, id)
+		return
+	}
 	if !ok || t.f.State == StateResolved {
 		if !fire && ok {
 			return // a resolved finding comes back only at full strength
@@ -294,19 +321,19 @@ func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(
 	}
 	t.lastEvidence = at
 	prev := t.f.State
-	if prev == StateFiring && !fire {
-		return // keep the evidence it fired on; weaker evidence only keeps it alive
+	if prev == StateFiring {
+		return // keep the evidence it fired on; later evidence only keeps it alive
 	}
 	fill(&t.f)
 	rateRatioLower(&t.f.Evidence)
 	finiteEvidence(&t.f.Evidence)
 	t.f.ID, t.f.Kind, t.f.Severity = id, kind, kind.Severity()
-	if fire && prev != StateFiring {
+	if fire {
 		t.f.State = StateFiring
 		t.f.DetectedAt = time.Unix(0, at).UTC()
 		t.f.ResolvedAt = nil
 		d.changed = append(d.changed, id)
-	} else if prev == StatePending && !fire {
+	} else {
 		t.f.State = StatePending
 	}
 }
@@ -399,12 +426,31 @@ type CohortStatus struct {
 	EValue         float64 `json:"e_value"`
 	Threshold      float64 `json:"e_value_threshold"`
 	NewTested      int     `json:"new_fingerprints_tested"`
+	// Control names the train-served traffic the cohort is compared with.
+	Control string `json:"control"`
+	// SectionIncidents are DB sections whose train-served error or 5xx rate
+	// is well above their baseline: explanations of their own, never a
+	// Pretrain blame.
+	SectionIncidents []SectionIncident `json:"section_incidents"`
+	// Undetermined lists Pretrain-blaming signals no cause won, with the
+	// candidates weighed: nothing was blamed.
+	Undetermined []Undetermined `json:"undetermined"`
+	// Debug is the traffic developers sent through mw-pretrain's debug
+	// release: not a leak, and in no wiki's statistics.
+	Debug []DebugTraffic `json:"debug_release"`
 }
 
 // CohortStatus reports the cohort test as of the last evaluated bucket.
 func (d *Detector) CohortStatus() CohortStatus {
 	rs := &d.cohortRate
-	st := CohortStatus{Threshold: 1 / d.cfg.Alpha}
+	st := CohortStatus{Threshold: 1 / d.cfg.Alpha, Control: d.scopeName(),
+		SectionIncidents: d.sectionIncidents(), Undetermined: append([]Undetermined(nil), d.undecided...), Debug: d.debugTraffic()}
+	if st.SectionIncidents == nil {
+		st.SectionIncidents = []SectionIncident{}
+	}
+	if st.Undetermined == nil {
+		st.Undetermined = []Undetermined{}
+	}
 	if rs.anchor == 0 {
 		st.Insufficient = "no Pretrain deploy seen in the window yet"
 		return st

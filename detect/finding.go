@@ -86,6 +86,12 @@ type Evidence struct {
 	Exemplar        string      `json:"exemplar,omitempty"`
 	Insufficient    bool        `json:"insufficient_evidence,omitempty"`
 	Note            string      `json:"note,omitempty"`
+	// Attribution: the code test (Pretrain-served against train-served
+	// per-request rates in the same shared-data scope), the candidate
+	// causes weighed, and by how much the chosen one wins.
+	Code       *CodeTest   `json:"code_test,omitempty"`
+	Candidates []Candidate `json:"candidates,omitempty"`
+	Margin     string      `json:"attribution_margin,omitempty"`
 }
 
 // Finding is one detected condition with its evidence. Its JSON form is the

@@ -563,6 +563,24 @@ func (s *Store) ActiveFingerprints(seenSince int64, dst []FingerprintInfo) []Fin
 	return s.cat.filter(dst, func(e *entry) bool { return e.last >= seenSince })
 }
 
+// SharedSeenSince appends to dst[:0] the ids of catalogued fingerprints
+// with a shared-data class, first seen before firstBefore and last seen at
+// or after seenSince, ordered by id. It copies no text, so it is cheap
+// enough to call every bucket over a full catalogue.
+func (s *Store) SharedSeenSince(seenSince, firstBefore int64, dst []uint64) []uint64 {
+	dst = dst[:0]
+	c := s.cat
+	c.mu.RLock()
+	for e := c.lru.next; e != &c.lru; e = e.next {
+		if e.shared != ingest.SharedNone && e.last >= seenSince && e.first < firstBefore {
+			dst = append(dst, e.id)
+		}
+	}
+	c.mu.RUnlock()
+	slices.Sort(dst)
+	return dst
+}
+
 // FirstSeenAfter appends to dst[:0] the catalogue entries first seen at or
 // after t, ordered by first seen then ID.
 func (s *Store) FirstSeenAfter(t int64, dst []FingerprintInfo) []FingerprintInfo {

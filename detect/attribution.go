@@ -41,9 +41,9 @@ type CodeTest struct {
 	RP    int64   `json:"pretrain_requests"`
 	N     int64   `json:"train_errors"`
 	RT    int64   `json:"train_requests"`
-	Ratio float64 `json:"ratio"`       // Pretrain/train per-request ratio
+	Ratio float64 `json:"ratio"`       // Pretrain/train per-request ratio; 0 when unbounded (no train-served errors)
 	Lo    float64 `json:"ratio_lower"` // exact 95% two-sided bounds
-	Hi    float64 `json:"ratio_upper"`
+	Hi    float64 `json:"ratio_upper"` // 0 when unbounded
 	// PWorse is P(X ≥ K) under ratio = margin: small means Pretrain-served
 	// errs more than margin × train-served. PSpared is P(X ≤ K) under
 	// ratio = 1: small means Pretrain-served errs less than train-served
@@ -55,8 +55,8 @@ type CodeTest struct {
 	Verdict  string  `json:"verdict"`
 }
 
-func codeTest(scope string, k, rp, n, rt int64, margin float64) CodeTest {
-	c := CodeTest{Scope: scope, K: k, RP: rp, N: n, RT: rt, PWorse: 1, PSpared: 1, Verdict: VerdictUndetermined}
+func codeTest(scope string, k, rp, n, rt int64, margin float64) (c CodeTest) {
+	c = CodeTest{Scope: scope, K: k, RP: rp, N: n, RT: rt, PWorse: 1, PSpared: 1, Verdict: VerdictUndetermined}
 	if rp <= 0 || rt <= 0 {
 		return c
 	}
@@ -74,6 +74,10 @@ func codeTest(scope string, k, rp, n, rt int64, margin float64) CodeTest {
 			c.PSpared = BinomialUpperTail(tot-k, tot, 1-ps)
 		}
 	}
+	defer func() {
+		// JSON has no infinity: an unbounded ratio or bound is 0.
+		c.Ratio, c.Hi = finite(c.Ratio), finite(c.Hi)
+	}()
 	switch {
 	case c.PWorse <= codeLevel:
 		c.Verdict = VerdictPretrainWorse
@@ -313,4 +317,12 @@ func (d *Detector) debugTraffic() []DebugTraffic {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Requests+out[i].Errors > out[j].Requests+out[j].Errors })
 	return out
+}
+
+// finite returns x, or 0 for an infinity or NaN (JSON has neither).
+func finite(x float64) float64 {
+	if math.IsInf(x, 0) || math.IsNaN(x) {
+		return 0
+	}
+	return x
 }

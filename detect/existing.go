@@ -108,8 +108,8 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 		return
 	}
 	info, ok := d.w.Fingerprint(id)
-	if !ok || infraFingerprint(&info) {
-		return // infrastructure's: a section incident, not a spillover
+	if !ok {
+		return
 	}
 	secs := d.w.Sections()
 	// Which sections rose: per section, after against before, and the other
@@ -193,8 +193,12 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 	if d.fleet.active && !d.explainsFleet(id, b1) {
 		notes = append(notes, "a fleet-wide incident is under way beyond this fingerprint: not blaming Pretrain")
 	}
-	undecided := ""
-	if code.Verdict != VerdictPretrainSpared {
+	undecided := d.otherIncident(id, set, b1)
+	if infraFingerprint(&info) && code.PSpared > d.cfg.Alpha && code.Verdict == VerdictPretrainSpared {
+		code.Verdict = VerdictUndetermined // infrastructure-looking: the code test at alpha
+	}
+	if undecided != "" {
+	} else if code.Verdict != VerdictPretrainSpared {
 		undecided = code.Verdict + ": " + code.String()
 	} else if why, ok := otherFits(cands); ok {
 		undecided = why

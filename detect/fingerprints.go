@@ -236,8 +236,8 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	if !d.preCovered(dep.At) {
 		notes = append(notes, "insufficient evidence: too little data before the deploy to call this fingerprint new")
 	}
-	if infraFingerprint(info) {
-		undecided = "an infrastructure error (database connection, lag, read-only, timeout, cache): a section or fleet incident explains it better than code"
+	if why := d.otherIncident(info.ID, set, b1); why != "" {
+		undecided = why
 	}
 
 	// Where the errors land, and the requests of that place since the deploy.
@@ -287,6 +287,11 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			rt, nt = rSet, inSet
 		}
 		code = codeTest("train-served wikis of "+setName, st.cohortPre, rs.rc, nt, rt, d.cfg.Margin)
+		if infraFingerprint(info) && code.PSpared > d.cfg.Alpha && code.Verdict == VerdictPretrainSpared {
+			// An infrastructure-looking error (connection, lag, timeout,
+			// cache) needs the code test at alpha, not codeLevel.
+			code.Verdict = VerdictUndetermined
+		}
 		switch code.Verdict {
 		case VerdictPretrainSpared:
 		case VerdictCodeAgnostic:
@@ -392,10 +397,57 @@ func (d *Detector) explainsFleet(fp uint64, to int64) bool {
 	return all > 0 && 2*n >= all
 }
 
-// infraFingerprint says whether an error is infrastructure's by its class,
-// channel or message: a database connection, lag, read-only or timeout, a
-// cache or network failure. Such errors rise with section and fleet
-// incidents; they are never blamed on Pretrain through a spillover.
+// otherIncident says why a section incident on the wikis of set, or a
+// fleet-wide one, explains a fingerprint better than a Pretrain deploy:
+// when the incident is more than this fingerprint (other errors rose too,
+// the infrastructure fingerprints are not flat). "" when none does.
+func (d *Detector) otherIncident(fp uint64, set wikiSet, to int64) string {
+	fs := &d.fleet
+	for s := 0; s < fs.nsec; s++ {
+		if !fs.secActive[s] {
+			continue
+		}
+		touches := false
+		for id := 1; id < len(set); id++ {
+			if set[id] && int(fs.sectionOf[id]) == s {
+				touches = true
+				break
+			}
+		}
+		if !touches {
+			continue
+		}
+		from := fs.secSince[s]
+		n := d.w.FingerprintSection(fp, d.w.SectionOf(d.firstWikiOf(s)), ingest.ScopeTrain, from, to)
+		d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, to, d.sumT[:0])
+		var all int64
+		for id := 1; id < len(d.sumT); id++ {
+			if int(fs.sectionOf[id]) == s {
+				all += d.sumT[id].ErrorRequests
+			}
+		}
+		if 2*n < all {
+			return fmt.Sprintf("a section incident on %s since %s is more than this error (%d of its %d erroring requests): infrastructure explains it as well as code",
+				fs.names[s], ts(from).Format("15:04"), n, all)
+		}
+	}
+	return ""
+}
+
+// firstWikiOf returns a wiki of fleet section s.
+func (d *Detector) firstWikiOf(s int) wikimap.ID {
+	for id := 1; id < len(d.fleet.sectionOf); id++ {
+		if int(d.fleet.sectionOf[id]) == s {
+			return wikimap.ID(id)
+		}
+	}
+	return 0
+}
+
+// infraFingerprint says whether an error looks like infrastructure's by its
+// class, channel or message: a database connection, lag, read-only or
+// timeout, a cache or network failure. Such errors rise with section and
+// fleet incidents, so blaming one on Pretrain takes the code test at alpha.
 func infraFingerprint(info *window.FingerprintInfo) bool {
 	for _, s := range []string{info.Class, info.Channel, info.Message} {
 		l := strings.ToLower(s)

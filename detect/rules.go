@@ -521,6 +521,14 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 		}
 		st := &d.wikiRate[id]
 		x, rw := d.trainB[id].ErrorRequests, d.trainB[id].Requests
+		if d.fleet.active {
+			// A fleet-wide incident explains every wiki's excursion: none
+			// may accumulate into an anomaly that fires once it ends.
+			st.s, st.s5 = [maxAlternatives]float64{}, [maxAlternatives]float64{}
+			st.buckets, st.onset, st.buckets5, st.onset5 = 0, 0, 0, 0
+			st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
+			continue
+		}
 		d.status5xxTest(wid, st, testing, a, h, b0, b1, dc)
 		yo, rro := y-x, ro-rw
 		if testing && st.bx > 0 && rw > 0 && rro > 0 && (x > 0 || st.buckets > 0) {
@@ -560,15 +568,13 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 			}
 		}
 		// Baseline learns only from buckets that are not part of an excursion.
+		// The EWMAs start at 0, so their ratio is unbiased from the first
+		// bucket and sum/a is the weighted count the bound needs.
 		if st.onset == 0 {
-			if st.bx == 0 && st.brw == 0 {
-				st.bx, st.by, st.brw, st.bro = float64(x), float64(yo), float64(rw), float64(rro)
-			} else {
-				st.bx += a * (float64(x) - st.bx)
-				st.by += a * (float64(yo) - st.by)
-				st.brw += a * (float64(rw) - st.brw)
-				st.bro += a * (float64(rro) - st.bro)
-			}
+			st.bx += a * (float64(x) - st.bx)
+			st.by += a * (float64(yo) - st.by)
+			st.brw += a * (float64(rw) - st.brw)
+			st.bro += a * (float64(rro) - st.bro)
 		}
 	}
 }
@@ -616,13 +622,9 @@ func (d *Detector) status5xxTest(wid wikimap.ID, st *wikiState, testing bool, a,
 			}
 		}
 	}
-	if st.onset5 == 0 {
-		if st.b5r == 0 {
-			st.b5x, st.b5r = float64(x5), float64(rw)
-		} else {
-			st.b5x += a * (float64(x5) - st.b5x)
-			st.b5r += a * (float64(rw) - st.b5r)
-		}
+	if st.onset5 == 0 && !d.fleet.active && !d.sectionActive(wid) {
+		st.b5x += a * (float64(x5) - st.b5x)
+		st.b5r += a * (float64(rw) - st.b5r)
 	}
 }
 

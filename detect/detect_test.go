@@ -377,3 +377,91 @@ func TestFiniteEvidence(t *testing.T) {
 	_, err := json.Marshal(e)
 	require.NoError(t, err)
 }
+
+// TestCodeTestVerdicts: the code test tells a contained regression, a
+// spillover and an infrastructure fault apart, and says so when testwiki's
+// traffic is too thin to tell.
+func TestCodeTestVerdicts(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		k, rp int64
+		n, rt int64
+		want  string
+	}{
+		{"pretrain-served only: contained regression", 20, 1200, 3, 100000, VerdictPretrainWorse},
+		{"train-served only: spillover", 0, 1200, 600, 50000, VerdictPretrainSpared},
+		{"both alike: infrastructure", 24, 1200, 2000, 100000, VerdictCodeAgnostic},
+		{"too thin to tell", 0, 1200, 20, 100000, VerdictUndetermined},
+		{"no Pretrain-served traffic", 0, 0, 20, 100000, VerdictUndetermined},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := codeTest("s3", tc.k, tc.rp, tc.n, tc.rt, 1.5)
+			require.Equal(t, tc.want, c.Verdict, "%s", c)
+			_, err := json.Marshal(c)
+			require.NoError(t, err)
+		})
+	}
+}
+
+// TestFindingReopensWithinResolveAfter: a finding that resolved and fires
+// again within detect.resolve_after is the same finding, with its first
+// detection time and evidence; later it is a new one.
+func TestFindingReopensWithinResolveAfter(t *testing.T) {
+	s := newSynth(t)
+	d := s.detector(t)
+	at := t0.UnixNano()
+	fill := func(note string) func(*Finding) {
+		return func(f *Finding) { f.Evidence.Note = note; f.Wikis = []string{"testwiki"} }
+	}
+	d.upsert(KindPretrainRegression, keyCohort, at, true, fill("first"))
+	id := findingID(KindPretrainRegression, keyCohort)
+	require.Equal(t, StateFiring, d.findings[id].f.State)
+	d.upsert(KindPretrainRegression, keyCohort, at+int64(time.Minute), true, fill("later"))
+	require.Equal(t, "first", d.findings[id].f.Evidence.Note, "a firing finding keeps the evidence it fired on")
+	d.resolveQuiet(at + int64(time.Minute) + int64(d.cfg.ResolveAfter))
+	require.Equal(t, StateResolved, d.findings[id].f.State)
+	d.changed = d.changed[:0]
+	back := at + int64(time.Minute) + int64(d.cfg.ResolveAfter) + int64(5*time.Minute)
+	d.upsert(KindPretrainRegression, keyCohort, back, true, fill("again"))
+	f := d.findings[id].f
+	require.Equal(t, StateFiring, f.State)
+	require.Nil(t, f.ResolvedAt)
+	require.Equal(t, ts(at), f.DetectedAt, "same incident: first detection kept")
+	require.Equal(t, "first", f.Evidence.Note)
+	require.Equal(t, []string{id}, d.changed, "the reopening is a state change")
+	d.resolveQuiet(back + int64(d.cfg.ResolveAfter))
+	late := back + 2*int64(d.cfg.ResolveAfter) + int64(time.Minute)
+	d.upsert(KindPretrainRegression, keyCohort, late, true, fill("new"))
+	require.Equal(t, ts(late), d.findings[id].f.DetectedAt, "past resolve_after it is a new occurrence")
+}
+
+// TestDebugReleaseIsNoLeak: requests for another wiki served by
+// mw-pretrain's debug release make no leak and appear in status; the same
+// through the main release is a leak.
+func TestDebugReleaseIsNoLeak(t *testing.T) {
+	s := newSynth(t)
+	d := s.detector(t)
+	s.run(t0, t0.Add(35*time.Minute))
+	require.Empty(t, evaluate(d, s))
+	enwiki := s.m.ByNameString("enwiki")
+	for i := range 50 {
+		ev := ingest.Event{Time: t0.Add(35*time.Minute + time.Duration(i)*time.Second).UnixNano(), Kind: ingest.KindRequest, Wiki: enwiki,
+			Scope: ingest.ScopePretrain, Role: ingest.RoleDebug, Status: 500, Rollout: s.rollout}
+		s.w.Add(&ev, nil)
+	}
+	s.run(t0.Add(35*time.Minute), t0.Add(40*time.Minute))
+	require.Empty(t, evaluate(d, s), "the debug release is developers' choice, not a leak")
+	st := d.CohortStatus()
+	require.Len(t, st.Debug, 1)
+	require.Equal(t, "enwiki", st.Debug[0].Wiki)
+	require.Equal(t, int64(50), st.Debug[0].Requests)
+	for i := range 5 {
+		ev := ingest.Event{Time: t0.Add(40*time.Minute + time.Duration(i)*time.Second).UnixNano(), Kind: ingest.KindRequest, Wiki: enwiki,
+			Scope: ingest.ScopePretrain, Role: ingest.RoleWeb, Status: 200, Rollout: s.rollout}
+		s.w.Add(&ev, nil)
+	}
+	s.run(t0.Add(40*time.Minute), t0.Add(42*time.Minute))
+	fired := evaluate(d, s)
+	require.Len(t, fired, 1)
+	require.Equal(t, KindPretrainLeak, fired[0].Kind)
+}

@@ -319,6 +319,7 @@ type fleetState struct {
 	secFactor []float64
 	sec5xx    []float64
 	secCode   []*CodeTest
+	secTotal  []int64 // erroring requests and 5xx since the incident began
 	e, r, e5  []int64 // scratch
 }
 
@@ -398,6 +399,7 @@ func (d *Detector) initFleet() {
 	fs.recentE, fs.recentR, fs.recent5 = make([][3]int64, n), make([][3]int64, n), make([][3]int64, n)
 	fs.secActive, fs.secSince, fs.secCalm = make([]bool, n), make([]int64, n), make([]int64, n)
 	fs.secFactor, fs.sec5xx, fs.secCode = make([]float64, n), make([]float64, n), make([]*CodeTest, n)
+	fs.secTotal = make([]int64, n)
 	fs.e, fs.r, fs.e5 = make([]int64, n), make([]int64, n), make([]int64, n)
 	d.cohortSections = make([]bool, n)
 	for _, id := range d.cohortIDs {
@@ -437,11 +439,16 @@ func (d *Detector) updateFleet(b0, b1 int64) {
 		case upE || up5:
 			if !fs.secActive[s] {
 				fs.secActive[s], fs.secSince[s] = true, b0
+				// The three buckets that raised it are its first.
+				fs.secTotal[s] = re + r5 - e[s] - e5[s]
 			}
 			fs.secCalm[s] = b1
 			fs.secFactor[s], fs.sec5xx[s] = max(fs.secFactor[s], fE), max(fs.sec5xx[s], f5)
 		case fs.secActive[s] && b1-fs.secCalm[s] > int64(5*time.Minute):
 			fs.secActive[s], fs.secFactor[s], fs.sec5xx[s], fs.secCode[s] = false, 0, 0, nil
+		}
+		if fs.secActive[s] {
+			fs.secTotal[s] += e[s] + e5[s]
 		}
 		if fs.secActive[s] && windowDone {
 			fs.secCode[s] = d.sectionCode(s, fs.secSince[s], b1)
@@ -488,6 +495,9 @@ type wikiState struct {
 	buckets5 int
 	onset5   int64
 	x5, r5   int64 // since onset5
+
+	incSince int64 // the section incident incX counts since
+	incX     int64 // erroring requests and 5xx since then
 }
 
 const maxAlternatives = 4
@@ -529,7 +539,25 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 			st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
 			continue
 		}
-		d.status5xxTest(wid, st, testing, a, h, b0, b1, dc)
+		if d.sectionActive(wid) {
+			// A section incident explains its wikis' excursions unless this
+			// wiki makes most of it (one wiki can raise a small section).
+			sec := d.fleet.sectionOf[id]
+			if st.incSince != d.fleet.secSince[sec] {
+				st.incSince, st.incX = d.fleet.secSince[sec], 0
+			}
+			st.incX += d.trainB[id].ErrorRequests + d.trainB[id].Status5xx
+			if 2*st.incX < d.fleet.secTotal[sec] {
+				st.s, st.s5 = [maxAlternatives]float64{}, [maxAlternatives]float64{}
+				st.buckets, st.onset, st.buckets5, st.onset5 = 0, 0, 0, 0
+				st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
+				continue
+			}
+		}
+		// The access-log test is held to at most one false alarm a week
+		// over all wikis (not alpha): it blames nobody, and 5xx shares
+		// jump by orders of magnitude when they matter.
+		d.status5xxTest(wid, st, testing, a, h-math.Log(1/d.cfg.Alpha), b0, b1, dc)
 		yo, rro := y-x, ro-rw
 		if testing && st.bx > 0 && rw > 0 && rro > 0 && (x > 0 || st.buckets > 0) {
 			// The baseline moves slowly: its confidence bound (a few µs

@@ -283,7 +283,7 @@ func (g *generator) request(ctx context.Context, t int64) error {
 			if t < inc.onset || t >= inc.end || !inc.wikis[r.w.id] || !inc.scope.matches(r.pretrain) || inc.debug != r.debug {
 				continue
 			}
-			if inc.maxHits > 0 && inc.hits >= inc.maxHits {
+			if (inc.maxHits > 0 && inc.hits >= inc.maxHits) || (t >= inc.pauseFrom && t < inc.pauseTo) {
 				continue
 			}
 			if rng.Float64() < inc.p {

@@ -39,6 +39,8 @@ type plannedIncident struct {
 	maxHits    int // at most this many requests hit; 0 = no limit
 	hits       int
 	status     int // forced response status of a hit request; def may be nil
+	// pauseFrom, pauseTo: a quiet spell within the incident (Unix ns; 0 = none).
+	pauseFrom, pauseTo int64
 }
 
 type plannedDeploy struct {
@@ -299,6 +301,7 @@ type incidentSpec struct {
 	repeat       int
 	maxHits      int
 	status       int
+	pause        [2]time.Time // a quiet spell within [onset, end): one incident that pauses
 }
 
 // builder is what a scenario's build function uses.
@@ -432,7 +435,15 @@ func (b *builder) incident(s incidentSpec) {
 		def: s.def, wikis: set, scope: s.scope, p: p,
 		onset: s.onset.UnixNano(), end: end.UnixNano(), reroute: s.reroute, onTrainJobrs: s.onTrainJobrs,
 		debug: s.debug, debugShare: s.debugShare, repeat: s.repeat, maxHits: s.maxHits, status: s.status,
+		pauseFrom: unixOrZero(s.pause[0]), pauseTo: unixOrZero(s.pause[1]),
 	})
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func boolRate(ok bool, r float64) float64 {

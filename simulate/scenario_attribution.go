@@ -175,12 +175,10 @@ func attributionScenarios() []scenarioDef {
 				tw := []wikimap.ID{b.p.testwiki}
 				def := newPretrainRegressionError()
 				onset := d.At.Add(2 * time.Minute)
-				b.incident(incidentSpec{kind: "pretrain-regression", def: def, wikis: tw, scope: matchPretrain, perMinute: 6,
-					onset: onset, end: onset.Add(10 * time.Minute), deploy: d})
 				b.pretrainDeploy(d.At.Add(16 * time.Minute))
-				again := d.At.Add(20 * time.Minute)
 				b.incident(incidentSpec{kind: "pretrain-regression", def: def, wikis: tw, scope: matchPretrain, perMinute: 6,
-					onset: again, end: again.Add(15 * time.Minute), deploy: d})
+					onset: onset, end: d.At.Add(35 * time.Minute), deploy: d,
+					pause: [2]time.Time{d.At.Add(12 * time.Minute), d.At.Add(20 * time.Minute)}})
 				return nil
 			},
 		},

@@ -56,7 +56,7 @@ func TestScenarios(t *testing.T) {
 		"cache-degradation":            {KindFleetIncident},
 		"spillover-global":             {"shared-data-spillover"},
 		"train-then-pretrain":          {"train-regression"},
-		"pretrain-regression-redeploy": {"pretrain-regression", "pretrain-regression"},
+		"pretrain-regression-redeploy": {"pretrain-regression"},
 		"wiki-5xx":                     {"wiki-anomaly", "wiki-anomaly"},
 		"placebo-week": {KindSectionIncident, KindSectionIncident, "train-regression", KindSectionIncident, "train-regression",
 			KindSectionIncident, "train-regression", KindSectionIncident, KindSectionIncident, KindSectionIncident},

@@ -21,10 +21,9 @@
 // ratio = 1 at most 0.01, i.e. the 99% upper bound of the ratio is below 1:
 // a spillover), code-agnostic (both 95% bounds within a factor of about 3 of
 // 1: an infrastructure fault, never a blame) or undetermined (testwiki's
-// traffic too thin to tell: nothing is blamed). An error that looks like
-// infrastructure's (a database connection, lag, read-only, timeout, cache
-// or pool-counter error, by class, channel or message) needs the code test
-// at alpha instead of 0.01. Every finding's evidence carries the code test,
+// traffic too thin to tell: nothing is blamed). An error that looks like a
+// database fault's (connection, lag, read-only, lock wait, deadlock, by
+// class, channel or message) needs the code test at alpha instead of 0.01. Every finding's evidence carries the code test,
 // the candidates weighed (the Pretrain deploy, train deploys of the groups
 // involved within detect.attribution, section and fleet incidents, each
 // with its evidence and whether it fits) and the margin by which the chosen
@@ -155,7 +154,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
-// Config tunes detection. DefaultConfig follows METHODS.md.
+// Config tunes detection. DefaultConfig returns the defaults of config.Default.
 type Config struct {
 	Cohort        []string // Pretrain cohort dbnames
 	SharedWith    []string // extra wikis known to share data with the cohort

@@ -363,7 +363,7 @@ func TestKindBlamesPretrain(t *testing.T) {
 			blaming = append(blaming, k)
 		}
 	}
-	require.Equal(t, []Kind{KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak}, blaming, "DESIGN.md: the kinds that blame Pretrain")
+	require.Equal(t, []Kind{KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak}, blaming, "the kinds that blame Pretrain")
 }
 
 func TestFiniteEvidence(t *testing.T) {

@@ -2,7 +2,7 @@ package detect
 
 import "time"
 
-// Kind is a finding kind. The names are a contract (DESIGN.md).
+// Kind is a finding kind. The names are a contract: the findings JSONL, the alerts and the API use them.
 type Kind string
 
 const (
@@ -29,7 +29,7 @@ func (k Kind) Severity() string {
 }
 
 // BlamesPretrain says whether a finding of this kind blames Pretrain's
-// code: the mistake that costs most when wrong (DESIGN.md).
+// code: the mistake that costs most when wrong.
 func (k Kind) BlamesPretrain() bool {
 	switch k {
 	case KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak:
@@ -95,7 +95,7 @@ type Evidence struct {
 }
 
 // Finding is one detected condition with its evidence. Its JSON form is the
-// findings JSONL contract of DESIGN.md.
+// findings JSONL contract.
 type Finding struct {
 	ID                string     `json:"id"`
 	Kind              Kind       `json:"kind"`

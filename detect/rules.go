@@ -158,7 +158,7 @@ func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
 			strings.Join(f.Wikis, ", "), fmtRatio(obs), d.scopeName(), ts(dep.At).Format("15:04"), rs.x, rs.rc, rs.rho0, e, 1/d.cfg.Alpha)
 	})
 	if fire {
-		rs.ep.Reset() // METHODS.md: reset after an alarm
+		rs.ep.Reset() // a sequential test restarts after an alarm
 	}
 }
 
@@ -248,11 +248,11 @@ func (d *Detector) leakTest(b0, b1 int64) {
 		}
 		f.Evidence = Evidence{
 			Test:         "count of Pretrain-scope events for wikis outside the cohort",
-			CohortErrors: errs, CohortRequests: reqs, TopWikis: capTop(top, 10), Alpha: d.cfg.Alpha,
+			CohortErrors: errs, CohortRequests: reqs, TopWikis: capTop(top, 10),
 			Note: fmt.Sprintf("%d Pretrain-served events for %d wikis outside the cohort (%s) in the last %s",
 				total, len(top), strings.Join(d.cohortNames(), ", "), d.cfg.AnomalyWindow),
 		}
-		f.Summary = fmt.Sprintf("Pretrain (mw-pretrain) served or logged %d events for %d wikis outside its cohort, e.g. %s: Pretrain code is reaching wikis it must not serve.",
+		f.Summary = fmt.Sprintf("Pretrain (mw-pretrain, releases other than debug) served or logged %d events for %d wikis outside its cohort, e.g. %s: Pretrain code is reaching wikis it must not serve.",
 			total, len(top), strings.Join(firstN(f.Wikis, 3), ", "))
 	})
 }

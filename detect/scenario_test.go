@@ -48,7 +48,7 @@ func simTopics() simulate.Topics {
 	return simulate.Topics{ErrorTopics: []string{"k8s-mw-eqiad", "k8s-mw-codfw"}, AccessLog: "mediawiki.httpd.accesslog"}
 }
 
-// guardrail is scap's check (DOMAIN.md section 5): errors in 20 s of the
+// guardrail is scap's check (mediawiki-tools-scap scap/logstash_checker.py): errors in 20 s of the
 // train fleet ≥ 150, or of Pretrain ≥ 20, fail a deploy — and so blame it.
 // The thresholds are production's, unscaled. testwiki's traffic is
 // simulated at its real level, so the Pretrain threshold compares fairly;

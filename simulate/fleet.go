@@ -10,7 +10,7 @@ import (
 
 // Deployments (Kubernetes namespace = deployment) and releases. The train
 // fleet serves every wiki but testwiki; mw-pretrain serves testwiki
-// (DOMAIN.md section 1; deployment-charts helmfile.d/services/mw-pretrain).
+// (operations-deployment-charts helmfile.d/services/mw-pretrain).
 const (
 	depWeb = iota
 	depAPIExt

@@ -217,7 +217,7 @@ func TestDeterminism(t *testing.T) {
 }
 
 // shapeRef is what error events are compared with: the real Kafka samples
-// (DOMAIN.md section 3).
+// (operations-mediawiki-config wmf-config/logging.php).
 type shapeRef struct {
 	samples [][]byte
 	allowed map[string]bool // keys seen in the MediaWiki samples, plus the k8s wrapper
@@ -466,7 +466,7 @@ func readSamples(t *testing.T) [][]byte {
 }
 
 // TestAccessRecordShape checks access-log records against the httpd
-// logformat's keys (flat) and rsyslog's nested envelope (DOMAIN.md 4).
+// logformat's keys (flat) and rsyslog's nested envelope.
 func TestAccessRecordShape(t *testing.T) {
 	c := collect(t, Config{Scenario: "quiet", Seed: 2, Rate: 40, Duration: 40 * time.Minute}, withAccess)
 	raw, err := os.ReadFile("testdata/httpd-accesslog_ecs_1.7.0.yaml")

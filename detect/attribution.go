@@ -46,9 +46,10 @@ type CodeTest struct {
 	Hi    float64 `json:"ratio_upper"` // 0 when unbounded
 	// PWorse is P(X ≥ K) under ratio = margin: small means Pretrain-served
 	// errs more than margin × train-served. PSpared is P(X ≤ K) under
-	// ratio = 1: small means Pretrain-served errs less than train-served
-	// (the 99% upper bound of the ratio is below 1), which an
-	// infrastructure fault hitting both alike does not do.
+	// ratio = 1/margin: small means Pretrain-served errs less than
+	// train-served / margin, which an infrastructure fault hitting both
+	// alike does not do even with testwiki's request mix a little off the
+	// section's.
 	PWorse   float64 `json:"p_pretrain_worse"`
 	PSpared  float64 `json:"p_pretrain_spared"`
 	Expected float64 `json:"expected_pretrain_errors"` // K expected were the rates equal
@@ -67,7 +68,7 @@ func codeTest(scope string, k, rp, n, rt int64, margin float64) (c CodeTest) {
 	if tot > 0 {
 		pw := binomialNullShare(float64(rp), float64(rt), margin)
 		c.PWorse = BinomialUpperTail(k, tot, pw)
-		ps := binomialNullShare(float64(rp), float64(rt), 1)
+		ps := binomialNullShare(float64(rp), float64(rt), 1/margin)
 		// P(X ≤ k | tot, ps) = P(tot−X ≥ tot−k | tot, 1−ps).
 		c.PSpared = 1.0
 		if k < tot {

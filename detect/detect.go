@@ -18,8 +18,7 @@
 // train-served wikis of the cohort's DB sections, or of the fingerprint's
 // data path). Its verdict is pretrain-worse (P(X ≥ k) under ratio = margin
 // at most 0.01: a contained regression), pretrain-spared (P(X ≤ k) under
-// ratio = 1 at most 0.01, i.e. the 99% upper bound of the ratio is below 1:
-// a spillover), code-agnostic (both 95% bounds within a factor of about 3 of
+// ratio = 1/margin at most 0.01: a spillover), code-agnostic (both 95% bounds within a factor of about 3 of
 // 1: an infrastructure fault, never a blame) or undetermined (testwiki's
 // traffic too thin to tell: nothing is blamed). An error that looks like a
 // database fault's (connection, lag, read-only, lock wait, deadlock, by

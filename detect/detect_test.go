@@ -214,7 +214,7 @@ func TestSpilloverOnS3WikisAfterPretrainDeploy(t *testing.T) {
 	s3 := func(id wikimap.ID) bool { return s.m.Wiki(id).Section == "s3" && id != s.testwiki }
 	bug := errorSpec{fp: 0x3001, msg: "Wikimedia\\Rdbms\\DBQueryError: Error 1054: Unknown column 'foo_bar' in 'field list'", channel: "DBQuery",
 		shared: ingest.SharedCoreDB, perReq: 5e-3, onWiki: s3}
-	s.run(onset, onset.Add(10*time.Minute), bug)
+	s.run(onset, onset.Add(15*time.Minute), bug)
 	fired := evaluate(d, s)
 	st, _ := json.MarshalIndent(d.CohortStatus(), "", " ")
 	require.Len(t, fired, 1, "%v\n%s", fired, st)
@@ -226,7 +226,7 @@ func TestSpilloverOnS3WikisAfterPretrainDeploy(t *testing.T) {
 	require.WithinDuration(t, deployAt, f.Deploy.At, 10*time.Second)
 	// The code test needs a handful of Pretrain-served errors expected at
 	// equal rates (testwiki: 2 requests/s, the bug: 0.5% of requests).
-	require.Less(t, f.DetectedAt.Sub(onset), 10*time.Minute, "time to detect")
+	require.Less(t, f.DetectedAt.Sub(onset), 15*time.Minute, "time to detect")
 	for _, w := range f.Wikis {
 		require.Equal(t, "s3", s.m.Wiki(s.m.ByNameString(w)).Section, w)
 	}
@@ -235,7 +235,7 @@ func TestSpilloverOnS3WikisAfterPretrainDeploy(t *testing.T) {
 	require.Contains(t, f.Summary, "Pretrain deploy")
 
 	// Once the errors stop the finding resolves after the quiet period.
-	s.run(onset.Add(10*time.Minute), onset.Add(30*time.Minute))
+	s.run(onset.Add(15*time.Minute), onset.Add(35*time.Minute))
 	var resolved bool
 	for _, g := range d.Evaluate(s.store.Watermark()) {
 		if g.ID == f.ID && g.State == StateResolved {

@@ -262,7 +262,10 @@ func (sh *shard) noteDeploy(ev *ingest.Event, reports []seenReport) []seenReport
 		}
 		reports = sh.seen.note(seenKey(seenVersion, ev.Scope, g, ev.Version), ev.Time, reports)
 	}
-	if ev.Rollout != 0 {
+	// Jobrunner pods log only when a job fails, so their new rollout can
+	// first show long after the deploy that made it and would look like a
+	// deploy of its own: the serving releases date a deploy.
+	if ev.Rollout != 0 && ev.Role != ingest.RoleJobrunner {
 		reports = sh.seen.note(seenKey(seenRollout, ev.Scope, 0, ev.Rollout), ev.Time, reports)
 	}
 	return reports

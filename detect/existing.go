@@ -56,7 +56,7 @@ func (d *Detector) existingSpillover(b0, b1 int64, dc deployContext) {
 			st = &existingState{anchor: dep.At, pre: -1}
 			d.existing[id] = st
 		}
-		n := d.w.FingerprintTotal(id, ingest.ScopeTrain, b0, b1)
+		n := d.w.FingerprintDistinct(id, ingest.ScopeTrain, b0, b1) // requests, not lines
 		if n == 0 {
 			continue
 		}
@@ -98,7 +98,7 @@ func (d *Detector) existingKey(id uint64) string {
 func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy, b1 int64) {
 	from := max(d.dataStart, d.w.Oldest(), dep.At-int64(d.cfg.Attribution))
 	if st.pre < 0 {
-		st.pre = d.w.FingerprintTotal(id, ingest.ScopeTrain, from, dep.At)
+		st.pre = d.w.FingerprintDistinct(id, ingest.ScopeTrain, from, dep.At)
 	}
 	// Own history first (cheap): the fleet's train-served rate of it per
 	// request after the deploy against before.
@@ -126,10 +126,20 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 		counts[s].r1 += sumPost[wid].Requests
 		counts[s].r0 += d.sumT[wid].Requests
 	}
+	// Sections are counted in lines; scaled by each period's share of
+	// distinct requests, so a looping request weighs as one.
+	scale := func(from, to int64) float64 {
+		tot := d.w.FingerprintTotal(id, ingest.ScopeTrain, from, to)
+		if tot == 0 {
+			return 1
+		}
+		return math.Min(1, float64(d.w.FingerprintDistinct(id, ingest.ScopeTrain, from, to))/float64(tot))
+	}
+	k1, k0 := scale(dep.At, b1), scale(from, dep.At)
 	var tot secCount
 	for s := range secs {
-		counts[s].a1 = d.w.FingerprintSection(id, s, ingest.ScopeTrain, dep.At, b1)
-		counts[s].a0 = d.w.FingerprintSection(id, s, ingest.ScopeTrain, from, dep.At)
+		counts[s].a1 = int64(math.Round(float64(d.w.FingerprintSection(id, s, ingest.ScopeTrain, dep.At, b1)) * k1))
+		counts[s].a0 = int64(math.Round(float64(d.w.FingerprintSection(id, s, ingest.ScopeTrain, from, dep.At)) * k0))
 		tot.a1, tot.a0, tot.r1, tot.r0 = tot.a1+counts[s].a1, tot.a0+counts[s].a0, tot.r1+counts[s].r1, tot.r0+counts[s].r0
 	}
 	best, bestP, bestRho := -1, 1.0, 0.0

@@ -204,7 +204,9 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	rs.spillTested[info.ID] = true
 	level := Bonferroni(d.cfg.Alpha, len(rs.spillTested))
 	var notes []string
-	n := st.train
+	// Distinct requests, not lines: one request looping on an error is one.
+	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+	n := min(st.train, distinct)
 	pre := float64(dep.At - max(d.dataStart, d.w.Oldest()))
 	post := float64(b1 - dep.At)
 	pOnset := OnsetPValue(n, pre, post)
@@ -252,6 +254,9 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
 	if info.Shared == ingest.SharedCoreDB && !jobrunner {
 		inSet = st.scopeTrain // the section count covers every wiki, not only the catalogue's first ones
+	}
+	if st.train > 0 && n < st.train {
+		inSet = inSet * n / st.train // the lines there, scaled to distinct requests
 	}
 	inSet = min(inSet, n)
 	out := n - inSet
@@ -308,7 +313,6 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	if d.fleet.active && !d.explainsFleet(info.ID, b1) {
 		notes = append(notes, "a fleet-wide incident is under way beyond this fingerprint: not blaming Pretrain")
 	}
-	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
 	if distinct < int64(d.cfg.MinDistinct) {
 		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests of the %d needed", distinct, d.cfg.MinDistinct))
 	}
@@ -509,8 +513,13 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 			set[id] = true
 		}
 	}
-	n := st.train
+	distinctAll := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+	n := min(st.train, distinctAll)
 	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
+	if st.train > 0 && n < st.train {
+		inSet = inSet * n / st.train // lines scaled to distinct requests
+	}
+	inSet = min(inSet, n)
 	sG := 1.0
 	if rAll > 0 {
 		sG = float64(rG) / float64(rAll)

@@ -197,7 +197,7 @@ type Detector struct {
 	scopeSet       wikiSet // train-served wikis of the cohort's sections
 	undecided      []Undetermined
 	debugBuf       []window.DebugTraffic
-	ids            []uint64
+	ids            []window.SeenCount
 	existing       map[uint64]*existingState // shared fingerprints older than the Pretrain deploy, rising since
 
 	cohortRate rateState

@@ -24,10 +24,11 @@ import (
 // existingState follows one existing shared fingerprint since a Pretrain
 // deploy.
 type existingState struct {
-	anchor   int64 // the Pretrain deploy it is measured from
-	post     int64 // train-scope occurrences since the anchor, counted bucket by bucket
-	buckets  int   // buckets with occurrences since the anchor
-	pre      int64 // occurrences in the pre-period; -1 until computed
+	anchor   int64  // the Pretrain deploy it is measured from
+	base     uint64 // the catalogue's running train count when first seen after the anchor
+	post     int64  // train-scope occurrences since then (the catalogue's count, lines)
+	buckets  int    // buckets with occurrences since the anchor
+	pre      int64  // occurrences in the pre-period; -1 until computed
 	nextEval int64
 	last     int64
 }
@@ -49,18 +50,23 @@ func (d *Detector) existingSpillover(b0, b1 int64, dc deployContext) {
 	if rs.anchor != dep.At || !d.preCovered(dep.At) {
 		return
 	}
+	// The catalogue's running counts gate the costly reads: only a
+	// fingerprint seen existingMinPost times since the deploy is read from
+	// the window (its count from its first sighting after the deploy on,
+	// so the first bucket's occurrences are missed: it errs late, not early).
 	d.ids = d.w.SharedSeenSince(b0, dep.At, d.ids[:0])
-	for _, id := range d.ids {
+	for _, sc := range d.ids {
+		id := sc.ID
 		st := d.existing[id]
 		if st == nil || st.anchor != dep.At {
-			st = &existingState{anchor: dep.At, pre: -1}
-			d.existing[id] = st
-		}
-		n := d.w.FingerprintDistinct(id, ingest.ScopeTrain, b0, b1) // requests, not lines
-		if n == 0 {
+			d.existing[id] = &existingState{anchor: dep.At, pre: -1, base: sc.Train, last: b1}
 			continue
 		}
-		st.post += n
+		n := int64(sc.Train - st.base)
+		if n <= st.post {
+			continue
+		}
+		st.post = n
 		st.buckets++
 		st.last = b1
 		if st.post < existingMinPost || b1 < st.nextEval {
@@ -100,10 +106,11 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 	if st.pre < 0 {
 		st.pre = d.w.FingerprintDistinct(id, ingest.ScopeTrain, from, dep.At)
 	}
-	// Own history first (cheap): the fleet's train-served rate of it per
-	// request after the deploy against before.
+	// Own history first: the fleet's train-served rate of it per request
+	// (distinct requests, not lines) after the deploy against before.
+	post := d.w.FingerprintDistinct(id, ingest.ScopeTrain, dep.At, b1)
 	postReq, preReq := d.trainRequests(dep.At, b1), d.trainRequests(from, dep.At)
-	pOwn := RateRatioPValue(st.post, st.pre, float64(postReq), float64(preReq), d.cfg.Margin, false)
+	pOwn := RateRatioPValue(post, st.pre, float64(postReq), float64(preReq), d.cfg.Margin, false)
 	if pOwn > math.Sqrt(d.cfg.Alpha) {
 		return
 	}

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -563,21 +564,29 @@ func (s *Store) ActiveFingerprints(seenSince int64, dst []FingerprintInfo) []Fin
 	return s.cat.filter(dst, func(e *entry) bool { return e.last >= seenSince })
 }
 
-// SharedSeenSince appends to dst[:0] the ids of catalogued fingerprints
-// with a shared-data class, first seen before firstBefore and last seen at
-// or after seenSince, ordered by id. It copies no text, so it is cheap
-// enough to call every bucket over a full catalogue.
-func (s *Store) SharedSeenSince(seenSince, firstBefore int64, dst []uint64) []uint64 {
+// SeenCount is a catalogued fingerprint's id and its train-scope
+// occurrences counted while in the catalogue (all time, not per bucket).
+type SeenCount struct {
+	ID    uint64
+	Train uint64
+}
+
+// SharedSeenSince appends to dst[:0] the catalogued fingerprints with a
+// shared-data class, first seen before firstBefore and last seen at or
+// after seenSince, ordered by id, with their running train-scope counts. It
+// copies no text and reads no counts from the cache, so it is cheap enough
+// to call every bucket over a full catalogue.
+func (s *Store) SharedSeenSince(seenSince, firstBefore int64, dst []SeenCount) []SeenCount {
 	dst = dst[:0]
 	c := s.cat
 	c.mu.RLock()
 	for e := c.lru.next; e != &c.lru; e = e.next {
 		if e.shared != ingest.SharedNone && e.last >= seenSince && e.first < firstBefore {
-			dst = append(dst, e.id)
+			dst = append(dst, SeenCount{ID: e.id, Train: e.scopes[ingest.ScopeTrain]})
 		}
 	}
 	c.mu.RUnlock()
-	slices.Sort(dst)
+	slices.SortFunc(dst, func(a, b SeenCount) int { return cmp.Compare(a.ID, b.ID) })
 	return dst
 }
 

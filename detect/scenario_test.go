@@ -250,7 +250,10 @@ func runScenario(t *testing.T, wikis *wikimap.Map, name string, rate float64, se
 		}
 		r.pretrainIDs[f.ID] = true
 		named := slices.ContainsFunc(gt.Incidents, func(inc simulate.Incident) bool {
-			return inc.Kind == string(f.Kind) && inc.Deploy != nil && f.Deploy != nil && inc.Deploy.At.Equal(f.Deploy.At)
+			// The window dates a deploy by the first request its new pods
+			// serve, within seconds of the plan's time; the next deploy is
+			// minutes away.
+			return inc.Kind == string(f.Kind) && inc.Deploy != nil && f.Deploy != nil && f.Deploy.At.Sub(inc.Deploy.At).Abs() < time.Minute
 		})
 		r.deployNamed = r.deployNamed && named
 	}

@@ -231,7 +231,7 @@ func attributionScenarios() []scenarioDef {
 					}
 					td := b.trainDeploy(day.Add(13*time.Hour+b.jitter(15*time.Minute)), group)
 					onset := td.At.Add(time.Duration(2+b.rng.IntN(10)) * time.Minute)
-					b.incident(incidentSpec{kind: "train-regression", def: newTrainRegressionError(), wikis: b.p.wikis.InGroup(group), scope: matchTrain,
+					b.incident(incidentSpec{kind: "train-regression", def: newBranchRegressionError(i), wikis: b.p.wikis.InGroup(group), scope: matchTrain,
 						p: 0.02, onset: onset, end: onset.Add(40 * time.Minute), deploy: td})
 				}
 				return nil
@@ -315,6 +315,20 @@ func newTrainS3QueryError() *errorDef {
 		frames: []string{
 			`{root}includes/libs/rdbms/database/Database.php(1182): Wikimedia\Rdbms\Database->getQueryException(string, int, string, string)`,
 			`{root}includes/linker/LinkTargetStore.php(228): Wikimedia\Rdbms\SelectQueryBuilder->fetchField()`,
+		},
+	})
+}
+
+// newBranchRegressionError is a train regression of branch n: each train
+// day brings its own bug, a fingerprint new that day.
+func newBranchRegressionError(n int) *errorDef {
+	return exceptionDef(errorDef{
+		id: fmt.Sprintf("injected-branch-%d-typeerror", n), channel: "exception", class: "TypeError", status: 500,
+		text: fmt.Sprintf(`MediaWiki\Page\PageProps::getProperties(): Argument #%d ($titles) must be of type iterable, null given`, n+1),
+		file: "includes/page/PageProps.php", line: 102 + n,
+		frames: []string{
+			`{root}extensions/PageImages/includes/PageImages.php(167): MediaWiki\Page\PageProps->getProperties(null, string)`,
+			`{root}includes/Output/OutputPage.php(3170): MediaWiki\HookContainer\HookContainer->run(string, array, array)`,
 		},
 	})
 }

@@ -113,9 +113,10 @@
 // firing findings make at least half of its errors since the onset.
 //
 // Section and fleet incidents. Per DB section, the train-served erroring
-// requests and 5xx of the last 30 s against the median of the section's
-// calm 30-s windows over the last hour: 3× and significant (Poisson excess
-// p ≤ 1e-6) is a section incident, until 5 minutes calm; CohortStatus shows
+// requests and 5xx of the last 30 s, and of the last 2 minutes (a small
+// section's incident is a few errors a minute), against the median rate of
+// the section's calm 30-s windows over the last hour: 3× and significant
+// (Poisson excess p ≤ 1e-6) is a section incident, until 5 minutes calm; CohortStatus shows
 // it with, on the cohort's section, the code test of the cohort against the
 // section since it began (code-agnostic: both scopes rose alike). Three
 // sections at once is a fleet-wide incident. Neither is ever a Pretrain

@@ -306,6 +306,10 @@ type fleetState struct {
 	recentE   [][3]int64  // last three buckets per section
 	recentR   [][3]int64
 	recent5   [][3]int64
+	// The last two minutes per section: a small section's incident is a
+	// few errors a minute, too few for 30 s to tell from noise.
+	longE, longR, long5 [][longBuckets]int64
+	lpos                int
 	pos       int
 	warm      int // buckets seen
 	active    bool
@@ -331,6 +335,8 @@ type fleetRing struct {
 }
 
 const fleetWindows = 120 // one hour of 30-s windows
+
+const longBuckets = 12 // two minutes of 10-s buckets
 
 func (fr *fleetRing) add(e, r int64) {
 	fr.e[fr.next], fr.r[fr.next] = e, r
@@ -397,6 +403,7 @@ func (d *Detector) initFleet() {
 	fs.nsec = n
 	fs.hist, fs.hist5 = make([]fleetRing, n), make([]fleetRing, n)
 	fs.recentE, fs.recentR, fs.recent5 = make([][3]int64, n), make([][3]int64, n), make([][3]int64, n)
+	fs.longE, fs.longR, fs.long5 = make([][longBuckets]int64, n), make([][longBuckets]int64, n), make([][longBuckets]int64, n)
 	fs.secActive, fs.secSince, fs.secCalm = make([]bool, n), make([]int64, n), make([]int64, n)
 	fs.secFactor, fs.sec5xx, fs.secCode = make([]float64, n), make([]float64, n), make([]*CodeTest, n)
 	fs.secTotal = make([]int64, n)
@@ -432,6 +439,17 @@ func (d *Detector) updateFleet(b0, b1 int64) {
 		}
 		upE, fE := fs.elevated(&fs.hist[s], re, rr)
 		up5, f5 := fs.elevated(&fs.hist5[s], r5, rr)
+		fs.longE[s][fs.lpos], fs.longR[s][fs.lpos], fs.long5[s][fs.lpos] = e[s], r[s], e5[s]
+		var le, lr, l5 int64
+		for i := 0; i < longBuckets; i++ {
+			le += fs.longE[s][i]
+			lr += fs.longR[s][i]
+			l5 += fs.long5[s][i]
+		}
+		upLE, fLE := fs.elevated(&fs.hist[s], le, lr)
+		upL5, fL5 := fs.elevated(&fs.hist5[s], l5, lr)
+		upE, fE = upE || upLE, max(fE, fLE)
+		up5, f5 = up5 || upL5, max(f5, fL5)
 		if upE {
 			elevated++
 		}
@@ -460,6 +478,7 @@ func (d *Detector) updateFleet(b0, b1 int64) {
 			fs.hist5[s].add(r5, rr)
 		}
 	}
+	fs.lpos = (fs.lpos + 1) % longBuckets
 	fs.warm++
 	switch {
 	case elevated >= 3:

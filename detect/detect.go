@@ -102,7 +102,8 @@
 // counts the baseline's EWMA (half-life 1 h) weighs. (b) 5xx: a CUSUM of
 // the wiki's 5xx responses (access log) against its own baseline share (the
 // 99% upper bound over the EWMA's counts, at least margin × its point
-// estimate and 0.01%), for jumps of 3× to 50×. The error test's threshold
+// estimate and 0.01%), for jumps of 3× to 50×; an excursion that has not
+// fired within an hour starts over (its baseline, frozen meanwhile, is stale). The error test's threshold
 // keeps expected false alarms over a week across all wikis at most alpha
 // (Bonferroni over wikis and buckets, Lorden's bound); the 5xx test's at
 // most one (it blames nobody, and a 5xx share that matters jumps by an order

@@ -652,7 +652,13 @@ func (d *Detector) status5xxTest(wid wikimap.ID, st *wikiState, testing bool, a,
 				st.s5[j] = math.Max(0, st.s5[j]+inc)
 				top = math.Max(top, st.s5[j])
 			}
-			if top == 0 {
+			if top == 0 || (st.onset5 != 0 && b0-st.onset5 > int64(time.Hour)) {
+				// An excursion that has not fired in an hour is a baseline
+				// gone stale (it learns only outside excursions), not a jump:
+				// start over and let the baseline catch up.
+				if top != 0 {
+					st.s5 = [maxAlternatives]float64{}
+				}
 				st.buckets5, st.onset5, st.x5, st.r5 = 0, 0, 0, 0
 			} else {
 				if st.onset5 == 0 {

@@ -310,12 +310,12 @@ type fleetState struct {
 	// few errors a minute, too few for 30 s to tell from noise.
 	longE, longR, long5 [][longBuckets]int64
 	lpos                int
-	pos       int
-	warm      int // buckets seen
-	active    bool
-	since     int64
-	calm      int64 // last bucket that looked like an incident
-	rates     []float64
+	pos                 int
+	warm                int // buckets seen
+	active              bool
+	since               int64
+	calm                int64 // last bucket that looked like an incident
+	rates               []float64
 
 	secActive []bool
 	secSince  []int64

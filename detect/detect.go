@@ -4,66 +4,139 @@
 // clock, so live runs and replays give the same findings for the same records.
 //
 // Every bucket that closes behind the watermark is evaluated once, in order.
-// The rules, one per finding kind:
 //
-// pretrain-regression. (a) Rate: after each Pretrain deploy, the cohort's
-// (testwiki on the pretrain scope) errors are tested against the train
-// fleet's with the exact conditional binomial test run sequentially as a
-// mixture likelihood-ratio e-process (METHODS.md section 2). The null rate
-// ratio rho0 is the larger of the margin and the upper confidence bound of
-// the cohort/control ratio before the deploy (difference in differences), so
-// a wiki's own error mix and anything that moves cohort and control together
-// (daily cycles, fleet incidents) cancel. Fires when E ≥ 1/alpha. (b) New
-// fingerprint: a fingerprint first seen after the deploy, with k occurrences
-// on the cohort and m on the control, has p = P(X ≥ k | k+m, p0) where p0 is
-// the cohort's request share inflated by the margin (s^k when m = 0); it
-// fires when p ≤ alpha/K, K the new fingerprints tested since the deploy.
+// # Attribution: code before place
 //
-// shared-data-spillover. A fingerprint first seen after a Pretrain deploy
-// (within detect.attribution), served by TRAIN code, that either carries a
-// shared-data class (channel or frame) or lands on a cohort wiki through the
-// train jobrunners. Its onset must be significant: absent for the pre-period
-// and seen n times since, P(all n after the deploy) = (post/(pre+post))^n ≤
-// alpha/K. Where the shared path reaches only some wikis (the cohort's DB
-// section, its Wikibase repo's clients), the errors must also concentrate on
-// those wikis beyond their request share; otherwise a fleet-wide problem
-// could explain them. It is withheld while a fleet-wide incident is under
-// way, and handed to train-regression when only a newer train version
-// carries it.
+// Timing (an onset soon after a Pretrain deploy) and place (a shared-data
+// channel, errors on the cohort's DB section) never suffice to blame
+// Pretrain: a database incident on s3, or a train deploy to group0, produce
+// both. What only Pretrain's code explains is harm that depends on which
+// code served the request. So every Pretrain-blaming rule runs the code
+// test: the exact conditional binomial test of the per-request error rates
+// of Pretrain-served traffic (the cohort, testwiki, on the pretrain scope)
+// against train-served traffic in the same shared-data scope (the
+// train-served wikis of the cohort's DB sections, or of the fingerprint's
+// data path). Its verdict is pretrain-worse (P(X ≥ k) under ratio = margin
+// at most 0.01: a contained regression), pretrain-spared (P(X ≤ k) under
+// ratio = 1/margin at most 0.01: a spillover), code-agnostic (both 95% bounds within a factor of about 3 of
+// 1: an infrastructure fault, never a blame) or undetermined (testwiki's
+// traffic too thin to tell: nothing is blamed). An error that looks like a
+// database fault's (connection, lag, read-only, lock wait, deadlock, by
+// class, channel or message) needs the code test at alpha instead of 0.01. Every finding's evidence carries the code test,
+// the candidates weighed (the Pretrain deploy, train deploys of the groups
+// involved within detect.attribution, section and fleet incidents, each
+// with its evidence and whether it fits) and the margin by which the chosen
+// cause wins; when no cause wins, no Pretrain-blaming finding is emitted
+// and CohortStatus lists the signal as undetermined with its candidates.
+//
+// Counts are of distinct requests (reqId): the window counts each request
+// once among its (wiki, scope)'s erroring requests and once per
+// fingerprint, in the bucket of its first line, however many lines and
+// buckets it spans (a fixed 1-MiB request set per shard; see the window
+// package). Traffic of mw-pretrain's debug release (developers choosing
+// Pretrain with the debug header) is in no wiki's counts; status lists it.
+//
+// # Rules, one per finding kind
+//
+// pretrain-regression, one finding per cohort (key "cohort"), fed by two
+// tests. (a) Rate: after each Pretrain deploy, the cohort's Pretrain-served
+// erroring requests are tested against those of the train-served wikis of
+// its DB sections (not the whole fleet: a section incident raises both)
+// with the exact conditional binomial test run sequentially as a mixture
+// likelihood-ratio e-process. The null rate ratio rho0 is the larger of the
+// margin and the 90% upper bound of the same ratio before the deploy
+// (difference in differences). It fires when E ≥ 1/alpha, in at least
+// detect.min_buckets buckets, with the code test pretrain-worse and no
+// fleet-wide incident. (b) New fingerprint: a fingerprint first seen after
+// the deploy, k distinct Pretrain-served requests on the cohort against m
+// occurrences on the train-served wikis of its sections (and Pretrain-served
+// ones elsewhere), fires when the code test's P(X ≥ k | k+m) under ratio =
+// margin is at most alpha/K (K the new fingerprints tested since the
+// deploy), with detect.min_distinct requests in detect.min_buckets buckets.
+//
+// shared-data-spillover, one finding per shared-data path (key
+// "spill:<class>", or "spill:jobrunner"), fed by two tests. (a) New
+// fingerprint: first seen within detect.attribution after a Pretrain
+// deploy, served by TRAIN code, with a shared-data class (channel or frame)
+// or landing on the cohort through the train jobrunners. Its onset must be
+// significant (absent for the pre-period and seen n times since: P(all n
+// after the deploy) = (post/(pre+post))^n ≤ alpha/K); where the path reaches
+// only some wikis (the cohort's DB section, its Wikibase repo's clients)
+// the errors must concentrate there beyond their request share; and the
+// code test must say pretrain-spared (except through the jobrunners, where
+// only train code reads the cohort's jobs). An error carried only by
+// versions a train deploy brought within detect.attribution before its
+// onset is train-regression's, whatever the order of the deploys; one
+// carried by old and new versions is undetermined. (b) Existing
+// fingerprint: a shared-data fingerprint first seen before the Pretrain
+// deploy and seen at least 10 times since is tested once a minute: its
+// fleet-wide rate per request after the deploy against before (own
+// history, rate ratio > margin), then per DB section the section's
+// before/after change against the 90% upper bound of the other sections'
+// change times the margin (difference in differences, exact conditional
+// test, level alpha/K), and the code test on the section (pretrain-spared);
+// no train deploy of a group with wikis there within detect.attribution
+// may fit (then it is undetermined). A core-DB fingerprint is tested only
+// on the cohort's sections. Both tests are withheld while a section
+// incident on the wikis concerned, or a fleet-wide incident, is more than
+// this fingerprint (it makes less than half of the incident's erroring
+// requests): a code-specific error that makes most of a fleet-wide rise is
+// the spillover itself, even when it raises every section.
 //
 // pretrain-leak. Pretrain-scope requests or errors for a wiki outside the
 // cohort, at least detect.leak_min_events of them within
-// detect.anomaly_window. Nothing statistical: Pretrain must serve nothing else.
+// detect.anomaly_window, through the main, canary or jobrunner releases:
+// the debug release serves any wiki by design and is not counted.
 //
 // train-regression. A fingerprint first seen after a train deploy of a
-// group, carried only by the versions that deploy brought, on train-scope
-// wikis. The p-value is P(all n in the deployed groups) = s^n with s their
-// request share. It is the train's, never Pretrain's.
+// group, carried only by the versions deploys brought within
+// detect.attribution before its onset, on train-scope wikis. The p-value
+// is twice the smaller of P(all n in the deployed groups) = s^n (s their
+// request share) and the onset test. It is the train's, never Pretrain's.
 //
-// wiki-anomaly. Per wiki (train scope, outside the cohort), an e-detector
-// (the e-process with its log-likelihood floored at 0, a CUSUM of the same
-// increments) of the wiki's errors against all other wikis', with rho0 from
-// the wiki's own trailing baseline: the 99% upper bound of the ratio over the
-// counts the baseline's EWMA (half-life 1 h) weighs. The threshold makes the
-// expected number of false alarms over a week across all wikis at most alpha
-// (Bonferroni over wikis and buckets). Suppressed when a deploy of the wiki's
-// group or a fleet-wide incident explains it, or when the fingerprints of
-// firing findings make at least half of its errors since the onset (a
-// spillover raises every wiki of its section: each is the spillover).
+// wiki-anomaly, one finding per wiki, fed by two tests. (a) Errors: per
+// wiki (train scope, outside the cohort) an e-detector (the e-process with
+// its log-likelihood floored at 0, a CUSUM of the same increments) of the
+// wiki's erroring requests against all other wikis', with rho0 from the
+// wiki's own trailing baseline: the 99% upper bound of the ratio over the
+// counts the baseline's EWMA (half-life 1 h) weighs. (b) 5xx: a CUSUM of
+// the wiki's 5xx responses (access log) against its own baseline share (the
+// 99% upper bound over the EWMA's counts, at least margin × its point
+// estimate and 0.01%), for jumps of 3× to 50×; an excursion that has not
+// fired within an hour starts over (its baseline, frozen meanwhile, is stale). The error test's threshold
+// keeps expected false alarms over a week across all wikis at most alpha
+// (Bonferroni over wikis and buckets, Lorden's bound); the 5xx test's at
+// most one (it blames nobody, and a 5xx share that matters jumps by an order
+// of magnitude). Suppressed when a train deploy of
+// the wiki's group within detect.attribution explains it, during a
+// fleet-wide incident or a section incident the wiki makes less than half
+// of (the excursion is reset, not postponed), or when the fingerprints of
+// firing findings make at least half of its errors since the onset.
 //
-// Guards (METHODS.md section 4): a finding needs its signal in
-// detect.min_buckets buckets and detect.min_distinct distinct requests (one
-// request or one crawler must not make a finding); without the pre-period a
-// fingerprint cannot be called new and the state is "insufficient
-// evidence", not OK. A fleet-wide incident (the train fleet's error rate
-// jumping across sections at once) is tracked separately and blocks every
-// Pretrain-blaming kind whose evidence it could explain.
+// Section and fleet incidents. Per DB section, the train-served erroring
+// requests and 5xx of the last 30 s, and of the last 2 minutes (a small
+// section's incident is a few errors a minute), against the median rate of
+// the section's calm 30-s windows over the last hour: 3× and significant
+// (Poisson excess p ≤ 1e-6) is a section incident, until 5 minutes calm; CohortStatus shows
+// it with, on the cohort's section, the code test of the cohort against the
+// section since it began (code-agnostic: both scopes rose alike). Three
+// sections at once is a fleet-wide incident. Neither is ever a Pretrain
+// blame; both are candidates in every attribution.
+//
+// Guards: a finding needs its signal in detect.min_buckets buckets and
+// detect.min_distinct distinct requests (one request or one crawler must
+// not make a finding); without the pre-period a fingerprint cannot be
+// called new and the state is "insufficient evidence", not OK.
 //
 // Lifecycle: pending (a signal, not yet significant or guarded) → firing →
 // resolved when no supporting evidence arrived for detect.resolve_after
 // (hysteresis: firing needs the full threshold, staying firing only needs
-// evidence). Identity is kind + key (fingerprint or cohort or wiki set),
-// hashed, stable across restarts.
+// evidence). A firing finding keeps the evidence and the deploy it fired
+// on, so a later Pretrain deploy does not rewrite what brought it; one that
+// resolved less than detect.resolve_after ago and fires again reopens with
+// its identity and first detection time. Identity is kind + key, hashed,
+// stable across restarts. Summaries and evidence quote the statistic that
+// made the finding fire, never one that did not apply.
 package detect
 
 import (
@@ -82,7 +155,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
-// Config tunes detection. DefaultConfig follows METHODS.md.
+// Config tunes detection. DefaultConfig returns the defaults of config.Default.
 type Config struct {
 	Cohort        []string // Pretrain cohort dbnames
 	SharedWith    []string // extra wikis known to share data with the cohort
@@ -121,6 +194,13 @@ type Detector struct {
 
 	findings map[string]*tracked
 	changed  []string // ids whose state changed in the current Evaluate
+
+	cohortSections []bool  // by fleet section index: sections of the cohort
+	scopeSet       wikiSet // train-served wikis of the cohort's sections
+	undecided      []Undetermined
+	debugBuf       []window.DebugTraffic
+	ids            []window.SeenCount
+	existing       map[uint64]*existingState // shared fingerprints older than the Pretrain deploy, rising since
 
 	cohortRate rateState
 	wikiRate   []wikiState
@@ -166,6 +246,14 @@ func New(cfg Config, wikis *wikimap.Map, w *window.Store) (*Detector, error) {
 		extra = append(extra, id)
 	}
 	d.topo = newTopology(wikis, d.cohortIDs, extra)
+	d.initFleet()
+	d.scopeSet = newWikiSet(wikis.Len())
+	for id := 1; id <= wikis.Len(); id++ {
+		if d.cohortSections[d.fleet.sectionOf[id]] && !d.topo.cohort.has(wikimap.ID(id)) {
+			d.scopeSet[id] = true
+		}
+	}
+	d.existing = map[uint64]*existingState{}
 	d.wikiRate = make([]wikiState, wikis.Len()+1)
 	d.leaks.count = make([]int64, wikis.Len()+1)
 	d.leaks.first = make([]int64, wikis.Len()+1)
@@ -274,14 +362,26 @@ func (d *Detector) evalBucket(b0, b1 int64) {
 	d.leakTest(b0, b1)
 	d.wikiAnomalyTest(b0, b1, dc)
 	d.fingerprintTests(b0, b1, dc)
+	d.existingSpillover(b0, b1, dc)
+	d.pruneUndetermined(b1)
 	d.resolveQuiet(b1)
 }
 
 // upsert records supporting evidence for the finding (kind, key). A new or
-// resolved finding starts firing when fire is true, pending otherwise.
+// resolved finding starts firing when fire is true, pending otherwise. A
+// firing finding keeps the evidence, deploy and detection time it fired on
+// (a later Pretrain deploy does not rewrite what brought it); one that
+// resolved less than detect.resolve_after ago and fires again is the same
+// incident come back: it reopens with its identity and first detection.
 func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(*Finding)) {
 	id := findingID(kind, key)
 	t, ok := d.findings[id]
+	if ok && t.f.State == StateResolved && fire && t.f.ResolvedAt != nil && at-t.f.ResolvedAt.UnixNano() <= int64(d.cfg.ResolveAfter) {
+		t.f.State, t.f.ResolvedAt = StateFiring, nil
+		t.lastEvidence = at
+		d.changed = append(d.changed, id)
+		return
+	}
 	if !ok || t.f.State == StateResolved {
 		if !fire && ok {
 			return // a resolved finding comes back only at full strength
@@ -294,19 +394,19 @@ func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(
 	}
 	t.lastEvidence = at
 	prev := t.f.State
-	if prev == StateFiring && !fire {
-		return // keep the evidence it fired on; weaker evidence only keeps it alive
+	if prev == StateFiring {
+		return // keep the evidence it fired on; later evidence only keeps it alive
 	}
 	fill(&t.f)
 	rateRatioLower(&t.f.Evidence)
 	finiteEvidence(&t.f.Evidence)
 	t.f.ID, t.f.Kind, t.f.Severity = id, kind, kind.Severity()
-	if fire && prev != StateFiring {
+	if fire {
 		t.f.State = StateFiring
 		t.f.DetectedAt = time.Unix(0, at).UTC()
 		t.f.ResolvedAt = nil
 		d.changed = append(d.changed, id)
-	} else if prev == StatePending && !fire {
+	} else {
 		t.f.State = StatePending
 	}
 }
@@ -399,12 +499,31 @@ type CohortStatus struct {
 	EValue         float64 `json:"e_value"`
 	Threshold      float64 `json:"e_value_threshold"`
 	NewTested      int     `json:"new_fingerprints_tested"`
+	// Control names the train-served traffic the cohort is compared with.
+	Control string `json:"control"`
+	// SectionIncidents are DB sections whose train-served error or 5xx rate
+	// is well above their baseline: explanations of their own, never a
+	// Pretrain blame.
+	SectionIncidents []SectionIncident `json:"section_incidents"`
+	// Undetermined lists Pretrain-blaming signals no cause won, with the
+	// candidates weighed: nothing was blamed.
+	Undetermined []Undetermined `json:"undetermined"`
+	// Debug is the traffic developers sent through mw-pretrain's debug
+	// release: not a leak, and in no wiki's statistics.
+	Debug []DebugTraffic `json:"debug_release"`
 }
 
 // CohortStatus reports the cohort test as of the last evaluated bucket.
 func (d *Detector) CohortStatus() CohortStatus {
 	rs := &d.cohortRate
-	st := CohortStatus{Threshold: 1 / d.cfg.Alpha}
+	st := CohortStatus{Threshold: 1 / d.cfg.Alpha, Control: d.scopeName(),
+		SectionIncidents: d.sectionIncidents(), Undetermined: append([]Undetermined(nil), d.undecided...), Debug: d.debugTraffic()}
+	if st.SectionIncidents == nil {
+		st.SectionIncidents = []SectionIncident{}
+	}
+	if st.Undetermined == nil {
+		st.Undetermined = []Undetermined{}
+	}
 	if rs.anchor == 0 {
 		st.Insufficient = "no Pretrain deploy seen in the window yet"
 		return st

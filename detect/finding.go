@@ -2,7 +2,7 @@ package detect
 
 import "time"
 
-// Kind is a finding kind. The names are a contract (DESIGN.md).
+// Kind is a finding kind. The names are a contract: the findings JSONL, the alerts and the API use them.
 type Kind string
 
 const (
@@ -29,7 +29,7 @@ func (k Kind) Severity() string {
 }
 
 // BlamesPretrain says whether a finding of this kind blames Pretrain's
-// code: the mistake that costs most when wrong (DESIGN.md).
+// code: the mistake that costs most when wrong.
 func (k Kind) BlamesPretrain() bool {
 	switch k {
 	case KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak:
@@ -86,10 +86,16 @@ type Evidence struct {
 	Exemplar        string      `json:"exemplar,omitempty"`
 	Insufficient    bool        `json:"insufficient_evidence,omitempty"`
 	Note            string      `json:"note,omitempty"`
+	// Attribution: the code test (Pretrain-served against train-served
+	// per-request rates in the same shared-data scope), the candidate
+	// causes weighed, and by how much the chosen one wins.
+	Code       *CodeTest   `json:"code_test,omitempty"`
+	Candidates []Candidate `json:"candidates,omitempty"`
+	Margin     string      `json:"attribution_margin,omitempty"`
 }
 
 // Finding is one detected condition with its evidence. Its JSON form is the
-// findings JSONL contract of DESIGN.md.
+// findings JSONL contract.
 type Finding struct {
 	ID                string     `json:"id"`
 	Kind              Kind       `json:"kind"`

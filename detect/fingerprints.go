@@ -23,6 +23,7 @@ type fpState struct {
 	pre         int64 // all wikis, Pretrain scope
 	bucketsPre  int   // buckets with cohort Pretrain-scope occurrences
 	bucketsTr   int   // buckets with train-scope occurrences
+	scopeTrain  int64 // train scope, on the cohort's DB sections (cohort's own train-scope occurrences included)
 	last        int64
 }
 
@@ -59,6 +60,13 @@ func (d *Detector) fingerprintTests(b0, b1 int64, dc deployContext) {
 		}
 		st.cohortPre += cp
 		st.cohortTrain += ct
+		if tr > 0 {
+			for sec, ok := range d.cohortSections {
+				if ok {
+					st.scopeTrain += d.w.FingerprintSection(info.ID, sec, ingest.ScopeTrain, b0, b1)
+				}
+			}
+		}
 		st.train += tr
 		st.pre += pr
 		if cp > 0 {
@@ -111,21 +119,24 @@ func (d *Detector) preCovered(at int64) bool {
 func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpState, b1 int64, dc deployContext) {
 	dep := dc.pretrain
 	rs := &d.cohortRate
-	if rs.anchor != dep.At || rs.rc == 0 {
+	if rs.anchor != dep.At || rs.rc == 0 || rs.rk == 0 {
 		return
 	}
-	key := fpKey(info.ID)
-	d.touch(KindPretrainRegression, key, b1)
+	d.touch(KindPretrainRegression, keyCohort, b1)
 	rs.newTested[info.ID] = true
-	k, m := st.cohortPre, st.train+st.pre-st.cohortPre
-	s := float64(rs.rc) / float64(rs.rc+rs.rk)
-	p0 := d.cfg.Margin * s / (d.cfg.Margin*s + 1 - s)
-	p := BinomialUpperTail(k, k+m, p0)
+	// Code before place: the cohort's Pretrain-served occurrences (distinct
+	// requests) against the train-served wikis that share its data (its DB
+	// sections), not the whole fleet: an error of the section's database
+	// hits both alike and is nobody's code.
+	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopePretrain, dep.At, b1)
+	k := min(st.cohortPre, distinct)
+	m := st.scopeTrain + st.pre - st.cohortPre
+	code := codeTest(d.scopeName(), k, rs.rc, m, rs.rk, d.cfg.Margin)
+	p := code.PWorse
 	level := Bonferroni(d.cfg.Alpha, len(rs.newTested))
 	if p > math.Sqrt(level) {
 		return
 	}
-	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopePretrain, dep.At, b1)
 	var notes []string
 	if !d.preCovered(dep.At) {
 		notes = append(notes, "insufficient evidence: too little data before the deploy to call this fingerprint new")
@@ -136,25 +147,30 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 	if st.bucketsPre < d.cfg.MinBuckets {
 		notes = append(notes, fmt.Sprintf("burst guard: seen in %d of the %d buckets needed", st.bucketsPre, d.cfg.MinBuckets))
 	}
-	if p > level {
-		need := CriticalCount(k+m, p0, level)
-		notes = append(notes, fmt.Sprintf("insufficient evidence: p=%s above %s; about %d cohort occurrences would be significant", fmtP(p), fmtP(level), need))
+	if d.fleet.active {
+		notes = append(notes, "a fleet-wide incident is under way: not blaming Pretrain while it lasts")
 	}
+	if p > level {
+		notes = append(notes, fmt.Sprintf("insufficient evidence: code test p=%s above %s", fmtP(p), fmtP(level)))
+	}
+	cands := d.candidates(dep, &code, d.scopeSet, b1)
 	fire := len(notes) == 0
-	d.upsert(KindPretrainRegression, key, b1, fire, func(f *Finding) {
+	d.upsert(KindPretrainRegression, keyCohort, b1, fire, func(f *Finding) {
 		d.fillFingerprint(f, info, ingest.ScopePretrain, dep.At, b1)
 		f.Wikis = d.cohortNames()
 		f.StartedAt = ts(info.FirstSeen)
 		f.Deploy = deployOf(dep)
-		f.Evidence.Test = "new fingerprint: exact binomial of the cohort's share of its occurrences against the cohort's request share"
+		f.Evidence.Test = "new fingerprint: exact conditional binomial of its Pretrain-served occurrences (distinct requests) against the " + d.scopeName() + ", per request, null ratio = margin"
 		f.Evidence.CohortErrors, f.Evidence.ControlErrors = k, m
 		f.Evidence.CohortRequests, f.Evidence.ControlRequests = rs.rc, rs.rk
 		f.Evidence.BaselineRatio = d.cfg.Margin
+		f.Evidence.RateRatio = code.Ratio
 		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = p, level, distinct
 		f.Evidence.Insufficient = !fire
 		f.Evidence.Note = strings.Join(notes, "; ")
-		f.Summary = fmt.Sprintf("New error on %s since the Pretrain deploy at %s: “%s” (%d occurrences on the cohort, %d elsewhere; p=%s).",
-			strings.Join(f.Wikis, ", "), ts(dep.At).Format("15:04"), short(f.NormalizedMessage, 120), k, m, fmtP(p))
+		f.Evidence.Code, f.Evidence.Candidates, f.Evidence.Margin = &code, cands, winMargin(code, cands)
+		f.Summary = fmt.Sprintf("New error on %s's Pretrain-served requests since the Pretrain deploy at %s: “%s” (%d requests on the cohort, %d occurrences on the %s; p=%s ≤ %s).",
+			strings.Join(f.Wikis, ", "), ts(dep.At).Format("15:04"), short(f.NormalizedMessage, 120), k, m, d.scopeName(), fmtP(p), fmtP(level))
 	})
 }
 
@@ -174,26 +190,35 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	if info.FirstSeen-dep.At > int64(d.cfg.Attribution) {
 		return
 	}
-	key := fpKey(info.ID)
-	d.touch(KindSharedDataSpillover, key, b1)
 	rs := &d.cohortRate
+	jobrunner := st.cohortTrain > 0 && st.cohortTrain*2 >= st.train
+	set, broad, setName := d.topo.byClass[info.Shared], d.topo.broad[info.Shared], d.topo.names[info.Shared]
+	if jobrunner {
+		set, broad, setName = d.topo.cohort, false, "the cohort served by train jobrunners"
+	}
+	key := spillKey(info.Shared, jobrunner)
+	d.touch(KindSharedDataSpillover, key, b1)
 	if rs.anchor != dep.At {
 		return
 	}
 	rs.spillTested[info.ID] = true
 	level := Bonferroni(d.cfg.Alpha, len(rs.spillTested))
 	var notes []string
-	n := st.train
+	// Distinct requests, not lines: one request looping on an error is one.
+	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+	n := min(st.train, distinct)
 	pre := float64(dep.At - max(d.dataStart, d.w.Oldest()))
 	post := float64(b1 - dep.At)
 	pOnset := OnsetPValue(n, pre, post)
 	if pOnset > math.Sqrt(level) {
 		return // nothing close to significant: skip the costlier checks
 	}
+	undecided := ""
 
-	// Was a train deploy between the Pretrain deploy and the onset? The
-	// versions the errors carry decide.
-	newer := d.newTrainVersions(dep.At, info.FirstSeen)
+	// Versions decide train against Pretrain, whatever the order of the
+	// deploys: an error carried only by versions a train deploy brought
+	// within the attribution window before its onset is that deploy's.
+	newer := d.newTrainVersions(info.FirstSeen-int64(d.cfg.Attribution), info.FirstSeen)
 	if len(newer) > 0 && len(info.Versions) > 0 {
 		onlyNew, anyNew := true, false
 		for _, v := range info.Versions {
@@ -207,24 +232,17 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			return // only the new train version carries it: train-regression's
 		}
 		if anyNew {
-			notes = append(notes, "cannot decide: both the Pretrain deploy and a later train deploy could explain the onset (errors carry old and new train versions)")
+			undecided = "both the Pretrain deploy and a train deploy could explain the onset (errors carry old and new train versions)"
 		}
 	}
 	if !d.preCovered(dep.At) {
 		notes = append(notes, "insufficient evidence: too little data before the deploy to call this fingerprint new")
 	}
-
-	// Where the errors land.
-	jobrunner := st.cohortTrain > 0 && st.cohortTrain*2 >= st.train
-	set, broad, setName := d.topo.byClass[info.Shared], d.topo.broad[info.Shared], d.topo.names[info.Shared]
-	if jobrunner {
-		set, broad, setName = d.topo.cohort, false, "the cohort served by train jobrunners"
+	if why := d.otherIncident(info.ID, set, b1); why != "" {
+		undecided = why
 	}
-	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
-	pConc := 1.0
-	// The unlisted remainder (the catalogue keeps a bounded wiki list)
-	// counts as outside the set: against concentration.
-	out := n - inSet
+
+	// Where the errors land, and the requests of that place since the deploy.
 	sum := d.trainSince(dep.At, b1)
 	var rSet, rAll int64
 	for id := 1; id < len(sum); id++ {
@@ -233,6 +251,16 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			rSet += sum[id].Requests
 		}
 	}
+	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
+	if info.Shared == ingest.SharedCoreDB && !jobrunner {
+		inSet = st.scopeTrain // the section count covers every wiki, not only the catalogue's first ones
+	}
+	if st.train > 0 && n < st.train {
+		inSet = inSet * n / st.train // the lines there, scaled to distinct requests
+	}
+	inSet = min(inSet, n)
+	out := n - inSet
+	pConc := 1.0
 	if !broad {
 		s := 0.0
 		if rAll > 0 {
@@ -246,10 +274,45 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 		if pConc > d.cfg.Alpha {
 			notes = append(notes, fmt.Sprintf("not concentrated on %s (%d of %d errors there; p=%s): a fleet-wide cause could explain it", setName, inSet, n, fmtP(pConc)))
 		}
-	} else if d.fleet.active {
-		notes = append(notes, "a fleet-wide incident is under way and this data path is shared with every wiki: not blaming Pretrain")
 	}
-	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+
+	// Code before place: the same fingerprint on the cohort's Pretrain-served
+	// requests against the train-served requests it hit. A spillover spares
+	// Pretrain-served traffic (the data is written by Pretrain code and read
+	// by train code); an infrastructure fault hits both alike.
+	var code CodeTest
+	if jobrunner {
+		// testwiki's own jobs, run by train code: its Pretrain-served
+		// requests against its train-served jobs.
+		code = codeTest("the cohort's train-served jobs", st.cohortPre, rs.rc, st.cohortTrain, max(1, d.cohortTrainRequests(dep.At, b1)), d.cfg.Margin)
+		code.Verdict = VerdictPretrainSpared // the jobrunner path needs no comparison: only train code reads testwiki's jobs
+	} else {
+		rt, nt := rAll, n
+		if !broad {
+			rt, nt = rSet, inSet
+		}
+		code = codeTest("train-served wikis of "+setName, st.cohortPre, rs.rc, nt, rt, d.cfg.Margin)
+		if infraFingerprint(info) && code.PSpared > d.cfg.Alpha && code.Verdict == VerdictPretrainSpared {
+			// An infrastructure-looking error (connection, lag, timeout,
+			// cache) needs the code test at alpha, not codeLevel.
+			code.Verdict = VerdictUndetermined
+		}
+		switch code.Verdict {
+		case VerdictPretrainSpared:
+		case VerdictCodeAgnostic:
+			undecided = "code-agnostic: Pretrain-served and train-served requests fail alike, an infrastructure fault, not code (" + code.String() + ")"
+		default:
+			if undecided == "" {
+				undecided = "undetermined: " + code.String()
+			}
+		}
+	}
+	// A fleet-wide incident hides a spillover only if it is more than this
+	// fingerprint: a code-specific signature (Pretrain-served spared) that
+	// makes most of the fleet's excess is the spillover itself.
+	if d.fleet.active && !d.explainsFleet(info.ID, b1) {
+		notes = append(notes, "a fleet-wide incident is under way beyond this fingerprint: not blaming Pretrain")
+	}
 	if distinct < int64(d.cfg.MinDistinct) {
 		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests of the %d needed", distinct, d.cfg.MinDistinct))
 	}
@@ -259,31 +322,153 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	if pOnset > level {
 		notes = append(notes, fmt.Sprintf("insufficient evidence: onset p=%s above %s", fmtP(pOnset), fmtP(level)))
 	}
+	cands := d.candidates(dep, &code, set, info.FirstSeen)
+	if why, ok := otherFits(cands); ok && undecided == "" && code.Verdict != VerdictPretrainSpared {
+		undecided = why
+	}
+	if undecided != "" {
+		if len(notes) == 0 {
+			d.undetermined(KindSharedDataSpillover, key, b1, undecided, cands)
+		}
+		notes = append(notes, undecided)
+	}
 	fire := len(notes) == 0
+	pv := pOnset
+	stat := fmt.Sprintf("onset p=%s", fmtP(pOnset))
+	if !broad {
+		pv = max(pOnset, pConc)
+		stat += fmt.Sprintf(", concentration p=%s", fmtP(pConc))
+	}
+	if !jobrunner {
+		stat += fmt.Sprintf(", code test p=%s", fmtP(code.PSpared))
+	}
 	d.upsert(KindSharedDataSpillover, key, b1, fire, func(f *Finding) {
 		d.fillFingerprint(f, info, ingest.ScopeTrain, dep.At, b1)
 		f.Wikis = wikisOf(top)
 		f.StartedAt = ts(info.FirstSeen)
 		f.Deploy = deployOf(dep)
-		f.Evidence.Test = "new fingerprint on train-served wikis after a Pretrain deploy: onset test, plus concentration on the wikis sharing its data path"
-		// Cohort: the train-served wikis sharing the data path (or the
-		// cohort itself, through the jobrunners); control: the other wikis.
+		f.Evidence.Test = "new fingerprint on train-served wikis after a Pretrain deploy: onset test, concentration on the wikis sharing its data path, and the code test (Pretrain-served requests spared)"
 		f.Evidence.CohortErrors, f.Evidence.CohortRequests = inSet, rSet
 		f.Evidence.ControlErrors, f.Evidence.ControlRequests = out, rAll-rSet
 		f.Evidence.RateRatio = ratio(float64(inSet), float64(rSet), float64(out), float64(rAll-rSet))
-		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = max(pOnset, pConc), level, distinct
+		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = pv, level, distinct
 		f.Evidence.TopWikis = capTop(top, 10)
 		f.Evidence.Insufficient = !fire
+		f.Evidence.Code, f.Evidence.Candidates, f.Evidence.Margin = &code, cands, winMargin(code, cands)
 		where := "shared data (" + setName + ")"
 		if jobrunner {
 			where = "the cohort through the train jobrunners: data written by Pretrain code, read by train code"
 			f.Evidence.Frame = strings.TrimSpace(f.Evidence.Frame + " jobrunner")
 		}
 		f.Evidence.Note = strings.Join(append([]string{"reached via " + where}, notes...), "; ")
-		f.Summary = fmt.Sprintf("Train-served errors on %d wikis (%s) began %s after the Pretrain deploy at %s, in %s: “%s” (%d errors; p=%s).",
+		f.Summary = fmt.Sprintf("Train-served errors on %d wikis (%s) began %s after the Pretrain deploy at %s, in %s, sparing Pretrain-served requests: “%s” (%d errors; %s).",
 			len(f.Wikis), strings.Join(firstN(f.Wikis, 3), ", "), minutes(info.FirstSeen-dep.At), ts(dep.At).Format("15:04"),
-			sharedName(info.Shared, jobrunner), short(f.NormalizedMessage, 100), n, fmtP(f.Evidence.PValue))
+			sharedName(info.Shared, jobrunner), short(f.NormalizedMessage, 100), n, stat)
 	})
+}
+
+// spillKey is the key of a spillover finding: one per shared-data path, so
+// that the fingerprints (new or raised) of one incident share a finding.
+func spillKey(c ingest.SharedClass, jobrunner bool) string {
+	if jobrunner {
+		return "spill:jobrunner"
+	}
+	return "spill:" + c.String()
+}
+
+// cohortTrainRequests counts the cohort's train-scope requests over [from,
+// to): its jobs on the train jobrunners.
+func (d *Detector) cohortTrainRequests(from, to int64) int64 {
+	sum := d.trainSince(from, to)
+	var n int64
+	for _, id := range d.cohortIDs {
+		n += sum[id].Requests
+	}
+	return n
+}
+
+// explainsFleet says whether fingerprint fp makes at least half of the
+// train fleet's erroring requests since the fleet-wide incident began: then
+// the "incident" is this one error, whatever its cause.
+func (d *Detector) explainsFleet(fp uint64, to int64) bool {
+	from := d.fleet.since
+	n := d.w.FingerprintDistinct(fp, ingest.ScopeTrain, from, to)
+	d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, to, d.sumT[:0])
+	var all int64
+	for id := 1; id < len(d.sumT); id++ {
+		all += d.sumT[id].ErrorRequests
+	}
+	return all > 0 && 2*n >= all
+}
+
+// otherIncident says why a section incident on the wikis of set, or a
+// fleet-wide one, explains a fingerprint better than a Pretrain deploy:
+// when the incident is more than this fingerprint (other errors rose too,
+// the infrastructure fingerprints are not flat). "" when none does.
+func (d *Detector) otherIncident(fp uint64, set wikiSet, to int64) string {
+	fs := &d.fleet
+	for s := 0; s < fs.nsec; s++ {
+		if !fs.secActive[s] {
+			continue
+		}
+		touches := false
+		for id := 1; id < len(set); id++ {
+			if set[id] && int(fs.sectionOf[id]) == s {
+				touches = true
+				break
+			}
+		}
+		if !touches {
+			continue
+		}
+		from := fs.secSince[s]
+		n := d.w.FingerprintSection(fp, d.w.SectionOf(d.firstWikiOf(s)), ingest.ScopeTrain, from, to)
+		d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, to, d.sumT[:0])
+		var all int64
+		for id := 1; id < len(d.sumT); id++ {
+			if int(fs.sectionOf[id]) == s {
+				all += d.sumT[id].ErrorRequests
+			}
+		}
+		if 2*n < all {
+			return fmt.Sprintf("a section incident on %s since %s is more than this error (%d of its %d erroring requests): infrastructure explains it as well as code",
+				fs.names[s], ts(from).Format("15:04"), n, all)
+		}
+	}
+	return ""
+}
+
+// firstWikiOf returns a wiki of fleet section s.
+func (d *Detector) firstWikiOf(s int) wikimap.ID {
+	for id := 1; id < len(d.fleet.sectionOf); id++ {
+		if int(d.fleet.sectionOf[id]) == s {
+			return wikimap.ID(id)
+		}
+	}
+	return 0
+}
+
+// infraFingerprint says whether an error looks like a database fault's by
+// its class, channel or message: a connection, lag, read-only, lock or
+// deadlock error. Database incidents are the commonest confounder of a
+// core-DB spillover, so blaming one of these on Pretrain takes the code
+// test at alpha. Cache and timeout errors are left to the section-incident
+// guard: a cache key written by Pretrain code is a real spillover path.
+func infraFingerprint(info *window.FingerprintInfo) bool {
+	for _, s := range []string{info.Class, info.Channel, info.Message} {
+		l := strings.ToLower(s)
+		for _, w := range infraWords {
+			if strings.Contains(l, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var infraWords = []string{
+	"dbconnection", "connection refused", "cannot access the database", "too many connections", "lost connection",
+	"dbreadonly", "read-only", "readonly", "dbreplication", "replica lag", "lagged", "lock wait", "deadlock",
 }
 
 func sharedName(c ingest.SharedClass, jobrunner bool) string {
@@ -328,8 +513,13 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 			set[id] = true
 		}
 	}
-	n := st.train
+	distinctAll := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+	n := min(st.train, distinctAll)
 	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
+	if st.train > 0 && n < st.train {
+		inSet = inSet * n / st.train // lines scaled to distinct requests
+	}
+	inSet = min(inSet, n)
 	sG := 1.0
 	if rAll > 0 {
 		sG = float64(rG) / float64(rAll)

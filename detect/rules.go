@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/montanaflynn/stats"
+	"gonum.org/v1/gonum/mathext"
 
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/wikimap"
@@ -30,9 +31,11 @@ type rateState struct {
 	spillTested  map[uint64]bool
 }
 
+// cohortCounts sums the cohort's erroring requests (distinct reqIds, not
+// log lines) and requests.
 func (d *Detector) cohortCounts(c []window.Counts, scope ingest.Scope) (errs, reqs int64) {
 	for _, id := range d.cohortIDs {
-		errs += c[id].Errors
+		errs += c[id].ErrorRequests
 		reqs += c[id].Requests
 	}
 	return errs, reqs
@@ -44,11 +47,40 @@ func (d *Detector) controlCounts(c []window.Counts) (errs, reqs int64) {
 		if d.topo.cohort.has(wikimap.ID(id)) {
 			continue
 		}
-		errs += c[id].Errors
+		errs += c[id].ErrorRequests
 		reqs += c[id].Requests
 	}
 	return errs, reqs
 }
+
+// scopeCounts sums the train-served wikis of the cohort's DB sections,
+// outside the cohort: the traffic that shares the cohort's data but runs
+// train code. It is the control of every code test of the cohort.
+func (d *Detector) scopeCounts(c []window.Counts) (errs, reqs int64) {
+	for id := 1; id < len(c); id++ {
+		if d.topo.cohort.has(wikimap.ID(id)) || !d.cohortSections[d.fleet.sectionOf[id]] {
+			continue
+		}
+		errs += c[id].ErrorRequests
+		reqs += c[id].Requests
+	}
+	return errs, reqs
+}
+
+// scopeName names the cohort's shared-data scope for evidence.
+func (d *Detector) scopeName() string {
+	var out []string
+	for s, ok := range d.cohortSections {
+		if ok {
+			out = append(out, d.fleet.names[s])
+		}
+	}
+	return "train-served wikis of " + strings.Join(out, ", ")
+}
+
+// keyCohort is the key of the cohort's pretrain-regression: the rate test
+// and the new-fingerprint test of one regression share one finding.
+const keyCohort = "cohort"
 
 func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
 	rs := &d.cohortRate
@@ -59,7 +91,7 @@ func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
 		d.resetCohortRate(dc.pretrain.At)
 	}
 	x, rc := d.cohortCounts(d.preB, ingest.ScopePretrain)
-	y, rk := d.controlCounts(d.trainB)
+	y, rk := d.scopeCounts(d.trainB)
 	rs.x, rs.y, rs.rc, rs.rk = rs.x+x, rs.y+y, rs.rc+rc, rs.rk+rk
 	if rs.insufficient != "" || b1-rs.anchor > int64(d.cfg.Attribution) {
 		return
@@ -77,44 +109,56 @@ func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
 	p0 := rs.rho0 * s / (rs.rho0*s + 1 - s)
 	if float64(x) > p0*float64(x+y) && x > 0 {
 		rs.excessLast = b1
-		d.touch(KindPretrainRegression, "rate", b1)
+		d.touch(KindPretrainRegression, keyCohort, b1)
 	}
 	e := rs.ep.E()
 	if e < math.Sqrt(1/d.cfg.Alpha) {
 		return
 	}
-	fire := e >= 1/d.cfg.Alpha && rs.buckets >= d.cfg.MinBuckets && !d.fleet.active
+	code := codeTest(d.scopeName(), rs.x, rs.rc, rs.y, rs.rk, d.cfg.Margin)
+	dep := dc.pretrain
+	var scope wikiSet
+	if d.scopeSet != nil {
+		scope = d.scopeSet
+	}
+	cands := d.candidates(dep, &code, scope, b1)
+	fire := e >= 1/d.cfg.Alpha && rs.buckets >= d.cfg.MinBuckets && !d.fleet.active && code.Verdict == VerdictPretrainWorse
 	note := ""
 	switch {
 	case d.fleet.active:
 		note = "a fleet-wide incident is under way: not blaming Pretrain while it lasts"
 	case !fire && rs.buckets < d.cfg.MinBuckets:
 		note = fmt.Sprintf("burst guard: errors in %d of the %d buckets needed", rs.buckets, d.cfg.MinBuckets)
-	case !fire:
+	case !fire && e < 1/d.cfg.Alpha:
 		note = fmt.Sprintf("insufficient evidence: e-value %.3g of the %.3g needed", e, 1/d.cfg.Alpha)
+	case !fire:
+		note = "undetermined: " + code.String()
+	}
+	if !fire && e >= 1/d.cfg.Alpha {
+		d.undetermined(KindPretrainRegression, keyCohort, b1, note, cands)
 	}
 	if fire && rs.excessLast != b1 {
 		return // fire on a bucket that shows the excess, so onset and evidence agree
 	}
-	dep := dc.pretrain
-	pv := RateRatioPValue(rs.x, rs.y, float64(rs.rc), float64(rs.rk), rs.rho0, false)
 	obs := ratio(float64(rs.x), float64(rs.rc), float64(rs.y), float64(rs.rk))
-	d.upsert(KindPretrainRegression, "rate", b1, fire, func(f *Finding) {
+	d.upsert(KindPretrainRegression, keyCohort, b1, fire, func(f *Finding) {
 		f.Wikis = d.cohortNames()
 		f.StartedAt = ts(dep.At)
 		f.Deploy = deployOf(dep)
 		f.Evidence = Evidence{
-			Test:         "sequential conditional binomial (mixture e-process), cohort vs train fleet, rho0 from the pre-deploy ratio",
+			Test: "sequential conditional binomial (mixture e-process) of erroring requests, Pretrain-served cohort vs " + d.scopeName() +
+				", rho0 from the pre-deploy ratio",
 			CohortErrors: rs.x, CohortRequests: rs.rc, ControlErrors: rs.y, ControlRequests: rs.rk,
 			BaselineErrors: rs.bx, BaselineRequest: rs.brc,
-			BaselineRatio: rs.rho0, RateRatio: obs, PValue: pv, EValue: e, Alpha: d.cfg.Alpha,
+			BaselineRatio: rs.rho0, RateRatio: obs, EValue: e, Alpha: d.cfg.Alpha,
 			Insufficient: !fire && note != "", Note: note,
+			Code: &code, Candidates: cands, Margin: winMargin(code, cands),
 		}
-		f.Summary = fmt.Sprintf("%s errors %s× the train fleet's rate since the Pretrain deploy at %s (%d errors in %d requests; null %.2g×, e-value %.3g).",
-			strings.Join(f.Wikis, ", "), fmtRatio(obs), ts(dep.At).Format("15:04"), rs.x, rs.rc, rs.rho0, e)
+		f.Summary = fmt.Sprintf("%s's Pretrain-served requests fail %s× as often as the %s since the Pretrain deploy at %s (%d erroring requests in %d; null %.2g×, e-value %.3g ≥ %.3g).",
+			strings.Join(f.Wikis, ", "), fmtRatio(obs), d.scopeName(), ts(dep.At).Format("15:04"), rs.x, rs.rc, rs.rho0, e, 1/d.cfg.Alpha)
 	})
 	if fire {
-		rs.ep.Reset() // METHODS.md: reset after an alarm
+		rs.ep.Reset() // a sequential test restarts after an alarm
 	}
 }
 
@@ -129,7 +173,7 @@ func (d *Detector) resetCohortRate(at int64) {
 	d.sumP = d.w.SumWikis(ingest.ScopePretrain, from, at, d.sumP[:0])
 	d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, at, d.sumT[:0])
 	rs.bx, rs.brc = d.cohortCounts(d.sumP, ingest.ScopePretrain)
-	rs.by, rs.brk = d.controlCounts(d.sumT)
+	rs.by, rs.brk = d.scopeCounts(d.sumT)
 	if rs.brc == 0 || rs.brk == 0 || rs.by == 0 {
 		rs.insufficient = "no cohort or control traffic before the deploy"
 		return
@@ -204,11 +248,11 @@ func (d *Detector) leakTest(b0, b1 int64) {
 		}
 		f.Evidence = Evidence{
 			Test:         "count of Pretrain-scope events for wikis outside the cohort",
-			CohortErrors: errs, CohortRequests: reqs, TopWikis: capTop(top, 10), Alpha: d.cfg.Alpha,
+			CohortErrors: errs, CohortRequests: reqs, TopWikis: capTop(top, 10),
 			Note: fmt.Sprintf("%d Pretrain-served events for %d wikis outside the cohort (%s) in the last %s",
 				total, len(top), strings.Join(d.cohortNames(), ", "), d.cfg.AnomalyWindow),
 		}
-		f.Summary = fmt.Sprintf("Pretrain (mw-pretrain) served or logged %d events for %d wikis outside its cohort, e.g. %s: Pretrain code is reaching wikis it must not serve.",
+		f.Summary = fmt.Sprintf("Pretrain (mw-pretrain, releases other than debug) served or logged %d events for %d wikis outside its cohort, e.g. %s: Pretrain code is reaching wikis it must not serve.",
 			total, len(top), strings.Join(firstN(f.Wikis, 3), ", "))
 	})
 }
@@ -243,27 +287,44 @@ func fmtRatio(r float64) string {
 	return strconv.FormatFloat(r, 'g', 3, 64)
 }
 
-// fleetState watches the train fleet's error rate per DB section. Several
-// sections jumping at once is a fleet-wide incident: nobody's deploy, and
-// never Pretrain's fault (METHODS.md section 4, "Fleet-wide failure").
+// fleetState watches the train fleet's erroring-request and 5xx rates per
+// DB section. One section well above its own baseline is a section
+// incident; several sections at once are a fleet-wide incident: nobody's
+// deploy, and never Pretrain's fault.
 //
-// The baseline of a section is robust: the median of its error rate over
-// the last hour of 30-s windows (montanaflynn/stats, once per window, off
-// the per-event path), so an earlier spike does not raise it. Sparse
-// sections have mostly empty windows, where the median and MAD are 0
-// (METHODS.md section 5); there the hour's ratio of sums is the floor.
+// The baseline of a section is robust: the median of its rate over the last
+// hour of calm 30-s windows (montanaflynn/stats, once per window, off the
+// per-event path), so an earlier spike does not raise it. Sparse sections
+// have mostly empty windows, where the median is 0; there the hour's ratio
+// of sums is the floor.
 type fleetState struct {
 	sectionOf []uint8 // wiki → section index
+	names     []string
 	nsec      int
-	hist      []fleetRing // per section: the last hour of 30-s windows
+	hist      []fleetRing // per section: the last hour of calm 30-s windows of erroring requests
+	hist5     []fleetRing // the same for 5xx
 	recentE   [][3]int64  // last three buckets per section
 	recentR   [][3]int64
-	pos       int
-	warm      int // buckets seen
-	active    bool
-	since     int64
-	calm      int64 // last bucket that looked like an incident
-	rates     []float64
+	recent5   [][3]int64
+	// The last two minutes per section: a small section's incident is a
+	// few errors a minute, too few for 30 s to tell from noise.
+	longE, longR, long5 [][longBuckets]int64
+	lpos                int
+	pos                 int
+	warm                int // buckets seen
+	active              bool
+	since               int64
+	calm                int64 // last bucket that looked like an incident
+	rates               []float64
+
+	secActive []bool
+	secSince  []int64
+	secCalm   []int64
+	secFactor []float64
+	sec5xx    []float64
+	secCode   []*CodeTest
+	secTotal  []int64 // erroring requests and 5xx since the incident began
+	e, r, e5  []int64 // scratch
 }
 
 // fleetRing holds a section's calm 30-s windows.
@@ -275,13 +336,15 @@ type fleetRing struct {
 
 const fleetWindows = 120 // one hour of 30-s windows
 
+const longBuckets = 12 // two minutes of 10-s buckets
+
 func (fr *fleetRing) add(e, r int64) {
 	fr.e[fr.next], fr.r[fr.next] = e, r
 	fr.next = (fr.next + 1) % fleetWindows
 	fr.n = min(fr.n+1, fleetWindows)
 }
 
-// baseline returns the section's usual error rate per request.
+// baseline returns the section's usual rate per request.
 func (fr *fleetRing) baseline(scratch []float64) (float64, []float64) {
 	var se, sr int64
 	scratch = scratch[:0]
@@ -303,70 +366,119 @@ func (fr *fleetRing) baseline(scratch []float64) (float64, []float64) {
 	return med, scratch
 }
 
+// elevated says whether re events in rr requests are at least 3× the
+// ring's baseline and significant as a Poisson excess; it returns the factor.
+func (fs *fleetState) elevated(h *fleetRing, re, rr int64) (bool, float64) {
+	if h.n < fleetWindows/2 || rr == 0 {
+		return false, 0
+	}
+	var rate float64
+	rate, fs.rates = h.baseline(fs.rates)
+	expected := rate * float64(rr)
+	if rate <= 0 {
+		return false, 0
+	}
+	f := float64(re) / expected
+	return float64(re) >= 3*expected && BinomialUpperTail(re, re+int64(math.Ceil(expected*1000)), 1.0/1001) <= 1e-6, f
+}
+
+func (d *Detector) initFleet() {
+	fs := &d.fleet
+	secs := map[string]uint8{}
+	fs.sectionOf = make([]uint8, d.wikis.Len()+1)
+	for _, w := range d.wikis.Wikis() {
+		if _, ok := secs[w.Section]; !ok {
+			fs.names = append(fs.names, w.Section)
+			secs[w.Section] = 0
+		}
+	}
+	sort.Strings(fs.names)
+	for i, n := range fs.names {
+		secs[n] = uint8(i)
+	}
+	for _, w := range d.wikis.Wikis() {
+		fs.sectionOf[w.ID] = secs[w.Section]
+	}
+	n := len(fs.names)
+	fs.nsec = n
+	fs.hist, fs.hist5 = make([]fleetRing, n), make([]fleetRing, n)
+	fs.recentE, fs.recentR, fs.recent5 = make([][3]int64, n), make([][3]int64, n), make([][3]int64, n)
+	fs.longE, fs.longR, fs.long5 = make([][longBuckets]int64, n), make([][longBuckets]int64, n), make([][longBuckets]int64, n)
+	fs.secActive, fs.secSince, fs.secCalm = make([]bool, n), make([]int64, n), make([]int64, n)
+	fs.secFactor, fs.sec5xx, fs.secCode = make([]float64, n), make([]float64, n), make([]*CodeTest, n)
+	fs.secTotal = make([]int64, n)
+	fs.e, fs.r, fs.e5 = make([]int64, n), make([]int64, n), make([]int64, n)
+	d.cohortSections = make([]bool, n)
+	for _, id := range d.cohortIDs {
+		d.cohortSections[fs.sectionOf[id]] = true
+	}
+}
+
 func (d *Detector) updateFleet(b0, b1 int64) {
 	fs := &d.fleet
-	if fs.sectionOf == nil {
-		secs := map[string]uint8{}
-		fs.sectionOf = make([]uint8, d.wikis.Len()+1)
-		names := make([]string, 0, 8)
-		for _, w := range d.wikis.Wikis() {
-			if _, ok := secs[w.Section]; !ok {
-				names = append(names, w.Section)
-				secs[w.Section] = 0
-			}
-		}
-		sort.Strings(names)
-		for i, n := range names {
-			secs[n] = uint8(i)
-		}
-		for _, w := range d.wikis.Wikis() {
-			fs.sectionOf[w.ID] = secs[w.Section]
-		}
-		fs.nsec = len(names)
-		fs.hist = make([]fleetRing, fs.nsec)
-		fs.recentE = make([][3]int64, fs.nsec)
-		fs.recentR = make([][3]int64, fs.nsec)
-	}
-	e := make([]int64, fs.nsec)
-	r := make([]int64, fs.nsec)
+	e, r, e5 := fs.e, fs.r, fs.e5
+	clear(e)
+	clear(r)
+	clear(e5)
 	for id := 1; id < len(d.trainB); id++ {
 		s := fs.sectionOf[id]
-		e[s] += d.trainB[id].Errors
+		e[s] += d.trainB[id].ErrorRequests
 		r[s] += d.trainB[id].Requests
+		e5[s] += d.trainB[id].Status5xx
 	}
 	fs.pos = (fs.pos + 1) % 3
 	elevated := 0
 	windowDone := fs.pos == 2
 	for s := 0; s < fs.nsec; s++ {
-		fs.recentE[s][fs.pos], fs.recentR[s][fs.pos] = e[s], r[s]
-		var re, rr int64
+		fs.recentE[s][fs.pos], fs.recentR[s][fs.pos], fs.recent5[s][fs.pos] = e[s], r[s], e5[s]
+		var re, rr, r5 int64
 		for i := 0; i < 3; i++ {
 			re += fs.recentE[s][i]
 			rr += fs.recentR[s][i]
+			r5 += fs.recent5[s][i]
 		}
-		h := &fs.hist[s]
-		if h.n >= fleetWindows/2 && rr > 0 {
-			var rate float64
-			rate, fs.rates = h.baseline(fs.rates)
-			expected := rate * float64(rr)
-			// Elevated: 3× the baseline and significant as a Poisson excess.
-			if rate > 0 && float64(re) >= 3*expected && BinomialUpperTail(re, re+int64(math.Ceil(expected*1000)), 1.0/1001) <= 1e-6 {
-				elevated++
-			}
+		upE, fE := fs.elevated(&fs.hist[s], re, rr)
+		up5, f5 := fs.elevated(&fs.hist5[s], r5, rr)
+		fs.longE[s][fs.lpos], fs.longR[s][fs.lpos], fs.long5[s][fs.lpos] = e[s], r[s], e5[s]
+		var le, lr, l5 int64
+		for i := 0; i < longBuckets; i++ {
+			le += fs.longE[s][i]
+			lr += fs.longR[s][i]
+			l5 += fs.long5[s][i]
 		}
-	}
-	// Only calm windows enter the baseline, so an incident never becomes
-	// its own baseline.
-	if windowDone && elevated == 0 && !fs.active {
-		for s := 0; s < fs.nsec; s++ {
-			var re, rr int64
-			for i := 0; i < 3; i++ {
-				re += fs.recentE[s][i]
-				rr += fs.recentR[s][i]
+		upLE, fLE := fs.elevated(&fs.hist[s], le, lr)
+		upL5, fL5 := fs.elevated(&fs.hist5[s], l5, lr)
+		upE, fE = upE || upLE, max(fE, fLE)
+		up5, f5 = up5 || upL5, max(f5, fL5)
+		if upE {
+			elevated++
+		}
+		switch {
+		case upE || up5:
+			if !fs.secActive[s] {
+				fs.secActive[s], fs.secSince[s] = true, b0
+				// The three buckets that raised it are its first.
+				fs.secTotal[s] = re + r5 - e[s] - e5[s]
 			}
+			fs.secCalm[s] = b1
+			fs.secFactor[s], fs.sec5xx[s] = max(fs.secFactor[s], fE), max(fs.sec5xx[s], f5)
+		case fs.secActive[s] && b1-fs.secCalm[s] > int64(5*time.Minute):
+			fs.secActive[s], fs.secFactor[s], fs.sec5xx[s], fs.secCode[s] = false, 0, 0, nil
+		}
+		if fs.secActive[s] {
+			fs.secTotal[s] += e[s] + e5[s]
+		}
+		if fs.secActive[s] && windowDone {
+			fs.secCode[s] = d.sectionCode(s, fs.secSince[s], b1)
+		}
+		// Only calm windows enter a section's baseline, so an incident
+		// never becomes its own baseline.
+		if windowDone && !fs.secActive[s] && !fs.active {
 			fs.hist[s].add(re, rr)
+			fs.hist5[s].add(r5, rr)
 		}
 	}
+	fs.lpos = (fs.lpos + 1) % longBuckets
 	fs.warm++
 	switch {
 	case elevated >= 3:
@@ -379,6 +491,11 @@ func (d *Detector) updateFleet(b0, b1 int64) {
 	}
 }
 
+// sectionActive says whether the section of wiki id is in an incident.
+func (d *Detector) sectionActive(id wikimap.ID) bool {
+	return d.fleet.secActive != nil && d.fleet.secActive[d.fleet.sectionOf[id]]
+}
+
 // wikiState is one wiki's anomaly detector.
 type wikiState struct {
 	s        [maxAlternatives]float64 // CUSUM of log-LR per alternative
@@ -389,9 +506,28 @@ type wikiState struct {
 	onset    int64
 	x, rw    int64 // since onset
 	y, ro    int64
+
+	// The access log's 5xx share, against the wiki's own baseline share.
+	s5       [maxAlternatives]float64
+	p5       float64 // null share
+	b5x, b5r float64 // EWMA baseline: 5xx, requests
+	buckets5 int
+	onset5   int64
+	x5, r5   int64 // since onset5
+
+	incSince int64 // the section incident incX counts since
+	incX     int64 // erroring requests and 5xx since then
 }
 
 const maxAlternatives = 4
+
+// status5xxRhos are the 5xx-share jumps the access-log test looks for: an
+// order of magnitude is the case it exists for.
+var status5xxRhos = [maxAlternatives]float64{3, 10, 30, 50}
+
+// min5xxShare floors the null 5xx share: below it a wiki's own baseline is
+// too precise to be true of tomorrow.
+const min5xxShare = 1e-4
 
 var anomalyRhos = [maxAlternatives]float64{2, 3, 5, 10}
 
@@ -413,7 +549,34 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 			continue
 		}
 		st := &d.wikiRate[id]
-		x, rw := d.trainB[id].Errors, d.trainB[id].Requests
+		x, rw := d.trainB[id].ErrorRequests, d.trainB[id].Requests
+		if d.fleet.active {
+			// A fleet-wide incident explains every wiki's excursion: none
+			// may accumulate into an anomaly that fires once it ends.
+			st.s, st.s5 = [maxAlternatives]float64{}, [maxAlternatives]float64{}
+			st.buckets, st.onset, st.buckets5, st.onset5 = 0, 0, 0, 0
+			st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
+			continue
+		}
+		if d.sectionActive(wid) {
+			// A section incident explains its wikis' excursions unless this
+			// wiki makes most of it (one wiki can raise a small section).
+			sec := d.fleet.sectionOf[id]
+			if st.incSince != d.fleet.secSince[sec] {
+				st.incSince, st.incX = d.fleet.secSince[sec], 0
+			}
+			st.incX += d.trainB[id].ErrorRequests + d.trainB[id].Status5xx
+			if 2*st.incX < d.fleet.secTotal[sec] {
+				st.s, st.s5 = [maxAlternatives]float64{}, [maxAlternatives]float64{}
+				st.buckets, st.onset, st.buckets5, st.onset5 = 0, 0, 0, 0
+				st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
+				continue
+			}
+		}
+		// The access-log test is held to at most one false alarm a week
+		// over all wikis (not alpha): it blames nobody, and 5xx shares
+		// jump by orders of magnitude when they matter.
+		d.status5xxTest(wid, st, testing, a, h-math.Log(1/d.cfg.Alpha), b0, b1, dc)
 		yo, rro := y-x, ro-rw
 		if testing && st.bx > 0 && rw > 0 && rro > 0 && (x > 0 || st.buckets > 0) {
 			// The baseline moves slowly: its confidence bound (a few µs
@@ -452,16 +615,126 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 			}
 		}
 		// Baseline learns only from buckets that are not part of an excursion.
+		// The EWMAs start at 0, so their ratio is unbiased from the first
+		// bucket and sum/a is the weighted count the bound needs.
 		if st.onset == 0 {
-			if st.bx == 0 && st.brw == 0 {
-				st.bx, st.by, st.brw, st.bro = float64(x), float64(yo), float64(rw), float64(rro)
+			st.bx += a * (float64(x) - st.bx)
+			st.by += a * (float64(yo) - st.by)
+			st.brw += a * (float64(rw) - st.brw)
+			st.bro += a * (float64(rro) - st.bro)
+		}
+	}
+}
+
+// status5xxTest is the access-log half of wiki-anomaly: a CUSUM of the
+// wiki's 5xx responses against its own baseline share (the 99% upper bound
+// over the counts the EWMA weighs, never below margin × the point estimate
+// nor min5xxShare), for 3× to 50× jumps; 5xx responses are distinct
+// requests by construction. The threshold is the error test's.
+func (d *Detector) status5xxTest(wid wikimap.ID, st *wikiState, testing bool, a, h float64, b0, b1 int64, dc deployContext) {
+	x5, rw := d.trainB[wid].Status5xx, d.trainB[wid].Requests
+	if testing && st.b5r > 0 && rw > 0 && (x5 > 0 || st.buckets5 > 0) {
+		if st.p5 == 0 || (x5 > 0 && (b0/d.bw+int64(wid))%6 == 0) {
+			n := st.b5r / a
+			k := math.Round(st.b5x / a)
+			hi := 1.0
+			if n > k {
+				hi = mathext.InvRegIncBeta(k+1, n-k, 0.99)
+			}
+			st.p5 = math.Max(math.Max(hi, d.cfg.Margin*k/n), min5xxShare)
+		}
+		p0 := st.p5
+		if p0 < 0.5 {
+			top := 0.0
+			for j, r := range status5xxRhos {
+				q := math.Min(0.9, p0*r)
+				inc := float64(x5)*math.Log(q/p0) + float64(rw-x5)*math.Log((1-q)/(1-p0))
+				st.s5[j] = math.Max(0, st.s5[j]+inc)
+				top = math.Max(top, st.s5[j])
+			}
+			if top == 0 || (st.onset5 != 0 && b0-st.onset5 > int64(time.Hour)) {
+				// An excursion that has not fired in an hour is a baseline
+				// gone stale (it learns only outside excursions), not a jump:
+				// start over and let the baseline catch up.
+				if top != 0 {
+					st.s5 = [maxAlternatives]float64{}
+				}
+				st.buckets5, st.onset5, st.x5, st.r5 = 0, 0, 0, 0
 			} else {
-				st.bx += a * (float64(x) - st.bx)
-				st.by += a * (float64(yo) - st.by)
-				st.brw += a * (float64(rw) - st.brw)
-				st.bro += a * (float64(rro) - st.bro)
+				if st.onset5 == 0 {
+					st.onset5 = b0
+				}
+				if float64(x5) > p0*float64(rw) {
+					st.buckets5++
+					d.touch(KindWikiAnomaly, "wiki:"+d.wikiName(wid), b1)
+				}
+				st.x5, st.r5 = st.x5+x5, st.r5+rw
+				if top >= h && st.buckets5 >= d.cfg.MinBuckets && st.x5 >= int64(d.cfg.MinDistinct) {
+					d.fire5xx(wid, st, top, h, b1, dc)
+				}
 			}
 		}
+	}
+	if st.onset5 == 0 && !d.fleet.active && !d.sectionActive(wid) {
+		st.b5x += a * (float64(x5) - st.b5x)
+		st.b5r += a * (float64(rw) - st.b5r)
+	}
+}
+
+// anomalyExplained says why a wiki's excursion since onset is not an
+// anomaly of its own, "" when nothing explains it: a train deploy of its
+// group within the attribution window (train-regression's business), a
+// fleet-wide incident, or a section incident the wiki is only part of.
+func (d *Detector) anomalyExplained(wid wikimap.ID, onset, b1 int64, x int64) string {
+	w := d.wikis.Wiki(wid)
+	for _, dep := range d.deploys {
+		if dep.Scope == ingest.ScopeTrain && !dep.Initial && dep.Group == w.Group && dep.At <= b1 && onset-dep.At <= int64(d.cfg.Attribution) {
+			return "train deploy"
+		}
+	}
+	if d.fleet.active {
+		return "fleet incident"
+	}
+	if d.sectionActive(wid) {
+		// The wiki is the section incident only if it makes most of it.
+		sum := d.trainSince(onset, b1)
+		var sec int64
+		for id := 1; id < len(sum); id++ {
+			if d.fleet.sectionOf[id] == d.fleet.sectionOf[wid] {
+				sec += sum[id].ErrorRequests + sum[id].Status5xx
+			}
+		}
+		if 2*x < sec {
+			return "section incident"
+		}
+	}
+	return ""
+}
+
+func (d *Detector) fire5xx(wid wikimap.ID, st *wikiState, stat, h float64, b1 int64, dc deployContext) {
+	w := d.wikis.Wiki(wid)
+	if d.anomalyExplained(wid, st.onset5, b1, st.x5) != "" {
+		return
+	}
+	share := float64(st.x5) / float64(max(st.r5, 1))
+	usual := st.b5x / math.Max(st.b5r, 1)
+	d.upsert(KindWikiAnomaly, "wiki:"+w.DBName, b1, true, func(f *Finding) {
+		f.Wikis = []string{w.DBName}
+		if f.StartedAt.IsZero() {
+			f.StartedAt = ts(st.onset5)
+		}
+		f.Evidence = Evidence{
+			Test:         "CUSUM of the wiki's 5xx responses (access log) against its own baseline share",
+			CohortErrors: st.x5, CohortRequests: st.r5,
+			BaselineRatio: st.p5, RateRatio: share / math.Max(st.p5, 1e-12), EValue: math.Exp(stat), Alpha: d.cfg.Alpha,
+			Note: fmt.Sprintf("5xx share %.3g%% against a usual %.3g%% (tested against %.3g%%); log-likelihood %.1f over the threshold %.1f (≤ alpha false alarms a week over all wikis); no deploy of %s explains it",
+				100*share, 100*usual, 100*st.p5, stat, h, w.Group),
+		}
+		f.Summary = fmt.Sprintf("%s answers %.2g%% of its requests with a 5xx since %s (usually %.2g%%; %d of %d requests), with no deploy to explain it (log-likelihood %.1f ≥ %.1f).",
+			w.DBName, 100*share, ts(st.onset5).Format("15:04"), 100*usual, st.x5, st.r5, stat, h)
+	})
+	for j := range st.s5 {
+		st.s5[j] = 0
 	}
 }
 
@@ -486,17 +759,13 @@ func (d *Detector) explainedErrors(wid wikimap.ID, from, to int64) int64 {
 
 func (d *Detector) fireAnomaly(wid wikimap.ID, st *wikiState, stat, h float64, b1 int64, dc deployContext) {
 	w := d.wikis.Wiki(wid)
-	if dep, ok := dc.train[w.Group]; ok && st.onset-dep.At <= int64(d.cfg.Attribution) && st.onset >= dep.At {
-		return // a train deploy of its group explains it: train-regression's business
-	}
-	if d.fleet.active {
+	if d.anomalyExplained(wid, st.onset, b1, st.x) != "" {
 		return
 	}
 	if 2*d.explainedErrors(wid, st.onset, b1) >= st.x {
 		return // a firing finding's fingerprints on this wiki: that finding, seen on one wiki
 	}
 	obs := ratio(float64(st.x), float64(st.rw), float64(st.y), float64(st.ro))
-	pv := RateRatioPValue(st.x, st.y, float64(st.rw), float64(st.ro), st.rho0, false)
 	d.upsert(KindWikiAnomaly, "wiki:"+w.DBName, b1, true, func(f *Finding) {
 		f.Wikis = []string{w.DBName}
 		if f.StartedAt.IsZero() {
@@ -505,7 +774,7 @@ func (d *Detector) fireAnomaly(wid wikimap.ID, st *wikiState, stat, h float64, b
 		f.Evidence = Evidence{
 			Test:         "CUSUM e-detector of the wiki's errors against all other wikis, rho0 from its own baseline",
 			CohortErrors: st.x, CohortRequests: st.rw, ControlErrors: st.y, ControlRequests: st.ro,
-			BaselineRatio: st.rho0, RateRatio: obs, PValue: pv, EValue: math.Exp(stat), Alpha: d.cfg.Alpha,
+			BaselineRatio: st.rho0, RateRatio: obs, EValue: math.Exp(stat), Alpha: d.cfg.Alpha,
 			Note: fmt.Sprintf("log-likelihood %.1f over the threshold %.1f (≤ alpha false alarms a week over all wikis); no deploy of %s explains it", stat, h, w.Group),
 		}
 		usual := ratio(st.bx, st.brw, st.by, st.bro)
@@ -513,8 +782,8 @@ func (d *Detector) fireAnomaly(wid wikimap.ID, st *wikiState, stat, h float64, b
 		if usual > 0 {
 			rel = obs / usual
 		}
-		f.Summary = fmt.Sprintf("%s errors at %s× its usual rate relative to the other wikis since %s (%d errors in %d requests), with no deploy to explain it.",
-			w.DBName, fmtRatio(rel), ts(st.onset).Format("15:04"), st.x, st.rw)
+		f.Summary = fmt.Sprintf("%s errors at %s× its usual rate relative to the other wikis since %s (%d erroring requests in %d), with no deploy to explain it (log-likelihood %.1f ≥ %.1f).",
+			w.DBName, fmtRatio(rel), ts(st.onset).Format("15:04"), st.x, st.rw, stat, h)
 	})
 	for j := range st.s {
 		st.s[j] = 0 // reset after the alarm; the finding lives on through touch()

@@ -10,7 +10,7 @@ import (
 
 // Deployments (Kubernetes namespace = deployment) and releases. The train
 // fleet serves every wiki but testwiki; mw-pretrain serves testwiki
-// (DOMAIN.md section 1; deployment-charts helmfile.d/services/mw-pretrain).
+// (operations-deployment-charts helmfile.d/services/mw-pretrain).
 const (
 	depWeb = iota
 	depAPIExt
@@ -20,6 +20,7 @@ const (
 	depPretrainMain
 	depPretrainCanary
 	depPretrainJobrunner
+	depPretrainDebug // the debug release: any wiki, for developers sending the debug header
 	numDeps
 )
 
@@ -53,6 +54,7 @@ func newDeployments() [numDeps]deployment {
 		depPretrainMain:      {namespace: "mw-pretrain", release: "main", servergroup: "kube-mw-pretrain", pretrain: true, podsPerDC: 2},
 		depPretrainCanary:    {namespace: "mw-pretrain", release: "canary", servergroup: "kube-mw-pretrain-canary", pretrain: true, podsPerDC: 1},
 		depPretrainJobrunner: {namespace: "mw-pretrain", release: "jobrunner", servergroup: "kube-mw-pretrain-jobrunner", vhost: "mw-pretrain-jobrunner.discovery.wmnet", pretrain: true, podsPerDC: 1},
+		depPretrainDebug:     {namespace: "mw-pretrain", release: "debug", servergroup: "kube-mw-pretrain-debug", pretrain: true, podsPerDC: 1},
 	}
 }
 

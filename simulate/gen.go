@@ -92,6 +92,12 @@ func newGenerator(p *plan, sink Sink, clk clock) *generator {
 	g.testwiki = &g.wikis[p.testwiki]
 	g.twShare = cfg.TestwikiRate / (cfg.Rate + cfg.TestwikiRate)
 	for i := range g.deps {
+		if i == depPretrainDebug {
+			// Its own stream: adding the release left every other
+			// scenario's pods as they were.
+			g.deps[i].rollout(rand.New(rand.NewPCG(uint64(cfg.Seed), debugStream)), cfg.DCs)
+			continue
+		}
 		g.deps[i].rollout(g.podRNG, cfg.DCs)
 	}
 
@@ -205,6 +211,7 @@ type request struct {
 	dep      int
 	pod      *pod
 	reqID    []byte
+	debug    bool // served by mw-pretrain's debug release (the debug header)
 	path     []byte
 	query    []byte
 	title    string
@@ -232,9 +239,13 @@ func (g *generator) request(ctx context.Context, t int64) error {
 	} else {
 		r.w, r.pretrain = &g.wikis[g.p.model.train.draw(rng)], false
 	}
+	r.debug = false
 	for _, inc := range g.p.incidents {
 		if inc.reroute && t >= inc.onset && t < inc.end && inc.wikis[r.w.id] {
 			r.pretrain = true
+		}
+		if inc.debug && t >= inc.onset && t < inc.end && inc.wikis[r.w.id] && !r.pretrain && rng.Float64() < inc.debugShare {
+			r.pretrain, r.debug = true, true
 		}
 	}
 	k := &g.kinds[g.kindTab.draw(rng)]
@@ -244,7 +255,9 @@ func (g *generator) request(ctx context.Context, t int64) error {
 		r.method = "POST"
 	}
 	r.dc = rng.IntN(len(g.cfg.DCs))
-	if r.pretrain {
+	if r.debug {
+		r.dep, r.pod = depPretrainDebug, &g.deps[depPretrainDebug].pods[r.dc][0]
+	} else if r.pretrain {
 		// canary has 1 replica, routed via main's 2: a third of the traffic.
 		if i := rng.IntN(3); i < 2 {
 			r.dep, r.pod = depPretrainMain, &g.deps[depPretrainMain].pods[r.dc][i]
@@ -267,11 +280,23 @@ func (g *generator) request(ctx context.Context, t int64) error {
 			g.errs = append(g.errs, errEmit{def: g.bgDefs[g.bgTab.draw(rng)]})
 		}
 		for _, inc := range g.p.incidents {
-			if t < inc.onset || t >= inc.end || !inc.wikis[r.w.id] || !inc.scope.matches(r.pretrain) {
+			if t < inc.onset || t >= inc.end || !inc.wikis[r.w.id] || !inc.scope.matches(r.pretrain) || inc.debug != r.debug {
+				continue
+			}
+			if (inc.maxHits > 0 && inc.hits >= inc.maxHits) || (t >= inc.pauseFrom && t < inc.pauseTo) {
 				continue
 			}
 			if rng.Float64() < inc.p {
-				g.errs = append(g.errs, errEmit{def: inc.def, inc: inc})
+				inc.hits++
+				if inc.status != 0 {
+					forced = inc.status
+				}
+				if inc.def == nil {
+					continue
+				}
+				for range max(1, inc.repeat) {
+					g.errs = append(g.errs, errEmit{def: inc.def, inc: inc})
+				}
 			}
 		}
 		for _, e := range g.errs {

@@ -30,6 +30,17 @@ type plannedIncident struct {
 	onset, end   int64 // Unix ns
 	reroute      bool  // pretrain-leak: the wikis' requests are served by mw-pretrain
 	onTrainJobrs bool  // the error is logged by a TRAIN jobrunner whatever the request's scope
+	// debug: a debugShare of the wikis' requests are sent to mw-pretrain's
+	// debug release (the debug header); def, if any, is logged on those
+	// requests with probability p.
+	debug      bool
+	debugShare float64
+	repeat     int // def logged this many times per hit (a loop in one request)
+	maxHits    int // at most this many requests hit; 0 = no limit
+	hits       int
+	status     int // forced response status of a hit request; def may be nil
+	// pauseFrom, pauseTo: a quiet spell within the incident (Unix ns; 0 = none).
+	pauseFrom, pauseTo int64
 }
 
 type plannedDeploy struct {
@@ -80,6 +91,10 @@ func findScenario(name string) (scenarioDef, bool) {
 }
 
 func scenarioDefs() []scenarioDef {
+	return append(baseScenarios(), attributionScenarios()...)
+}
+
+func baseScenarios() []scenarioDef {
 	return []scenarioDef{
 		{
 			info: ScenarioInfo{Name: "quiet", DefaultDuration: 3 * time.Hour,
@@ -281,6 +296,12 @@ type incidentSpec struct {
 	deploy       *Deploy
 	reroute      bool
 	onTrainJobrs bool
+	debug        bool
+	debugShare   float64
+	repeat       int
+	maxHits      int
+	status       int
+	pause        [2]time.Time // a quiet spell within [onset, end): one incident that pauses
 }
 
 // builder is what a scenario's build function uses.
@@ -377,6 +398,8 @@ func (b *builder) incident(s incidentSpec) {
 	f := meanDailyFactor(s.onset, end)
 	var reqPerMin float64
 	switch {
+	case s.debug: // a share of the wikis' train traffic, sent to the debug release
+		reqPerMin = cfg.Rate * 60 * f * b.p.model.share(set)
 	case s.scope == matchPretrain && !s.reroute:
 		if set[b.p.testwiki] {
 			reqPerMin = cfg.TestwikiRate * 60 * f
@@ -394,10 +417,14 @@ func (b *builder) incident(s incidentSpec) {
 		}
 		p = min(pMax, s.perMinute/reqPerMin)
 	}
-	inc := Incident{
-		Kind: s.kind, Wikis: names, Onset: s.onset, End: end,
-		NormalizedMessage: s.def.normalized, ExceptionClass: s.def.class, Channel: s.def.channel, File: s.def.file,
-		ErrorsPerMinute: p * reqPerMin,
+	inc := Incident{Kind: s.kind, Wikis: names, Onset: s.onset, End: end, ErrorsPerMinute: p * reqPerMin * float64(max(1, s.repeat))}
+	if s.def != nil {
+		inc.NormalizedMessage, inc.ExceptionClass, inc.Channel, inc.File = s.def.normalized, s.def.class, s.def.channel, s.def.file
+	} else {
+		inc.ErrorsPerMinute = 0
+	}
+	if s.debug {
+		inc.ErrorsPerMinute *= s.debugShare
 	}
 	if s.deploy != nil {
 		d := *s.deploy
@@ -407,7 +434,16 @@ func (b *builder) incident(s incidentSpec) {
 	b.p.incidents = append(b.p.incidents, &plannedIncident{
 		def: s.def, wikis: set, scope: s.scope, p: p,
 		onset: s.onset.UnixNano(), end: end.UnixNano(), reroute: s.reroute, onTrainJobrs: s.onTrainJobrs,
+		debug: s.debug, debugShare: s.debugShare, repeat: s.repeat, maxHits: s.maxHits, status: s.status,
+		pauseFrom: unixOrZero(s.pause[0]), pauseTo: unixOrZero(s.pause[1]),
 	})
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func boolRate(ok bool, r float64) float64 {
@@ -423,6 +459,7 @@ const (
 	planStream    = 0x706c616e // "plan"
 	trafficStream = 0x74726166 // "traf"
 	podStream     = 0x706f6473 // "pods"
+	debugStream   = 0x64656267 // "debg"
 )
 
 func newPlan(cfg Config, wikis *wikimap.Map) (*plan, error) {

@@ -27,13 +27,15 @@ const (
 	tagAll  byte = 2
 	keyLen       = 1 + 8 + 8 + 2 + 1
 
-	recentReqs = 4 // reqId hashes remembered per all-wiki key
-	allValLen  = 4 + 4 + 4*recentReqs + 1
-	maxPending = 1 << 14 // keys per pending map before it is written out early
+	tagSect     byte = 3
+	allValLen        = 4 + 4
+	maxPending       = 1 << 14 // keys per pending map before it is written out early
+	maxSections      = 64      // DB sections with their own count keys; more share the last
+
 )
 
-// fpKey names one count. sub is the wiki ID for per-wiki keys and the shard
-// index for all-wiki keys.
+// fpKey names one count. sub is the wiki ID for per-wiki keys, the shard
+// index for all-wiki keys, and section×maxShards+shard for per-section keys.
 type fpKey struct {
 	fp     uint64
 	bucket int64
@@ -41,36 +43,16 @@ type fpKey struct {
 	scope  ingest.Scope
 }
 
-// allVal is an all-wiki count with its distinct-request estimate.
+// allVal is an all-wiki count with its distinct-request count: an
+// occurrence is distinct when the shard's reqSet has not seen its
+// (fingerprint, scope, request) before, in any bucket.
 type allVal struct {
 	count, distinct uint32
-	recent          [recentReqs]uint32 // last distinct reqId hashes, 0 = none
-	pos             uint8              // next slot of recent to overwrite
-}
-
-// add counts one occurrence with reqId hash req (0 when it had none). An
-// occurrence is distinct unless its request is among the last few recorded.
-func (v *allVal) add(req uint32) {
-	v.count++
-	if req != 0 {
-		for _, r := range v.recent {
-			if r == req {
-				return
-			}
-		}
-		v.recent[v.pos] = req
-		v.pos = (v.pos + 1) % recentReqs
-	}
-	v.distinct++
 }
 
 func (v *allVal) encode(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, v.count)
-	dst = binary.BigEndian.AppendUint32(dst, v.distinct)
-	for _, r := range v.recent {
-		dst = binary.BigEndian.AppendUint32(dst, r)
-	}
-	return append(dst, v.pos)
+	return binary.BigEndian.AppendUint32(dst, v.distinct)
 }
 
 func decodeAll(b []byte) allVal {
@@ -80,10 +62,6 @@ func decodeAll(b []byte) allVal {
 	}
 	v.count = binary.BigEndian.Uint32(b)
 	v.distinct = binary.BigEndian.Uint32(b[4:])
-	for i := range v.recent {
-		v.recent[i] = binary.BigEndian.Uint32(b[8+4*i:])
-	}
-	v.pos = b[allValLen-1] % recentReqs
 	return v
 }
 
@@ -108,6 +86,7 @@ type fpCounts struct {
 	shardIdx uint16
 
 	pendWiki    map[fpKey]int32 // index into wikiVals
+	pendSect    map[fpKey]int32 // index into wikiVals
 	pendAll     map[fpKey]int32 // index into allVals
 	wikiVals    []uint32
 	allVals     []allVal
@@ -125,27 +104,42 @@ func (f *fpCounts) init(s *Store, index int) {
 	f.width, f.lateness = s.width, s.lateness
 	f.shardIdx = uint16(index)
 	f.pendWiki = make(map[fpKey]int32)
+	f.pendSect = make(map[fpKey]int32)
 	f.pendAll = make(map[fpKey]int32)
 	f.pendMin = math.MaxInt64
 	f.flushBefore = math.MinInt64
 	f.vbuf = make([]byte, 0, 64)
 }
 
-// countFingerprint counts an accepted error event in bucket bk. Owner only.
-func (f *fpCounts) countFingerprint(ev *ingest.Event, req uint32, bk int64) {
+// countFingerprint counts an accepted error event in bucket bk; distinct
+// says its (fingerprint, scope, request) was not counted before. Owner only.
+func (f *fpCounts) countFingerprint(ev *ingest.Event, distinct bool, sect uint8, bk int64) {
 	kw := fpKey{fp: ev.Fingerprint, bucket: bk, sub: uint16(ev.Wiki), scope: ev.Scope}
 	ka := fpKey{fp: ev.Fingerprint, bucket: bk, sub: f.shardIdx, scope: ev.Scope}
+	ks := fpKey{fp: ev.Fingerprint, bucket: bk, sub: uint16(sect)*maxShards + f.shardIdx, scope: ev.Scope}
+	var d uint32
+	if distinct {
+		d = 1
+	}
 	if bk < f.flushBefore {
-		f.storeWiki(kw, f.loadWiki(kw)+1)
+		f.storeWiki(tagWiki, kw, f.loadWiki(tagWiki, kw)+1)
+		f.storeWiki(tagSect, ks, f.loadWiki(tagSect, ks)+1)
 		v := f.loadAll(ka)
-		v.add(req)
+		v.count++
+		v.distinct += d
 		f.storeAll(ka, v)
 		return
 	}
 	i, ok := f.pendWiki[kw]
 	if !ok {
-		i = f.newWiki(f.loadWiki(kw))
+		i = f.newWiki(f.loadWiki(tagWiki, kw))
 		f.pendWiki[kw] = i
+	}
+	f.wikiVals[i]++
+	i, ok = f.pendSect[ks]
+	if !ok {
+		i = f.newWiki(f.loadWiki(tagSect, ks))
+		f.pendSect[ks] = i
 	}
 	f.wikiVals[i]++
 	j, ok := f.pendAll[ka]
@@ -153,9 +147,10 @@ func (f *fpCounts) countFingerprint(ev *ingest.Event, req uint32, bk int64) {
 		j = f.newAll(f.loadAll(ka))
 		f.pendAll[ka] = j
 	}
-	f.allVals[j].add(req)
+	f.allVals[j].count++
+	f.allVals[j].distinct += d
 	f.pendMin = min(f.pendMin, bk)
-	if len(f.pendWiki) >= maxPending || len(f.pendAll) >= maxPending {
+	if len(f.pendWiki) >= maxPending || len(f.pendAll) >= maxPending || len(f.pendSect) >= maxPending {
 		f.flushPending(math.MaxInt64)
 	}
 }
@@ -198,13 +193,18 @@ func (f *fpCounts) closeBuckets(newest int64) {
 // flushPending writes the pending keys of buckets below before to fastcache.
 func (f *fpCounts) flushPending(before int64) {
 	lowest := int64(math.MaxInt64)
-	for k, i := range f.pendWiki {
-		if k.bucket < before {
-			f.storeWiki(k, f.wikiVals[i])
-			delete(f.pendWiki, k)
-			f.freeWiki = append(f.freeWiki, i)
-		} else {
-			lowest = min(lowest, k.bucket)
+	for _, pm := range [...]struct {
+		tag byte
+		m   map[fpKey]int32
+	}{{tagWiki, f.pendWiki}, {tagSect, f.pendSect}} {
+		for k, i := range pm.m {
+			if k.bucket < before {
+				f.storeWiki(pm.tag, k, f.wikiVals[i])
+				delete(pm.m, k)
+				f.freeWiki = append(f.freeWiki, i)
+			} else {
+				lowest = min(lowest, k.bucket)
+			}
 		}
 	}
 	for k, j := range f.pendAll {
@@ -220,27 +220,28 @@ func (f *fpCounts) flushPending(before int64) {
 }
 
 // pendingKeys is the number of keys buffered.
-func (f *fpCounts) pendingKeys() int { return len(f.pendWiki) + len(f.pendAll) }
+func (f *fpCounts) pendingKeys() int { return len(f.pendWiki) + len(f.pendAll) + len(f.pendSect) }
 
 // dropPending forgets every buffered count.
 func (f *fpCounts) dropPending() {
 	clear(f.pendWiki)
 	clear(f.pendAll)
+	clear(f.pendSect)
 	f.wikiVals, f.allVals, f.freeWiki, f.freeAll = nil, nil, nil, nil
 	f.pendMin = math.MaxInt64
 }
 
-func (f *fpCounts) loadWiki(k fpKey) uint32 {
-	f.vbuf = f.cache.Get(f.vbuf[:0], encodeKey(&f.kbuf, tagWiki, k))
+func (f *fpCounts) loadWiki(tag byte, k fpKey) uint32 {
+	f.vbuf = f.cache.Get(f.vbuf[:0], encodeKey(&f.kbuf, tag, k))
 	if len(f.vbuf) != 4 {
 		return 0
 	}
 	return binary.BigEndian.Uint32(f.vbuf)
 }
 
-func (f *fpCounts) storeWiki(k fpKey, n uint32) {
+func (f *fpCounts) storeWiki(tag byte, k fpKey, n uint32) {
 	f.vbuf = binary.BigEndian.AppendUint32(f.vbuf[:0], n)
-	f.cache.Set(encodeKey(&f.kbuf, tagWiki, k), f.vbuf)
+	f.cache.Set(encodeKey(&f.kbuf, tag, k), f.vbuf)
 }
 
 func (f *fpCounts) loadAll(k fpKey) allVal {
@@ -255,13 +256,18 @@ func (f *fpCounts) storeAll(k fpKey, v allVal) {
 
 // wikiCount reads a per-wiki count. Readers hold the shard's lock shared, so
 // they use their own buffers.
-func (f *fpCounts) wikiCount(k fpKey) uint32 {
-	if i, ok := f.pendWiki[k]; ok {
+func (f *fpCounts) wikiCount(k fpKey) uint32 { return f.count32(tagWiki, f.pendWiki, k) }
+
+// sectCount reads a per-section count of one shard.
+func (f *fpCounts) sectCount(k fpKey) uint32 { return f.count32(tagSect, f.pendSect, k) }
+
+func (f *fpCounts) count32(tag byte, pend map[fpKey]int32, k fpKey) uint32 {
+	if i, ok := pend[k]; ok {
 		return f.wikiVals[i]
 	}
 	var kb [keyLen]byte
 	var vb [8]byte
-	v := f.cache.Get(vb[:0], encodeKey(&kb, tagWiki, k))
+	v := f.cache.Get(vb[:0], encodeKey(&kb, tag, k))
 	if len(v) != 4 {
 		return 0
 	}

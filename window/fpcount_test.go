@@ -87,7 +87,7 @@ func TestFingerprintDistinct(t *testing.T) {
 		{name: "two requests interleaved", reqs: []string{"a", "b", "a", "b", "a", "b"}, distinct: 2},
 		{name: "all distinct", reqs: []string{"a", "b", "c", "d", "e", "f", "g"}, distinct: 7},
 		{name: "no reqId counts each", reqs: []string{"", "", ""}, distinct: 3},
-		{name: "recent window is four requests", reqs: []string{"a", "b", "c", "d", "e", "a"}, distinct: 6},
+		{name: "a request counts once however many others came between", reqs: []string{"a", "b", "c", "d", "e", "a"}, distinct: 5},
 		{name: "repeat across a bucket close", reqs: []string{"a", "a", "a", "a"}, distinct: 1, closeMidway: true},
 		{name: "new across a bucket close", reqs: []string{"a", "b", "c", "d"}, distinct: 4, closeMidway: true},
 	} {
@@ -132,4 +132,87 @@ func TestPendingOverflow(t *testing.T) {
 		require.Equal(t, want, f.s.FingerprintCount(uint64(1000+i), wikimap.ID(1+i%8), ingest.ScopeTrain, t0, t0+10*sec), "fp %d", i)
 		require.Equal(t, want, f.s.FingerprintTotal(uint64(1000+i), ingest.ScopeTrain, t0, t0+10*sec), "fp %d", i)
 	}
+}
+
+// TestDistinctAcrossBuckets: a request whose lines fall in several buckets
+// counts once, in the bucket of its first line, both among its wiki's
+// erroring requests and among the fingerprint's distinct requests; one
+// request logging one error 30 times is one erroring request.
+func TestDistinctAcrossBuckets(t *testing.T) {
+	f := newFixture(t, Config{Bucket: 10 * time.Second, Length: 10 * time.Minute, Lateness: 20 * time.Second, Shards: 2}, 8)
+	const fp, fp2 = 42, 43
+	for i := range 30 { // one looping request, over three buckets
+		ev := errEv(t0+int64(i)*sec, 2, ingest.ScopePretrain, fp)
+		f.w.Add(&ev, detail("m", "loop"))
+	}
+	ev := errEv(t0+35*sec, 2, ingest.ScopePretrain, fp2) // the same request, another error
+	f.w.Add(&ev, detail("m2", "loop"))
+	for i, r := range []string{"x", "y", "x"} {
+		ev := errEv(t0+int64(i)*15*sec, 2, ingest.ScopeTrain, fp)
+		f.w.Add(&ev, detail("m", r))
+	}
+	f.sync()
+	pre := f.s.Sum(2, ingest.ScopePretrain, t0, t0+time.Minute.Nanoseconds())
+	require.Equal(t, int64(31), pre.Errors)
+	require.Equal(t, int64(1), pre.ErrorRequests, "one request, 31 lines in 4 buckets")
+	require.Equal(t, int64(1), f.s.Sum(2, ingest.ScopePretrain, t0, t0+10*sec).ErrorRequests, "counted in its first bucket")
+	require.Equal(t, int64(1), f.s.FingerprintDistinct(fp, ingest.ScopePretrain, t0, t0+time.Minute.Nanoseconds()))
+	require.Equal(t, int64(1), f.s.FingerprintDistinct(fp2, ingest.ScopePretrain, t0, t0+time.Minute.Nanoseconds()), "another fingerprint of the same request counts for that fingerprint")
+	tr := f.s.Sum(2, ingest.ScopeTrain, t0, t0+time.Minute.Nanoseconds())
+	require.Equal(t, int64(3), tr.Errors)
+	require.Equal(t, int64(2), tr.ErrorRequests, "the same reqId in another scope is another request")
+	require.Equal(t, int64(2), f.s.FingerprintDistinct(fp, ingest.ScopeTrain, t0, t0+time.Minute.Nanoseconds()))
+}
+
+// TestReqSetBounded: the request set keeps its fixed size under a storm of
+// distinct requests and still recognises a recent one.
+func TestReqSetBounded(t *testing.T) {
+	var r reqSet
+	r.init()
+	for i := range uint64(10 * reqSetSets * reqSetWays) {
+		require.True(t, r.firstSighting(mix64(i+1), int64(i/1000)))
+		if i%4096 == 0 {
+			require.False(t, r.firstSighting(mix64(i+1), int64(i/1000)), "a request just seen is remembered")
+		}
+	}
+	require.Len(t, r.keys, reqSetSets*reqSetWays)
+}
+
+// TestDebugRelease: mw-pretrain's debug release is in no wiki's counters
+// and no fingerprint count, only in Debug.
+func TestDebugRelease(t *testing.T) {
+	f := newFixture(t, Config{Bucket: 10 * time.Second, Length: 10 * time.Minute, Lateness: 20 * time.Second, Shards: 2}, 8)
+	for i := range 5 {
+		ev := req(t0+int64(i)*sec, 3, ingest.ScopePretrain, 200)
+		ev.Role = ingest.RoleDebug
+		f.w.Add(&ev, nil)
+	}
+	ev := errEv(t0, 3, ingest.ScopePretrain, 7)
+	ev.Role = ingest.RoleDebug
+	f.w.Add(&ev, detail("m", "d"))
+	main := req(t0, 1, ingest.ScopePretrain, 200)
+	f.w.Add(&main, nil)
+	f.sync()
+	require.Zero(t, f.s.Sum(3, ingest.ScopePretrain, t0, t0+time.Minute.Nanoseconds()))
+	require.Zero(t, f.s.FingerprintTotal(7, ingest.ScopePretrain, t0, t0+time.Minute.Nanoseconds()))
+	require.Equal(t, int64(1), f.s.Sum(1, ingest.ScopePretrain, t0, t0+time.Minute.Nanoseconds()).Requests)
+	require.Equal(t, []DebugTraffic{{Wiki: 3, Requests: 5, Errors: 1, Last: t0 + 4*sec}}, f.s.Debug(nil))
+}
+
+// TestFingerprintSection: per-section counts sum the section's wikis.
+func TestFingerprintSection(t *testing.T) {
+	f := newFixture(t, Config{Bucket: 10 * time.Second, Length: 10 * time.Minute, Lateness: 20 * time.Second, Shards: 2}, 8)
+	f.s.setSections([]string{"", "s1", "s3", "s3", "s1", "s3", "s2", "s2", "s3"})
+	require.Equal(t, []string{"s1", "s2", "s3"}, f.s.Sections())
+	for w := 1; w <= 8; w++ {
+		ev := errEv(t0+int64(w)*sec, wikimap.ID(w), ingest.ScopeTrain, 9)
+		f.w.Add(&ev, detail("m", strconv.Itoa(w)))
+	}
+	f.sync()
+	to := t0 + time.Minute.Nanoseconds()
+	require.Equal(t, int64(2), f.s.FingerprintSection(9, 0, ingest.ScopeTrain, t0, to))
+	require.Equal(t, int64(2), f.s.FingerprintSection(9, 1, ingest.ScopeTrain, t0, to))
+	require.Equal(t, int64(4), f.s.FingerprintSection(9, 2, ingest.ScopeTrain, t0, to))
+	require.Zero(t, f.s.FingerprintSection(9, 2, ingest.ScopePretrain, t0, to))
+	require.Equal(t, 2, f.s.SectionOf(3))
 }

@@ -12,6 +12,7 @@ import (
 // events per second in a 10-s bucket: far above any wiki.
 type cell struct {
 	requests, status5xx, errors, shared uint32
+	errReqs                             uint32 // distinct requests whose first error fell in this bucket
 }
 
 const cellSize = unsafe.Sizeof(cell{})
@@ -36,6 +37,8 @@ type shard struct {
 
 	fpCounts // fingerprint counts
 	seen     seenSet
+	reqs     reqSet      // requests already counted, for the distinct counts
+	debug    []debugCell // by local wiki index: the debug release's traffic, kept out of the cells
 
 	// scratch reused by the owner across batches
 	errIdx  []int32
@@ -56,6 +59,8 @@ func newShard(s *Store, index int) *shard {
 	}
 	sh.fpCounts.init(s, index)
 	sh.seen.init(maxSeenPerShard)
+	sh.reqs.init()
+	sh.debug = make([]debugCell, local)
 	return sh
 }
 
@@ -143,6 +148,19 @@ func (sh *shard) applyOne(it *item, i int32, st *applyState) {
 		}
 		sh.resetSlot(slot, bk)
 	}
+	if ev.Scope == ingest.ScopePretrain && ev.Role == ingest.RoleDebug {
+		// mw-pretrain's debug release serves whatever wiki a developer
+		// sends it with the debug header: chosen on purpose, so it is in
+		// no wiki's statistics and no deploy's timeline, only counted.
+		dc := &sh.debug[int64(ev.Wiki)/int64(len(s.shards))]
+		if ev.Kind == ingest.KindRequest {
+			dc.requests++
+		} else {
+			dc.errors++
+		}
+		dc.last = max(dc.last, t)
+		return
+	}
 	c := &sh.cells[((int64(ev.Wiki)/int64(len(s.shards)))*ingest.NumScopes+int64(ev.Scope))*s.slots+slot]
 	if ev.Kind == ingest.KindRequest {
 		c.requests++
@@ -156,7 +174,18 @@ func (sh *shard) applyOne(it *item, i int32, st *applyState) {
 			c.shared++
 		}
 		st.added[1]++
-		sh.countFingerprint(ev, it.req, bk)
+		// A request counts once among the erroring requests of its
+		// (wiki, scope), and once per fingerprint, whatever the number of
+		// lines and buckets; an error without a reqId counts each time.
+		firstErr, firstFp := true, true
+		if it.req != 0 {
+			firstErr = sh.reqs.firstSighting(mix64(it.req^uint64(ev.Wiki)<<1^uint64(ev.Scope)), bk)
+			firstFp = sh.reqs.firstSighting(mix64(it.req^mix64(ev.Fingerprint^uint64(ev.Scope))), bk)
+		}
+		if firstErr {
+			c.errReqs++
+		}
+		sh.countFingerprint(ev, firstFp, s.sectionOf[ev.Wiki], bk)
 		st.errs = append(st.errs, i)
 	}
 	st.reports = sh.noteDeploy(ev, st.reports)
@@ -215,6 +244,7 @@ func (sh *shard) sum(w wikimap.ID, sc ingest.Scope, b0, b1 int64, c *Counts) {
 			c.Status5xx += int64(x.status5xx)
 			c.Errors += int64(x.errors)
 			c.SharedErrors += int64(x.shared)
+			c.ErrorRequests += int64(x.errReqs)
 		}
 		if slot++; slot == slots {
 			slot = 0
@@ -232,8 +262,17 @@ func (sh *shard) noteDeploy(ev *ingest.Event, reports []seenReport) []seenReport
 		}
 		reports = sh.seen.note(seenKey(seenVersion, ev.Scope, g, ev.Version), ev.Time, reports)
 	}
-	if ev.Rollout != 0 {
+	// Jobrunner pods log only when a job fails, so their new rollout can
+	// first show long after the deploy that made it and would look like a
+	// deploy of its own: the serving releases date a deploy.
+	if ev.Rollout != 0 && ev.Role != ingest.RoleJobrunner {
 		reports = sh.seen.note(seenKey(seenRollout, ev.Scope, 0, ev.Rollout), ev.Time, reports)
 	}
 	return reports
+}
+
+// debugCell is one wiki's traffic through mw-pretrain's debug release.
+type debugCell struct {
+	requests, errors int64
+	last             int64 // event time of the newest, Unix ns
 }

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -73,6 +74,8 @@ type Store struct {
 	nWikis     int
 	groupOf    []uint8  // train group index by wiki ID; 0 is "no group"
 	groupNames []string // by group index; groupNames[0] == ""
+	sectionOf  []uint8  // DB section index by wiki ID, for the per-section fingerprint counts
+	sections   []string // by section index
 
 	versions, rollouts *ingest.Interner
 
@@ -102,12 +105,18 @@ func New(cfg Config, wikis *wikimap.Map, versions, rollouts *ingest.Interner, re
 		return nil, errors.New("new window: nil wiki map")
 	}
 	groups := make([]string, wikis.Len()+1)
+	sections := make([]string, wikis.Len()+1)
 	for id := 1; id <= wikis.Len(); id++ {
 		if w := wikis.Wiki(wikimap.ID(id)); w != nil {
-			groups[id] = w.Group
+			groups[id], sections[id] = w.Group, w.Section
 		}
 	}
-	return newStore(cfg, groups, versions, rollouts, reg)
+	s, err := newStore(cfg, groups, versions, rollouts, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.setSections(sections)
+	return s, nil
 }
 
 // newStore is New over a plain list of train groups indexed by wiki ID
@@ -133,6 +142,8 @@ func newStore(cfg Config, groups []string, versions, rollouts *ingest.Interner, 
 		merge:      int64(cfg.RolloutMerge),
 		nWikis:     nWikis,
 		groupOf:    make([]uint8, nWikis+1),
+		sectionOf:  make([]uint8, nWikis+1),
+		sections:   []string{""},
 		groupNames: []string{""},
 		versions:   versions,
 		rollouts:   rollouts,
@@ -171,6 +182,39 @@ func newStore(cfg Config, groups []string, versions, rollouts *ingest.Interner, 
 		go sh.run()
 	}
 	return s, nil
+}
+
+// setSections names each wiki's DB section (sections[id]); set before any
+// event is added. Sections past maxSections share the last index.
+func (s *Store) setSections(sections []string) {
+	s.sections = s.sections[:0]
+	idx := map[string]uint8{}
+	names := slices.Clone(sections[1:])
+	slices.Sort(names)
+	names = slices.Compact(names)
+	for _, n := range names {
+		if len(s.sections) < maxSections {
+			idx[n] = uint8(len(s.sections))
+			s.sections = append(s.sections, n)
+		} else {
+			idx[n] = maxSections - 1
+		}
+	}
+	for id := 1; id < len(sections) && id < len(s.sectionOf); id++ {
+		s.sectionOf[id] = idx[sections[id]]
+	}
+}
+
+// Sections returns the DB section names, indexed as SectionOf and
+// FingerprintSection take them.
+func (s *Store) Sections() []string { return slices.Clone(s.sections) }
+
+// SectionOf returns the section index of wiki w.
+func (s *Store) SectionOf(w wikimap.ID) int {
+	if int(w) >= len(s.sectionOf) {
+		return 0
+	}
+	return int(s.sectionOf[w])
 }
 
 // Close stops the shard goroutines after they have applied every batch
@@ -434,11 +478,12 @@ func (s *Store) FingerprintTotal(fp uint64, sc ingest.Scope, from, to int64) int
 	return n
 }
 
-// FingerprintDistinct estimates the number of distinct requests (reqId)
-// that logged fp in scope sc over [from, to): an occurrence counts when its
-// reqId differs from the last few recorded for the same (fingerprint, scope,
-// bucket, shard), so one request repeating an error counts once. Events
-// without a reqId each count. It never exceeds FingerprintTotal.
+// FingerprintDistinct is the number of distinct requests (reqId) that
+// logged fp in scope sc over [from, to): each request counts once, in the
+// bucket of its first line of fp, however many lines and buckets it spans
+// (within the reqSet's memory, about 20 minutes at 50 erroring requests a
+// second per shard). Events without a reqId each count. It never exceeds
+// FingerprintTotal.
 func (s *Store) FingerprintDistinct(fp uint64, sc ingest.Scope, from, to int64) int64 {
 	_, d := s.fingerprintAll(fp, sc, from, to)
 	return d
@@ -466,6 +511,50 @@ func (s *Store) fingerprintAll(fp uint64, sc ingest.Scope, from, to int64) (coun
 	return count, distinct
 }
 
+// FingerprintSection is the number of occurrences of fp on the wikis of DB
+// section sect (an index into Sections) in scope sc over the buckets whose
+// start lies in [from, to). It costs Shards reads per bucket, whatever the
+// number of wikis in the section.
+func (s *Store) FingerprintSection(fp uint64, sect int, sc ingest.Scope, from, to int64) int64 {
+	if sc >= ingest.NumScopes || sect < 0 || sect >= maxSections {
+		return 0
+	}
+	lo, hi, ok := s.ring()
+	if !ok {
+		return 0
+	}
+	b0, b1 := s.span(from, to)
+	b0, b1 = max(b0, lo), min(b1, hi+1)
+	var n int64
+	for _, sh := range s.shards {
+		sh.mu.RLock()
+		for b := b0; b < b1; b++ {
+			n += int64(sh.sectCount(fpKey{fp: fp, bucket: b, sub: uint16(sect)*maxShards + uint16(sh.index), scope: sc}))
+		}
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Debug appends to dst[:0] the wikis mw-pretrain's debug release served
+// or logged for since the window started, with their counts.
+func (s *Store) Debug(dst []DebugTraffic) []DebugTraffic {
+	dst = dst[:0]
+	for _, sh := range s.shards {
+		sh.mu.RLock()
+		for i, c := range sh.debug {
+			if c.requests+c.errors == 0 {
+				continue
+			}
+			w := i*len(s.shards) + sh.index
+			dst = append(dst, DebugTraffic{Wiki: wikimap.ID(w), Requests: c.requests, Errors: c.errors, Last: c.last})
+		}
+		sh.mu.RUnlock()
+	}
+	slices.SortFunc(dst, func(a, b DebugTraffic) int { return int(a.Wiki) - int(b.Wiki) })
+	return dst
+}
+
 // Fingerprint returns the catalogue entry of fp.
 func (s *Store) Fingerprint(fp uint64) (FingerprintInfo, bool) { return s.cat.get(fp) }
 
@@ -473,6 +562,32 @@ func (s *Store) Fingerprint(fp uint64) (FingerprintInfo, bool) { return s.cat.ge
 // or after seenSince, ordered by first seen then ID.
 func (s *Store) ActiveFingerprints(seenSince int64, dst []FingerprintInfo) []FingerprintInfo {
 	return s.cat.filter(dst, func(e *entry) bool { return e.last >= seenSince })
+}
+
+// SeenCount is a catalogued fingerprint's id and its train-scope
+// occurrences counted while in the catalogue (all time, not per bucket).
+type SeenCount struct {
+	ID    uint64
+	Train uint64
+}
+
+// SharedSeenSince appends to dst[:0] the catalogued fingerprints with a
+// shared-data class, first seen before firstBefore and last seen at or
+// after seenSince, ordered by id, with their running train-scope counts. It
+// copies no text and reads no counts from the cache, so it is cheap enough
+// to call every bucket over a full catalogue.
+func (s *Store) SharedSeenSince(seenSince, firstBefore int64, dst []SeenCount) []SeenCount {
+	dst = dst[:0]
+	c := s.cat
+	c.mu.RLock()
+	for e := c.lru.next; e != &c.lru; e = e.next {
+		if e.shared != ingest.SharedNone && e.last >= seenSince && e.first < firstBefore {
+			dst = append(dst, SeenCount{ID: e.id, Train: e.scopes[ingest.ScopeTrain]})
+		}
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(dst, func(a, b SeenCount) int { return cmp.Compare(a.ID, b.ID) })
+	return dst
 }
 
 // FirstSeenAfter appends to dst[:0] the catalogue entries first seen at or
@@ -563,10 +678,11 @@ func (s *Store) Stats() Stats {
 
 // Sizes behind memoryBound. fastcache keeps its index in Go maps of
 // uint64 → uint64 that also hold stale entries until a bucket's ring wraps:
-// measured at 1.13 × CacheBytes of heap with this package's 28–49-byte
-// entries; the bound allows 1.5 ×.
+// measured at 2.4 × CacheBytes of heap with this package's 28–32-byte
+// entries (per-wiki, per-section and all-wiki counts; about 40–48 bytes of
+// index per entry, stale ones included); the bound allows 3 ×.
 const (
-	indexPerCacheByte = 1.5
+	indexPerCacheByte = 3.0
 	pendSlotBytes     = 2*(int64(unsafe.Sizeof(fpKey{}))+4+1) + int64(unsafe.Sizeof(allVal{})) + 4 // map slot, value, free index
 	seenBytes         = 2 * (int64(unsafe.Sizeof(seenRec{})) + 8 + 4 + 1)                          // rec + map slot
 	timelineBytes     = 2 * (8 + 16 + 1)
@@ -578,11 +694,12 @@ func (s *Store) memoryBound(writers int) int64 {
 	ring := int64(len(s.shards[0].cells))*int64(cellSize)*n + s.slots*8*n
 	cache := cacheCapacity(cfg.CacheBytes)
 	index := int64(float64(cache) * indexPerCacheByte)
-	pending := n * 2 * maxPending * pendSlotBytes
+	pending := n * 3 * maxPending * pendSlotBytes
+	reqs := n * (reqSetBytes + int64(len(s.shards[0].debug))*int64(unsafe.Sizeof(debugCell{})))
 	seen := n*maxSeenPerShard*seenBytes + maxTimelineKeys*timelineBytes
 	batchBytes := int64(batchEvents)*int64(unsafe.Sizeof(item{})) + batchArenaMax + 8<<10
 	batches := (n*(shardQueue+1) + int64(writers)*n) * batchBytes
-	return cache + index + int64(cfg.CatalogueBytes) + ring + int64(len(s.cat.table))*8 + pending + seen + batches
+	return cache + index + int64(cfg.CatalogueBytes) + ring + int64(len(s.cat.table))*8 + pending + seen + batches + reqs
 }
 
 // cacheCapacity is what fastcache.New(n) can hold: 512 buckets of whole

@@ -28,6 +28,20 @@ type Counts struct {
 	Status5xx    int64
 	Errors       int64
 	SharedErrors int64 // errors with a shared-data class
+	// ErrorRequests counts distinct requests (reqId) that logged an error,
+	// each once in the bucket of its first error line, however many lines
+	// and buckets it spans; errors without a reqId count each.
+	ErrorRequests int64
+}
+
+// DebugTraffic is one wiki's traffic through mw-pretrain's debug release:
+// developers choosing Pretrain on purpose with the debug header. It is kept
+// out of every wiki's counters and the deploy timeline.
+type DebugTraffic struct {
+	Wiki     wikimap.ID
+	Requests int64 // since the window started
+	Errors   int64
+	Last     int64 // event time of the newest, Unix ns
 }
 
 // FingerprintInfo is the catalogue entry of one fingerprint. Strings are

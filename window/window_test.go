@@ -124,7 +124,7 @@ func TestBuckets(t *testing.T) {
 				{Time: t0 + sec, Kind: ingest.KindError, Wiki: 1, Scope: ingest.ScopePretrain, Fingerprint: 8, Shared: ingest.SharedCoreDB},
 			},
 			checks: []check{
-				{1, ingest.ScopePretrain, t0, t0 + 10*sec, Counts{Requests: 1, Errors: 2, SharedErrors: 1}},
+				{1, ingest.ScopePretrain, t0, t0 + 10*sec, Counts{Requests: 1, Errors: 2, SharedErrors: 1, ErrorRequests: 2}},
 				{1, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{}},
 				{2, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 1}},
 				{3, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{}},
@@ -340,10 +340,10 @@ func TestStatsSizes(t *testing.T) {
 		perWiki    int64
 		cacheBytes int64
 	}{
-		{"default ring: 720 buckets × 2 scopes × 16 B", Config{}, 720 * 2 * 16, 64 << 20},
-		{"one-minute ring of 1-s buckets", Config{Bucket: time.Second, Length: time.Minute, Lateness: time.Second}, 60 * 2 * 16, 64 << 20},
-		{"small caches are 32 MiB", Config{CacheBytes: 1 << 20}, 720 * 2 * 16, 32 << 20},
-		{"caches round up to whole chunks", Config{CacheBytes: 100 << 20}, 720 * 2 * 16, 512 * (64 << 10) * 4},
+		{"default ring: 720 buckets × 2 scopes × 20 B", Config{}, 720 * 2 * 20, 64 << 20},
+		{"one-minute ring of 1-s buckets", Config{Bucket: time.Second, Length: time.Minute, Lateness: time.Second}, 60 * 2 * 20, 64 << 20},
+		{"small caches are 32 MiB", Config{CacheBytes: 1 << 20}, 720 * 2 * 20, 32 << 20},
+		{"caches round up to whole chunks", Config{CacheBytes: 100 << 20}, 720 * 2 * 20, 512 * (64 << 10) * 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.cfg, 10)

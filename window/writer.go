@@ -11,7 +11,7 @@ import (
 // item is one buffered event.
 type item struct {
 	ev  ingest.Event
-	req uint32 // hash of the error's reqId, 0 when none
+	req uint64 // hash of the error's reqId, 0 when none
 	det int32  // index into batch.dets of the copied Detail, -1 when not copied
 }
 
@@ -139,7 +139,7 @@ func (w *Writer) Add(ev *ingest.Event, d *ingest.Detail) {
 	it := item{ev: *ev, det: -1}
 	if ev.Kind == ingest.KindError && d != nil {
 		if len(d.ReqID) > 0 {
-			it.req = uint32(xxhash.Sum64(d.ReqID))
+			it.req = xxhash.Sum64(d.ReqID)
 			if it.req == 0 {
 				it.req = 1
 			}

@@ -140,7 +140,7 @@ func TestReplayScenarios(t *testing.T) {
 	var scenarios []simulate.Config
 	for _, s := range simulate.Scenarios() {
 		sim := simulate.Config{Scenario: s.Name, Rate: replayRate}
-		if s.Name == "quiet-week" {
+		if s.Name == "quiet-week" || s.Name == "placebo-week" {
 			if testing.Short() {
 				continue
 			}

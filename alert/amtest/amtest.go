@@ -111,6 +111,10 @@ type Options struct {
 	// GroupBy is the route's group_by; default ["..."], one group per
 	// alert, so each alert's notifications are its own.
 	GroupBy []string
+	// ConfigFile, when set, is the Alertmanager configuration to run
+	// instead of the generated one (WebhookURL and the route timers are then
+	// unused): for tests of a real routing tree.
+	ConfigFile string
 	// WebConfigFile is passed as --web.config.file (exporter-toolkit: TLS,
 	// basic auth); empty: none. The readiness probe then needs ProbeUser and
 	// ProbePass.
@@ -170,7 +174,14 @@ func Start(t testing.TB, o Options) *Alertmanager {
 		user:   o.ProbeUser,
 		pass:   o.ProbePass,
 	}
-	if err := os.WriteFile(a.config, []byte(configYAML(o)), 0o600); err != nil {
+	cfg := []byte(configYAML(o))
+	if o.ConfigFile != "" {
+		var err error
+		if cfg, err = os.ReadFile(o.ConfigFile); err != nil {
+			t.Fatalf("read alertmanager config: %v", err)
+		}
+	}
+	if err := os.WriteFile(a.config, cfg, 0o600); err != nil {
 		t.Fatalf("write alertmanager config: %v", err)
 	}
 	t.Cleanup(func() {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -278,8 +279,18 @@ func TestWebDeploysRefused(t *testing.T) {
 		r := f.doType(t, "POST", "/api/v1/deploys", "application/json; charset=utf-8", body)
 		require.Equal(t, http.StatusAccepted, r.code, r.body)
 	})
-	t.Run("basic-auth user recorded", func(t *testing.T) {
-		f := newWebFixture(t, nil, false)
+	t.Run("basic-auth user recorded and logged", func(t *testing.T) {
+		var logs syncBuf
+		f := &webFixture{}
+		f.srv = httptest.NewServer(alert.NewHandler(alert.WebOptions{Now: func() time.Time { return webNow },
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			AddDeploy: func(m alert.DeployMarker) error {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				f.deploys = append(f.deploys, m)
+				return nil
+			}}))
+		defer f.srv.Close()
 		req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+"/api/v1/deploys", strings.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
@@ -291,7 +302,26 @@ func TestWebDeploysRefused(t *testing.T) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		require.Regexp(t, `^releng-bot@127\.0\.0\.1:\d+$`, f.deploys[0].By)
+		require.Regexp(t, `msg="Deploy marker posted" remote_addr=127\.0\.0\.1:\d+ user=releng-bot scope=pretrain group="" version=1\.47\.0-alpha`, logs.String())
 	})
+}
+
+// syncBuf is a strings.Builder safe for the server's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestRedactedWhereFindingsLeave: the exemplar's query string and IP do not

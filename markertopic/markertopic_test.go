@@ -2,6 +2,7 @@ package markertopic
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -95,16 +96,20 @@ func TestReplicasAndRestartAgree(t *testing.T) {
 	want, err := window.NewMarker("pretrain", "", "1.48.0-alpha", m.At, Source)
 	require.NoError(t, err)
 
-	// Garbage and a marker dated a century ahead of its record.
-	require.NoError(t, raw.WriteMessages(context.Background(),
-		kafka.Message{Time: now, Value: []byte(`not json`)},
-		kafka.Message{Time: now, Value: []byte(`{"scope":"train","version":"x","at":"2199-01-01T00:00:00Z"}`)},
-		kafka.Message{Time: now, Value: []byte(`{"scope":"train","version":"","at":"` + now.Format(time.RFC3339) + `"}`)},
-	))
+	// Garbage, a marker without version, and 1,000 markers dated far
+	// ahead of their records, written past the API.
+	bad := []kafka.Message{
+		{Time: now, Value: []byte(`not json`)},
+		{Time: now, Value: []byte(`{"scope":"train","version":"","at":"` + now.Format(time.RFC3339) + `"}`)},
+	}
+	for i := range 1000 {
+		bad = append(bad, kafka.Message{Time: now, Value: fmt.Appendf(nil, `{"scope":"train","group":"group1","version":"1.99.0-wmf.%d","at":"2199-01-01T00:00:00Z"}`, i)})
+	}
+	require.NoError(t, raw.WriteMessages(context.Background(), bad...))
 
 	for _, rp := range []*replica{a, b} {
 		require.Eventually(t, func() bool { return len(rp.deploys()) == 1 }, 10*time.Second, 10*time.Millisecond)
-		require.Eventually(t, func() bool { return testutil.ToFloat64(rp.r.rejected.WithLabelValues("time")) == 1 }, 10*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return testutil.ToFloat64(rp.r.rejected.WithLabelValues("time")) == 1000 }, 10*time.Second, 10*time.Millisecond)
 		require.Equal(t, []window.Deploy{want}, rp.deploys())
 		require.Equal(t, 1.0, testutil.ToFloat64(rp.r.rejected.WithLabelValues("json")))
 		require.Equal(t, 1.0, testutil.ToFloat64(rp.r.rejected.WithLabelValues("field")))

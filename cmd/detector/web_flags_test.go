@@ -273,3 +273,44 @@ func TestCredentialsNeverOnCommandLine(t *testing.T) {
 	}
 	require.Positive(t, lines, "the child logged (at debug level)")
 }
+
+// TestSecurityWarningsAndStatus: insecure_skip_verify and an allowed SASL
+// PLAIN without TLS are logged as warnings at start and listed in the
+// status, which names the Alertmanager credentials' kind but never them.
+func TestSecurityWarningsAndStatus(t *testing.T) {
+	cfg, err := config.Parse([]byte(`kafka:
+  clusters:
+  - name: a
+    brokers: [h:1]
+    tls: {enabled: true, insecure_skip_verify: true}
+    topics: [{name: t, format: webrequest}]
+  - name: b
+    brokers: [h:2]
+    sasl: {mechanism: PLAIN, username: u, password_file: p, allow_plaintext: true}
+    topics: [{name: u, format: webrequest}]
+alerting:
+  alertmanagers:
+  - urls: [https://am:9093]
+    basic_auth: {username: detector, password: inline-Secret-7}
+`))
+	require.NoError(t, err)
+	var logs bytes.Buffer
+	logSecurityWarnings(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.Contains(t, logs.String(), `level=WARN msg="Kafka TLS does not verify the brokers' certificates (tls.insecure_skip_verify)`)
+	require.Contains(t, logs.String(), "cluster=a")
+	require.Contains(t, logs.String(), `level=WARN msg="Kafka SASL PLAIN without TLS (sasl.allow_plaintext)`)
+	require.Contains(t, logs.String(), "cluster=b")
+
+	st := securityStatus(cfg, webLimits{enableAdminAPI: true}, []string{"http://am2:9093"})
+	b, err := json.Marshal(st)
+	require.NoError(t, err)
+	js := string(b)
+	require.Contains(t, js, `"kafka_insecure_skip_verify":["a"]`)
+	require.Contains(t, js, `"kafka_sasl_plaintext":["b"]`)
+	require.Contains(t, js, `"admin_api":true`)
+	require.Contains(t, js, `"web_read_timeout":"30s"`)
+	require.Contains(t, js, `"urls":["https://am:9093"],"basic_auth":true`)
+	require.Contains(t, js, `"urls":["http://am2:9093"]`)
+	require.Contains(t, js, `"deploy_markers":{"cluster":"a","topic":"pretrain-detector.deploy-markers"}`)
+	require.NotContains(t, js, "inline-Secret-7")
+}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,6 +114,29 @@ func alertmanagerSets(cfg config.Config) []alert.AlertmanagerSet {
 		out = append(out, alert.AlertmanagerSet{URLs: s.URLs, HTTPConfig: s.HTTPClientConfig, Timeout: time.Duration(s.Timeout)})
 	}
 	return out
+}
+
+// replayTargets splits replay's --alertmanager.url values: a URL that a
+// set of alerting.alertmanagers[] lists is sent with that set's client
+// configuration (its credentials and TLS), the others without. Replay thus
+// reaches an Alertmanager behind basic auth without a password on its
+// command line, and sends only where it was told to.
+func replayTargets(cfg config.Config, urls []string) (plain []string, sets []alert.AlertmanagerSet) {
+	norm := func(u string) string { return strings.TrimRight(u, "/") }
+	for _, u := range urls {
+		found := false
+		for _, s := range cfg.Alerting.Alertmanagers {
+			if slices.ContainsFunc(s.URLs, func(v string) bool { return norm(v) == norm(u) }) {
+				sets = append(sets, alert.AlertmanagerSet{URLs: []string{u}, HTTPConfig: s.HTTPClientConfig, Timeout: time.Duration(s.Timeout)})
+				found = true
+				break
+			}
+		}
+		if !found {
+			plain = append(plain, u)
+		}
+	}
+	return plain, sets
 }
 
 // markerTopic is the marker topic's writer and reader for one daemon;

@@ -314,3 +314,14 @@ alerting:
 	require.Contains(t, js, `"deploy_markers":{"cluster":"a","topic":"pretrain-detector.deploy-markers"}`)
 	require.NotContains(t, js, "inline-Secret-7")
 }
+
+func TestReplayTargets(t *testing.T) {
+	cfg, err := config.Parse([]byte("alerting:\n  alertmanagers:\n  - urls: [https://am1:9093/, https://am2:9093]\n    timeout: 3s\n    basic_auth: {username: u, password_file: /p}\n"))
+	require.NoError(t, err)
+	plain, sets := replayTargets(cfg, []string{"https://am1:9093", "http://other:9093"})
+	require.Equal(t, []string{"http://other:9093"}, plain)
+	require.Len(t, sets, 1)
+	require.Equal(t, []string{"https://am1:9093"}, sets[0].URLs, "only the URL asked for")
+	require.Equal(t, "/p", sets[0].HTTPConfig.BasicAuth.PasswordFile)
+	require.Equal(t, 3*time.Second, sets[0].Timeout)
+}

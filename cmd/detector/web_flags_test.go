@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +325,52 @@ func TestReplayTargets(t *testing.T) {
 	require.Equal(t, []string{"https://am1:9093"}, sets[0].URLs, "only the URL asked for")
 	require.Equal(t, "/p", sets[0].HTTPConfig.BasicAuth.PasswordFile)
 	require.Equal(t, 3*time.Second, sets[0].Timeout)
+}
+
+// TestThousandMarkersKeepEventDeploys feeds traffic (whose versions and
+// rollouts make the event-derived deploy timeline), then POSTs 1,000
+// markers through the daemon's deploys API, each dated after every event:
+// all of them arrive through the marker topic, and every deploy learned
+// from the events is still in the timeline.
+func TestThousandMarkersKeepEventDeploys(t *testing.T) {
+	k := opsStartKafka(t, 1, append(slices.Clone(opsTopics), config.DefaultMarkerTopic))
+	f := opsStartFeeder(t, k, opsFeed{Scenario: "quiet", Seed: 3, Past: 10 * time.Minute, Rate: 20})
+	f.Wait(t)
+	cfg := opsWriteFile(t, t.TempDir(), "detector.yml", opsConfig{Brokers: k.Addr()}.YAML())
+	d := opsStartDaemon(t, opsDaemonOptions{ConfigFile: cfg, Limits: webLimits{enableAdminAPI: true}})
+	h := d.HTTP()
+	h.WaitReady(t, 30*time.Second)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer client.CloseIdleConnections()
+	derived := func() []statusDeploy {
+		var out []statusDeploy
+		for _, dp := range deploysInStatus(t, client, d.URL, nil) {
+			if dp.Source == "mwversion" || dp.Source == "rollout" {
+				out = append(out, dp)
+			}
+		}
+		return out
+	}
+	var before []statusDeploy
+	require.Eventually(t, func() bool { before = derived(); return len(before) > 0 }, 20*time.Second, 50*time.Millisecond,
+		"the events made a deploy timeline")
+
+	now := time.Now().UTC()
+	for i := range 1000 {
+		body := fmt.Sprintf(`{"scope":"train","group":"group%d","version":"1.99.0-wmf.%d","at":%q}`, i%3, i,
+			now.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano))
+		code, resp := webGet(t, client, "POST", d.URL+"/api/v1/deploys", body, "Content-Type", "application/json")
+		require.Equal(t, http.StatusAccepted, code, resp)
+	}
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, dp := range deploysInStatus(t, client, d.URL, nil) {
+			if dp.Source == "api" {
+				n++
+			}
+		}
+		return n == 1000
+	}, 30*time.Second, 100*time.Millisecond, "the markers arrive through the topic")
+	require.Equal(t, before, derived(), "no event-derived deploy was evicted")
+	t.Logf("%d event-derived deploys kept beside 1000 markers", len(before))
 }

@@ -9,8 +9,8 @@
 //
 // The topic is created by whoever runs Kafka (one partition is plenty: a few
 // markers a day); the detector does not create topics. While it is missing
-// the reader logs a warning, counts as caught up, and looks again every
-// Recheck.
+// (or not authorized) the reader logs a warning, counts as caught up, and
+// looks again every Recheck.
 //
 // A record's value is one JSON object, {"scope", "group", "version", "at",
 // "by"}; the key is scope/group/version. Records are checked on read as on
@@ -231,9 +231,12 @@ func (r *Reader) Run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, kafka.UnknownTopicOrPartition):
+		case errors.Is(err, kafka.UnknownTopicOrPartition), errors.Is(err, kafka.TopicAuthorizationFailed):
+			// Markers are an aid to blame, not a condition of detecting:
+			// a topic that is missing or not ours to read leaves the
+			// detector ready, and says so.
 			if !warned {
-				r.o.Logger.Warn("Marker topic does not exist; markers posted to the deploys API cannot be kept until it is created", "topic", r.o.Topic)
+				r.o.Logger.Warn("Marker topic cannot be read; deploy markers from the API are not applied until it can", "topic", r.o.Topic, "err", err)
 				warned = true
 			}
 			r.caughtUp.Store(r.allDone())

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/redact"
 	"github.com/wikimedia/pretrain-detector/window"
@@ -38,7 +39,8 @@ type WebOptions struct {
 	// DeployMaxAge and DeployMaxAhead bound a posted marker's "at" to
 	// [now − DeployMaxAge, now + DeployMaxAhead]: a marker older than the
 	// window explains nothing, and one far ahead would stand as the latest
-	// deploy until its time came. Zero: 2h and 5m.
+	// deploy until its time came. Zero: the config defaults of
+	// window.length and deploy_markers.max_ahead.
 	DeployMaxAge, DeployMaxAhead time.Duration
 	// Now is the clock "at" is checked against (default time.Now).
 	Now func() time.Time
@@ -65,9 +67,6 @@ const (
 	maxRequestBytes = 64 << 10
 	maxDeployBytes  = 4 << 10
 	maxFieldEcho    = 64
-
-	defaultDeployMaxAge   = 2 * time.Hour
-	defaultDeployMaxAhead = 5 * time.Minute
 )
 
 // NewHandler returns the detector's HTTP endpoints: /metrics, the /-/
@@ -80,10 +79,10 @@ func NewHandler(o WebOptions) http.Handler {
 		o.Now = time.Now
 	}
 	if o.DeployMaxAge <= 0 {
-		o.DeployMaxAge = defaultDeployMaxAge
+		o.DeployMaxAge = time.Duration(config.Default().Window.Length)
 	}
 	if o.DeployMaxAhead <= 0 {
-		o.DeployMaxAhead = defaultDeployMaxAhead
+		o.DeployMaxAhead = time.Duration(config.Default().DeployMarkers.MaxAhead)
 	}
 	mux := http.NewServeMux()
 	if o.Gatherer != nil {
@@ -152,11 +151,12 @@ func NewHandler(o WebOptions) http.Handler {
 // CORS preflight), every field bounded (400 naming it), who posted what
 // logged, then handed to AddDeploy.
 func addDeploy(w http.ResponseWriter, r *http.Request, o WebOptions) {
+	user := basicAuthUser(r)
 	by := r.RemoteAddr
-	if user, _, ok := r.BasicAuth(); ok {
-		by = clean(user, maxFieldEcho, false) + "@" + r.RemoteAddr
+	if user != "" {
+		by = user + "@" + r.RemoteAddr
 	}
-	log := o.Logger.With("remote_addr", r.RemoteAddr, "user", basicAuthUser(r))
+	log := o.Logger.With("remote_addr", r.RemoteAddr, "user", user)
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != contentTypeJSON {
 		log.Warn("Deploy marker refused", "reason", "content type is not application/json")
 		http.Error(w, "bad deploy marker: Content-Type must be application/json", http.StatusUnsupportedMediaType)
@@ -195,7 +195,7 @@ func checkDeployMarker(m *DeployMarker, o WebOptions) error {
 	if m.At.IsZero() {
 		m.At = now
 	}
-	if _, err := window.NewMarker(m.Scope, m.Group, m.Version, m.At, "api"); err != nil {
+	if _, err := window.NewMarker(m.Scope, m.Group, m.Version, m.At, ""); err != nil {
 		return err
 	}
 	switch {

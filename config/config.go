@@ -18,6 +18,8 @@ import (
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/wikimedia/pretrain-detector/window"
 )
 
 // Config is the whole configuration. Field names are the YAML keys.
@@ -513,20 +515,15 @@ func (c *Config) Validate() error {
 	}
 	for i, m := range c.Deploys {
 		f := fmt.Sprintf("deploys[%d]", i)
-		if m.Scope != "pretrain" && m.Scope != "train" {
-			bad(f+".scope", "want pretrain or train, got %q", m.Scope)
-		}
-		switch {
-		case m.At.IsZero():
+		if m.At.IsZero() {
 			bad(f+".at", "required (RFC 3339)")
-		case m.At.Year() < 2000 || m.At.Year() >= 2200:
-			bad(f+".at", "%s is outside the years 2000–2199", m.At.UTC().Format(time.RFC3339))
+			continue
 		}
-		if m.Version == "" || len(m.Version) > 128 {
-			bad(f+".version", "required, at most 128 bytes")
-		}
-		if len(m.Group) > 64 {
-			bad(f+".group", "at most 64 bytes")
+		// The deploy timeline's own check, which names the field: the same
+		// bounds as markers from the API.
+		if _, err := window.NewMarker(m.Scope, m.Group, m.Version, m.At, "config"); err != nil {
+			// "field version: …" becomes "field deploys[i].version: …".
+			errs = append(errs, fmt.Errorf("field %s.%s", f, strings.TrimPrefix(err.Error(), "field ")))
 		}
 	}
 	for i, p := range c.Classifier.Paths {

@@ -349,6 +349,34 @@ func (r *Reader) start(ctx context.Context, parts []int) error {
 	return nil
 }
 
+// bounds returns a partition's first offset and its high-water mark (two
+// requests: kafka-go cannot tell the two answers apart in one).
+func (r *Reader) bounds(ctx context.Context, p int) (first, last int64, err error) {
+	get := func(req kafka.OffsetRequest) (kafka.PartitionOffsets, error) {
+		res, err := r.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{r.o.Topic: {req}}})
+		if err != nil {
+			return kafka.PartitionOffsets{}, fmt.Errorf("list offsets: %w", err)
+		}
+		for _, po := range res.Topics[r.o.Topic] {
+			if po.Partition == p {
+				return po, po.Error
+			}
+		}
+		return kafka.PartitionOffsets{}, fmt.Errorf("partition %d: no offsets in the answer", p)
+	}
+	fo, err := get(kafka.FirstOffsetOf(p))
+	if err != nil {
+		return 0, 0, err
+	}
+	lo, err := get(kafka.LastOffsetOf(p))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The broker answers both with timestamp -1, which kafka-go files
+	// under LastOffset.
+	return max(fo.FirstOffset, fo.LastOffset), lo.LastOffset, nil
+}
+
 func (r *Reader) allDone() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -377,8 +405,12 @@ func (r *Reader) follow(ctx context.Context, p int) {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, kafka.OffsetOutOfRange) && res != nil && res.LogStartOffset > next {
-				next = res.LogStartOffset // retention removed what we had not read
+			if errors.Is(err, kafka.OffsetOutOfRange) {
+				// Retention removed what was not read yet, or the topic was
+				// recreated shorter: go on from the nearest offset it has.
+				if first, last, lerr := r.bounds(ctx, p); lerr == nil {
+					next = min(max(next, first), last)
+				}
 			}
 			r.o.Logger.Warn("Reading the marker topic", "topic", r.o.Topic, "partition", p, "err", err)
 			if !sleep(ctx, backoff) {

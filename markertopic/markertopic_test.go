@@ -14,6 +14,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -149,4 +151,52 @@ func TestMissingTopic(t *testing.T) {
 		return w.Write(context.Background(), Marker{Scope: "train", Group: "group1", Version: "1.47.0-wmf.20", At: time.Now()}) == nil
 	}, 20*time.Second, 200*time.Millisecond)
 	require.Eventually(t, func() bool { return len(rp.deploys()) == 1 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// TestOffsetOutOfRange: a partition whose records before the reader's next
+// offset were deleted (retention) is read on from its first offset.
+func TestOffsetOutOfRange(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	require.NoError(t, err)
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	w, err := NewWriter(Options{Brokers: brokers, Topic: topic, Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	now := time.Now().UTC().Truncate(time.Second)
+	for i := range 3 {
+		require.NoError(t, w.Write(context.Background(), Marker{Scope: "train", Group: "group0", Version: fmt.Sprint("1.47.0-wmf.", i), At: now}))
+	}
+	require.NoError(t, w.Close())
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	require.NoError(t, err)
+	defer cl.Close()
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, 2
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	require.NoError(t, err)
+	require.Zero(t, resp.Topics[0].Partitions[0].ErrorCode)
+
+	var mu sync.Mutex
+	var got []string
+	r, err := NewReader(Options{Brokers: brokers, Topic: topic, MaxAge: time.Hour, MaxAhead: time.Minute, MaxWait: 50 * time.Millisecond,
+		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Apply: func(d window.Deploy) error { mu.Lock(); defer mu.Unlock(); got = append(got, d.Version); return nil }})
+	require.NoError(t, err)
+	// The reader stood at offset 0 when the records went.
+	r.parts[0] = &partState{next: 0, end: 3}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.follow(ctx, 0) }()
+	defer func() { cancel(); <-done; r.transport.CloseIdleConnections() }()
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	require.Equal(t, []string{"1.47.0-wmf.2"}, got)
+	mu.Unlock()
+	require.Eventually(t, r.allDone, 5*time.Second, 10*time.Millisecond)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/alertmanager/api/v2/models"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/redact"
 )
 
 // Label names. They are the alert's identity in Alertmanager: routes, inhibit
@@ -131,6 +132,9 @@ func reservedLabel(name string) bool {
 // resolve time (now if unknown). o need not have defaults applied.
 func AlertFor(f detect.Finding, o NotifierOptions, now time.Time) *models.PostableAlert {
 	o = o.withDefaults()
+	// Annotations go on to IRC, e-mail and Phabricator: no query string,
+	// IP or user name from the raw log may reach them.
+	f = redact.Finding(f)
 
 	labels := models.LabelSet{
 		labelAlertname: alertname(f.Kind),

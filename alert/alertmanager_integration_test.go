@@ -3,13 +3,17 @@ package alert_test
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/alert/amtest"
@@ -226,4 +230,72 @@ func TestAlertmanagerRestart(t *testing.T) {
 		}
 		return false
 	}, webhookTimeout, 10*time.Millisecond)
+}
+
+// TestAlertmanagerOutageOfTenResendIntervals: Alertmanager is down while a
+// finding fires and for 10 resend intervals after the one Update that queued
+// it; when it is back, the finding arrives firing. The body is built for the
+// attempt that delivers it (EndsAt = that attempt + 4 resend delays), not for
+// the first attempt, whose EndsAt is long past by then and would make
+// Alertmanager take the alert as resolved.
+func TestAlertmanagerOutageOfTenResendIntervals(t *testing.T) {
+	const resend = 300 * time.Millisecond
+	hook := amtest.NewWebhook(t)
+	am := amtest.Start(t, amtest.Options{WebhookURL: hook.URL})
+	am.Stop()
+	n, reg := startNotifier(t, alert.NotifierOptions{URLs: []string{am.URL}, ResendDelay: resend})
+
+	now := time.Now()
+	fs := make([]detect.Finding, 3)
+	for i := range fs {
+		fs[i] = spilloverFinding(now)
+		fs[i].ID = "outage-" + string(rune('a'+i))
+	}
+	n.Update(fs)
+	require.Eventually(t, func() bool {
+		return metricValue(t, reg, "detector_notifications_errors_total") >= 3
+	}, 10*time.Second, 10*time.Millisecond)
+	down := time.Now()
+	for time.Since(down) < 10*resend {
+		time.Sleep(resend / 3)
+	}
+	am.Restart()
+	for _, f := range fs {
+		got := hook.WaitFor(t, webhookTimeout, func(a amtest.Alert) bool { return a.Labels["finding_id"] == f.ID })
+		require.Equal(t, "firing", got.Status, "%s arrived as %s", f.ID, got.Status)
+	}
+	for _, a := range hook.Alerts() {
+		require.Equal(t, "firing", a.Status, "%s: nothing arrives resolved", a.Labels["finding_id"])
+	}
+}
+
+// TestAlertmanagerBasicAuth: an Alertmanager behind basic auth (its own
+// --web.config.file) receives alerts from a notifier whose set reads the
+// password from a file; without credentials it refuses them.
+func TestAlertmanagerBasicAuth(t *testing.T) {
+	const user, pass = "detector", "am-pw-Tq7nB2xW"
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	require.NoError(t, err)
+	webCfg := filepath.Join(dir, "am-web.yml")
+	require.NoError(t, os.WriteFile(webCfg, []byte("basic_auth_users:\n  "+user+": "+string(hash)+"\n"), 0o600))
+	passFile := filepath.Join(dir, "am-password")
+	require.NoError(t, os.WriteFile(passFile, []byte(pass+"\n"), 0o600))
+
+	hook := amtest.NewWebhook(t)
+	am := amtest.Start(t, amtest.Options{WebhookURL: hook.URL, WebConfigFile: webCfg, ProbeUser: user, ProbePass: pass})
+	n, reg := startNotifier(t, alert.NotifierOptions{Sets: []alert.AlertmanagerSet{{
+		URLs:       []string{am.URL},
+		HTTPConfig: config.HTTPClientConfig{BasicAuth: &config.BasicAuth{Username: user, PasswordFile: passFile}, FollowRedirects: true},
+	}}})
+	f := spilloverFinding(time.Now())
+	n.Update([]detect.Finding{f})
+	got := hook.WaitFor(t, webhookTimeout, func(a amtest.Alert) bool { return a.Labels["finding_id"] == f.ID })
+	require.Equal(t, "firing", got.Status)
+	require.Eventually(t, func() bool { return metricValue(t, reg, "detector_notifications_sent_total") >= 1 }, 5*time.Second, 20*time.Millisecond)
+
+	anon, anonReg := startNotifier(t, alert.NotifierOptions{URLs: []string{am.URL}})
+	anon.Update([]detect.Finding{f})
+	require.Eventually(t, func() bool { return metricValue(t, anonReg, "detector_notifications_errors_total") >= 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Zero(t, metricValue(t, anonReg, "detector_notifications_sent_total"), "401 without credentials")
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/redact"
 )
 
 // Console prints findings for a person at a terminal, one short block per
@@ -38,6 +39,7 @@ func (c *Console) Notify(fs []detect.Finding) error {
 
 // FormatText writes a finding as a few readable lines.
 func FormatText(b *strings.Builder, f detect.Finding) {
+	f = redact.Finding(f)
 	state := strings.ToUpper(string(f.State))
 	at := f.DetectedAt
 	if f.State == detect.StateResolved && f.ResolvedAt != nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/redact"
 )
 
 // JSONL writes each finding once, when it first fires: the findings JSONL
@@ -30,7 +31,8 @@ func (j *JSONL) Notify(fs []detect.Finding) error {
 			continue
 		}
 		j.written[f.ID] = true
-		b, err := json.Marshal(f)
+		// The findings file is shared like the report: redacted.
+		b, err := json.Marshal(redact.Finding(f))
 		if err != nil {
 			return fmt.Errorf("encode finding %s: %w", f.ID, err)
 		}

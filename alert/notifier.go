@@ -43,13 +43,31 @@ const (
 	contentTypeJSON = "application/json"
 )
 
+// AlertmanagerSet is Alertmanagers that share one HTTP client
+// configuration, as a Prometheus alertmanager_config does.
+type AlertmanagerSet struct {
+	// URLs are base URLs (http[s]://host:port[/prefix]) without user info.
+	URLs []string
+	// HTTPConfig sets TLS, basic auth (password_file), authorization or
+	// bearer token file, proxies.
+	HTTPConfig config.HTTPClientConfig
+	// Timeout bounds each request (default 10s).
+	Timeout time.Duration
+}
+
 // NotifierOptions configures a Notifier. Zero values take the documented
 // defaults.
 type NotifierOptions struct {
-	// URLs are the Alertmanager base URLs (http[s]://host:port[/prefix]).
-	// Every batch goes to all of them: Alertmanager replicas do not share
-	// alerts, only silences and the notification log.
+	// URLs are the Alertmanager base URLs (http[s]://host:port[/prefix])
+	// given on the command line, sent with HTTPConfig and Timeout. They may
+	// not carry user info: a command line is visible in ps and at
+	// /debug/pprof/cmdline, so credentials belong in the config file (Sets).
+	// Every batch goes to every Alertmanager of URLs and Sets: Alertmanager
+	// replicas do not share alerts, only silences and the notification log.
 	URLs []string
+	// Sets are Alertmanagers from the config file, each set with its own
+	// HTTP client configuration.
+	Sets []AlertmanagerSet
 	// ResendDelay is how often a firing alert is re-sent (default 1m).
 	ResendDelay time.Duration
 	// QueueCapacity bounds the queue; on overflow the oldest alerts go
@@ -110,7 +128,11 @@ func (o NotifierOptions) withDefaults() NotifierOptions {
 
 // validate checks the options after defaults, naming the offending field.
 func (o NotifierOptions) validate() error {
-	if len(o.URLs) == 0 {
+	total := len(o.URLs)
+	for _, s := range o.Sets {
+		total += len(s.URLs)
+	}
+	if total == 0 {
 		return errors.New("URLs: at least one Alertmanager URL is required")
 	}
 	switch {
@@ -149,8 +171,21 @@ func (o NotifierOptions) validate() error {
 	if err := o.HTTPConfig.Validate(); err != nil {
 		return fmt.Errorf("HTTPConfig: %w", err)
 	}
+	for i := range o.Sets {
+		if err := o.Sets[i].HTTPConfig.Validate(); err != nil {
+			return fmt.Errorf("Sets[%d].HTTPConfig: %w", i, err)
+		}
+		if o.Sets[i].Timeout < 0 {
+			return fmt.Errorf("Sets[%d].Timeout: must not be negative, got %s", i, o.Sets[i].Timeout)
+		}
+	}
 	return nil
 }
+
+// ErrURLUserInfo is returned for an Alertmanager URL given with user info on
+// the command line.
+var ErrURLUserInfo = errors.New("user info in an Alertmanager URL is refused (the command line shows in ps and /debug/pprof/cmdline); " +
+	"put the credentials in the config file: alerting.alertmanagers[].basic_auth.password_file")
 
 // parseHTTPURL accepts absolute http and https URLs only.
 func parseHTTPURL(s string) (*url.URL, error) {
@@ -175,16 +210,21 @@ func parseHTTPURL(s string) (*url.URL, error) {
 
 // alertmanager is one send target.
 type alertmanager struct {
-	endpoint string // <base>/api/v2/alerts, credentials included if given
-	label    string // endpoint without credentials: metric label and log key
+	endpoint string // <base>/api/v2/alerts
+	label    string // the endpoint: metric label and log key
+	client   *http.Client
+	timeout  time.Duration
 	m        amMetrics
 }
 
-// entry is one queued alert; id is the finding ID, so a newer version of a
-// queued alert replaces the older one instead of queueing twice.
+// entry is one queued finding; id is its ID, so a newer version of a queued
+// finding replaces the older one instead of queueing twice. The alert is
+// built from it on every send attempt, not once: EndsAt of a firing alert is
+// "now + 4 × resend delay", and a body built before a long outage would
+// reach Alertmanager already ended.
 type entry struct {
-	id    string
-	alert *models.PostableAlert
+	id string
+	f  detect.Finding
 }
 
 // sentState is what Update remembers about a finding.
@@ -201,7 +241,7 @@ type Notifier struct {
 	opts    NotifierOptions
 	logger  *slog.Logger
 	metrics *metrics
-	client  *http.Client
+	clients []*http.Client
 	ams     []alertmanager
 
 	more chan struct{} // cap 1: coalesces wake-ups of the send loop
@@ -234,42 +274,70 @@ func NewNotifier(o NotifierOptions, logger *slog.Logger, reg prometheus.Register
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	client, err := config.NewClientFromConfig(o.HTTPConfig, "alertmanager",
-		config.WithUserAgent("pretrain-detector/"+version.Version))
-	if err != nil {
-		return nil, fmt.Errorf("alertmanager notifier options: HTTPConfig: %w", err)
-	}
 	n := &Notifier{
 		opts:    o,
 		logger:  logger,
-		client:  client,
 		more:    make(chan struct{}, 1),
 		sending: make(chan struct{}, 1),
 		queued:  make(map[string]*entry),
 		sent:    make(map[string]*sentState),
 	}
+	sets := make([]AlertmanagerSet, 0, 1+len(o.Sets))
+	names := make([]string, 0, 1+len(o.Sets))
+	if len(o.URLs) > 0 {
+		sets = append(sets, AlertmanagerSet{URLs: o.URLs, HTTPConfig: o.HTTPConfig, Timeout: o.Timeout})
+		names = append(names, "URLs")
+	}
+	for i, s := range o.Sets {
+		if s.Timeout == 0 {
+			s.Timeout = defaultTimeout
+		}
+		sets = append(sets, s)
+		names = append(names, fmt.Sprintf("Sets[%d].URLs", i))
+	}
+	type target struct {
+		set      int
+		endpoint string
+	}
+	var targets []target
+	seen := make(map[string]bool)
+	for si, set := range sets {
+		for i, raw := range set.URLs {
+			u, err := parseHTTPURL(raw)
+			if err != nil {
+				return nil, fmt.Errorf("alertmanager notifier options: %s[%d]: %w", names[si], i, err)
+			}
+			if u.User != nil {
+				return nil, fmt.Errorf("alertmanager notifier options: %s[%d]: URL %q: %w", names[si], i, u.Redacted(), ErrURLUserInfo)
+			}
+			if u.RawQuery != "" || u.Fragment != "" {
+				return nil, fmt.Errorf("alertmanager notifier options: %s[%d]: URL %q: must have no query or fragment", names[si], i, u.Redacted())
+			}
+			ep := u.JoinPath(alertsAPIPath).String()
+			if seen[ep] {
+				return nil, fmt.Errorf("alertmanager notifier options: %s[%d]: %q is listed twice", names[si], i, ep)
+			}
+			seen[ep] = true
+			targets = append(targets, target{si, ep})
+		}
+	}
+	for si, set := range sets {
+		client, err := config.NewClientFromConfig(set.HTTPConfig, "alertmanager",
+			config.WithUserAgent("pretrain-detector/"+version.Version))
+		if err != nil {
+			return nil, fmt.Errorf("alertmanager notifier options: %s: HTTP client: %w", strings.TrimSuffix(names[si], ".URLs"), err)
+		}
+		n.clients = append(n.clients, client)
+	}
+	var err error
 	n.metrics, err = newMetrics(reg, func() float64 { return float64(n.QueueLen()) })
 	if err != nil {
 		return nil, err
 	}
 	n.metrics.queueCapacity.Set(float64(o.QueueCapacity))
-	seen := make(map[string]bool, len(o.URLs))
-	for i, raw := range o.URLs {
-		u, err := parseHTTPURL(raw)
-		if err != nil {
-			return nil, fmt.Errorf("alertmanager notifier options: URLs[%d]: %w", i, err)
-		}
-		if u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("alertmanager notifier options: URLs[%d]: URL %q: must have no query or fragment", i, u.Redacted())
-		}
-		ep := u.JoinPath(alertsAPIPath)
-		anon := *ep
-		anon.User = nil
-		if seen[anon.String()] {
-			return nil, fmt.Errorf("alertmanager notifier options: URLs[%d]: %q is listed twice", i, anon.String())
-		}
-		seen[anon.String()] = true
-		n.ams = append(n.ams, alertmanager{endpoint: ep.String(), label: anon.String(), m: n.metrics.forAlertmanager(anon.String())})
+	for _, tg := range targets {
+		n.ams = append(n.ams, alertmanager{endpoint: tg.endpoint, label: tg.endpoint, client: n.clients[tg.set],
+			timeout: sets[tg.set].Timeout, m: n.metrics.forAlertmanager(tg.endpoint)})
 	}
 	return n, nil
 }
@@ -319,7 +387,7 @@ func (n *Notifier) Update(findings []detect.Finding) {
 		default:
 			continue
 		}
-		dropped += n.enqueueLocked(f.ID, AlertFor(*f, n.opts, now))
+		dropped += n.enqueueLocked(f.ID, *f)
 		queuedAny = true
 	}
 	for id, s := range n.sent {
@@ -350,12 +418,12 @@ func (n *Notifier) wake() {
 // enqueueLocked queues an alert, replacing a still-queued older version of
 // the same finding, and drops the oldest alerts beyond the capacity,
 // returning how many.
-func (n *Notifier) enqueueLocked(id string, a *models.PostableAlert) int {
+func (n *Notifier) enqueueLocked(id string, f detect.Finding) int {
 	if e, ok := n.queued[id]; ok {
-		e.alert = a
+		e.f = f
 		return 0
 	}
-	e := &entry{id: id, alert: a}
+	e := &entry{id: id, f: f}
 	n.queue = append(n.queue, e)
 	n.queued[id] = e
 	return n.trimLocked()
@@ -450,7 +518,11 @@ func (n *Notifier) Run(ctx context.Context) {
 func (n *Notifier) Drain(ctx context.Context) error {
 	// The connections are not needed after a drain; closing them lets the
 	// process (and leak-checking tests) end without lingering readers.
-	defer n.client.CloseIdleConnections()
+	defer func() {
+		for _, c := range n.clients {
+			c.CloseIdleConnections()
+		}
+	}()
 	for ctx.Err() == nil {
 		if !n.sendNext(ctx) {
 			break
@@ -483,13 +555,9 @@ func (n *Notifier) sendNext(ctx context.Context) bool {
 	if len(batch) == 0 {
 		return false
 	}
-	alerts := make(models.PostableAlerts, len(batch))
-	for i, e := range batch {
-		alerts[i] = e.alert
-	}
 	n.inflight.Store(int64(len(batch)))
 	defer n.inflight.Store(0)
-	done, accepted := n.deliver(ctx, alerts)
+	done, accepted := n.deliver(ctx, batch)
 	if !done {
 		n.requeue(batch)
 		return false
@@ -517,12 +585,7 @@ const (
 // the others are not retried: resends repair what they missed, and one dead
 // replica must not stall the queue for the live ones (Prometheus does the
 // same).
-func (n *Notifier) deliver(ctx context.Context, alerts models.PostableAlerts) (done, accepted bool) {
-	body, err := json.Marshal(alerts)
-	if err != nil {
-		n.logger.Error("Encoding alerts", "err", err, "count", len(alerts))
-		return true, false
-	}
+func (n *Notifier) deliver(ctx context.Context, batch []*entry) (done, accepted bool) {
 	pending := make([]int, len(n.ams))
 	for i := range pending {
 		pending[i] = i
@@ -530,9 +593,14 @@ func (n *Notifier) deliver(ctx context.Context, alerts models.PostableAlerts) (d
 	backoff := minBackoff
 	results := make([]sendResult, len(n.ams))
 	for attempt := 1; ; attempt++ {
+		body, err := n.body(batch)
+		if err != nil {
+			n.logger.Error("Encoding alerts", "err", err, "count", len(batch))
+			return true, false
+		}
 		var wg sync.WaitGroup
 		for _, i := range pending {
-			wg.Go(func() { results[i] = n.send(ctx, n.ams[i], body, len(alerts), attempt) })
+			wg.Go(func() { results[i] = n.send(ctx, n.ams[i], body, len(batch), attempt) })
 		}
 		wg.Wait()
 		var retry []int
@@ -563,9 +631,25 @@ func (n *Notifier) deliver(ctx context.Context, alerts models.PostableAlerts) (d
 	}
 }
 
+// body encodes the batch's alerts as of now: rebuilt for each attempt, so
+// a firing finding's EndsAt always lies 4 resend delays after the attempt
+// that carries it, however long Alertmanager was away.
+func (n *Notifier) body(batch []*entry) ([]byte, error) {
+	now := n.opts.Now()
+	alerts := make(models.PostableAlerts, len(batch))
+	for i, e := range batch {
+		alerts[i] = AlertFor(e.f, n.opts, now)
+	}
+	b, err := json.Marshal(alerts)
+	if err != nil {
+		return nil, fmt.Errorf("encode alerts: %w", err)
+	}
+	return b, nil
+}
+
 // send POSTs body to one Alertmanager and classifies the outcome.
 func (n *Notifier) send(ctx context.Context, am alertmanager, body []byte, count, attempt int) sendResult {
-	rctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, am.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, am.endpoint, bytes.NewReader(body))
 	if err != nil {
@@ -576,7 +660,7 @@ func (n *Notifier) send(ctx context.Context, am alertmanager, body []byte, count
 	}
 	req.Header.Set("Content-Type", contentTypeJSON)
 	begin := time.Now()
-	resp, err := n.opts.Do(rctx, n.client, req)
+	resp, err := n.opts.Do(rctx, am.client, req)
 	if err == nil {
 		err = checkResponse(resp)
 	}

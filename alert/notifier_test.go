@@ -622,7 +622,7 @@ func TestNotifierDrainWaitsForRunButNotPastDeadline(t *testing.T) {
 
 func TestNotifierMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	_, err := NewNotifier(NotifierOptions{URLs: []string{testAM1, "https://user:secret@am2.example/prefix"}, QueueCapacity: 50}, nil, reg)
+	_, err := NewNotifier(NotifierOptions{URLs: []string{testAM1, "https://am2.example/prefix"}, QueueCapacity: 50}, nil, reg)
 	require.NoError(t, err)
 
 	problems, err := testutil.GatherAndLint(reg)
@@ -687,6 +687,10 @@ func TestNewNotifierValidation(t *testing.T) {
 		{name: "duplicate", opts: NotifierOptions{URLs: []string{testAM1, testAM1 + "/"}}, wantErr: "URLs[1]"},
 		{name: "credentials not echoed", opts: NotifierOptions{URLs: []string{"ftp://u:hunter2@am"}}, wantErr: "URLs[0]"},
 		{name: "credentials not echoed on parse error", opts: NotifierOptions{URLs: []string{"http://u:hunter2@am:port"}}, wantErr: "URLs[0]"},
+		{name: "user info refused, pointing to the config file", opts: NotifierOptions{URLs: []string{testAM1, "http://u:hunter2@am2:9093"}}, wantErr: "URLs[1]: URL \"http://u:xxxxx@am2:9093\": user info in an Alertmanager URL is refused"},
+		{name: "user info refused in a set", opts: NotifierOptions{Sets: []AlertmanagerSet{{URLs: []string{"http://u:hunter2@am2:9093"}}}}, wantErr: "alerting.alertmanagers[].basic_auth.password_file"},
+		{name: "duplicate across sets", opts: NotifierOptions{URLs: []string{testAM1}, Sets: []AlertmanagerSet{{URLs: []string{testAM1}}}}, wantErr: "Sets[0].URLs[0]"},
+		{name: "bad set HTTP config", opts: NotifierOptions{Sets: []AlertmanagerSet{{URLs: []string{testAM1}, HTTPConfig: config.HTTPClientConfig{BearerToken: "a", BearerTokenFile: "/b"}}}}, wantErr: "Sets[0].HTTPConfig"},
 		{name: "negative resend", opts: NotifierOptions{URLs: []string{testAM1}, ResendDelay: -time.Second}, wantErr: "ResendDelay"},
 		{name: "negative capacity", opts: NotifierOptions{URLs: []string{testAM1}, QueueCapacity: -1}, wantErr: "QueueCapacity"},
 		{name: "batch too big", opts: NotifierOptions{URLs: []string{testAM1}, BatchSize: 257}, wantErr: "BatchSize"},
@@ -714,15 +718,20 @@ func TestNewNotifierValidation(t *testing.T) {
 	}
 
 	n, err := NewNotifier(NotifierOptions{
-		URLs:         []string{"http://am:9093/prefix/", "https://u:p@am2"},
+		URLs:         []string{"http://am:9093/prefix/", "https://am2"},
+		Sets:         []AlertmanagerSet{{URLs: []string{"https://am3:9093"}, Timeout: 3 * time.Second}},
 		ExternalURL:  "https://detector.example/",
 		DashboardURL: "https://grafana.example/d/pretrain?var-kind=<kind>",
 		ExtraLabels:  map[string]string{"replay": "true"},
 	}, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "http://am:9093/prefix/api/v2/alerts", n.ams[0].endpoint)
-	require.Equal(t, "https://u:p@am2/api/v2/alerts", n.ams[1].endpoint)
+	require.Equal(t, "https://am2/api/v2/alerts", n.ams[1].endpoint)
 	require.Equal(t, "https://am2/api/v2/alerts", n.ams[1].label)
+	require.Equal(t, "https://am3:9093/api/v2/alerts", n.ams[2].endpoint)
+	require.Equal(t, 10*time.Second, n.ams[0].timeout)
+	require.Equal(t, 3*time.Second, n.ams[2].timeout)
+	require.NotSame(t, n.ams[0].client, n.ams[2].client, "each set has its own client")
 	require.Equal(t, time.Minute, n.opts.ResendDelay)
 	require.Equal(t, 10000, n.opts.QueueCapacity)
 	require.Equal(t, 256, n.opts.BatchSize)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -14,7 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/redact"
+	"github.com/wikimedia/pretrain-detector/window"
 )
 
 // WebOptions are what the HTTP endpoints read and call. Nil functions
@@ -27,8 +31,19 @@ type WebOptions struct {
 	// Reload re-reads the configuration (POST /-/reload); nil unless
 	// lifecycle endpoints are enabled.
 	Reload func() error
-	// AddDeploy records a deploy marker (POST /api/v1/deploys).
+	// AddDeploy records a deploy marker (POST /api/v1/deploys): in the
+	// daemon it produces the marker to the marker topic. nil (the default,
+	// without --web.enable-admin-api) answers the endpoint with 404: it
+	// changes what the detector blames, so it is off unless asked for.
 	AddDeploy func(DeployMarker) error
+	// DeployMaxAge and DeployMaxAhead bound a posted marker's "at" to
+	// [now − DeployMaxAge, now + DeployMaxAhead]: a marker older than the
+	// window explains nothing, and one far ahead would stand as the latest
+	// deploy until its time came. Zero: the config defaults of
+	// window.length and deploy_markers.max_ahead.
+	DeployMaxAge, DeployMaxAhead time.Duration
+	// Now is the clock "at" is checked against (default time.Now).
+	Now func() time.Time
 	// Status is served as JSON at /api/v1/status; it must hold no secret.
 	Status func() any
 	Logger *slog.Logger
@@ -40,13 +55,34 @@ type DeployMarker struct {
 	Group   string    `json:"group,omitempty"`
 	Version string    `json:"version"`
 	At      time.Time `json:"at"` // defaults to now
+	// By is who posted it: the basic-auth user if any, and the remote
+	// address. Set by the server, never taken from the body.
+	By string `json:"by,omitempty"`
 }
+
+// Request limits. Every request body is bounded (the only endpoint that
+// reads one takes a small JSON object), so a client cannot make the
+// detector buffer without end.
+const (
+	maxRequestBytes = 64 << 10
+	maxDeployBytes  = 4 << 10
+	maxFieldEcho    = 64
+)
 
 // NewHandler returns the detector's HTTP endpoints: /metrics, the /-/
 // probes, /api/v1/findings, /api/v1/deploys, /api/v1/status and pprof.
 func NewHandler(o WebOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.DeployMaxAge <= 0 {
+		o.DeployMaxAge = time.Duration(config.Default().Window.Length)
+	}
+	if o.DeployMaxAhead <= 0 {
+		o.DeployMaxAhead = time.Duration(config.Default().DeployMarkers.MaxAhead)
 	}
 	mux := http.NewServeMux()
 	if o.Gatherer != nil {
@@ -82,37 +118,19 @@ func NewHandler(o WebOptions) http.Handler {
 			out := []detect.Finding{}
 			for _, f := range o.Findings() {
 				if (id == "" || f.ID == id) && (state == "" || string(f.State) == state) && (kind == "" || string(f.Kind) == kind) {
-					out = append(out, f)
+					out = append(out, redact.Finding(f))
 				}
 			}
 			writeJSON(w, http.StatusOK, out, o.Logger)
 		})
 	}
-	if o.AddDeploy != nil {
-		mux.HandleFunc("POST /api/v1/deploys", func(w http.ResponseWriter, r *http.Request) {
-			m, err := decodeDeployMarker(http.MaxBytesReader(w, r.Body, 64<<10))
-			if err != nil {
-				http.Error(w, "bad deploy marker: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			if m.Scope != "pretrain" && m.Scope != "train" {
-				http.Error(w, `bad deploy marker: field scope: want "pretrain" or "train"`, http.StatusBadRequest)
-				return
-			}
-			if strings.TrimSpace(m.Version) == "" {
-				http.Error(w, "bad deploy marker: field version: required", http.StatusBadRequest)
-				return
-			}
-			if m.At.IsZero() {
-				m.At = time.Now().UTC()
-			}
-			if err := o.AddDeploy(m); err != nil {
-				http.Error(w, "add deploy: "+err.Error(), http.StatusInternalServerError)
-				return
-			}
-			writeJSON(w, http.StatusAccepted, m, o.Logger)
-		})
-	}
+	mux.HandleFunc("POST /api/v1/deploys", func(w http.ResponseWriter, r *http.Request) {
+		if o.AddDeploy == nil {
+			http.Error(w, "deploy markers are written through the admin API, which is off: start with --web.enable-admin-api", http.StatusNotFound)
+			return
+		}
+		addDeploy(w, r, o)
+	})
 	if o.Status != nil {
 		mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, o.Status(), o.Logger) })
 	}
@@ -125,7 +143,68 @@ func NewHandler(o WebOptions) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = fmt.Fprintln(w, "Pretrain regression detector: /api/v1/findings /metrics /-/ready /-/healthy")
 	})
-	return mux
+	return http.MaxBytesHandler(mux, maxRequestBytes)
+}
+
+// addDeploy serves POST /api/v1/deploys: JSON only (415 otherwise, so no
+// HTML form or text/plain fetch from another site can post one without a
+// CORS preflight), every field bounded (400 naming it), who posted what
+// logged, then handed to AddDeploy.
+func addDeploy(w http.ResponseWriter, r *http.Request, o WebOptions) {
+	user := basicAuthUser(r)
+	by := r.RemoteAddr
+	if user != "" {
+		by = user + "@" + r.RemoteAddr
+	}
+	log := o.Logger.With("remote_addr", r.RemoteAddr, "user", user)
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != contentTypeJSON {
+		log.Warn("Deploy marker refused", "reason", "content type is not application/json")
+		http.Error(w, "bad deploy marker: Content-Type must be application/json", http.StatusUnsupportedMediaType)
+		return
+	}
+	m, err := decodeDeployMarker(http.MaxBytesReader(w, r.Body, maxDeployBytes))
+	if err == nil {
+		err = checkDeployMarker(&m, o)
+	}
+	if err != nil {
+		log.Warn("Deploy marker refused", "reason", err)
+		http.Error(w, "bad deploy marker: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	m.By = by
+	if err := o.AddDeploy(m); err != nil {
+		log.Error("Deploy marker not recorded", "err", err, "scope", m.Scope, "group", m.Group, "version", m.Version, "at", m.At)
+		http.Error(w, "add deploy: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	log.Info("Deploy marker posted", "scope", m.Scope, "group", m.Group, "version", m.Version, "at", m.At)
+	writeJSON(w, http.StatusAccepted, m, o.Logger)
+}
+
+// basicAuthUser is the request's basic-auth user name, bounded; "" without.
+func basicAuthUser(r *http.Request) string {
+	user, _, _ := r.BasicAuth()
+	return clean(user, maxFieldEcho, false)
+}
+
+// checkDeployMarker bounds each field, naming the one that is wrong: the
+// lengths and characters of the deploy timeline's own check, and at within
+// [now − DeployMaxAge, now + DeployMaxAhead] (now if absent).
+func checkDeployMarker(m *DeployMarker, o WebOptions) error {
+	now := o.Now().UTC()
+	if m.At.IsZero() {
+		m.At = now
+	}
+	if _, err := window.NewMarker(m.Scope, m.Group, m.Version, m.At, ""); err != nil {
+		return err
+	}
+	switch {
+	case m.At.Before(now.Add(-o.DeployMaxAge)):
+		return fmt.Errorf("field at: %s is more than %s ago (the window)", m.At.Format(time.RFC3339), o.DeployMaxAge)
+	case m.At.After(now.Add(o.DeployMaxAhead)):
+		return fmt.Errorf("field at: %s is more than %s ahead of now", m.At.Format(time.RFC3339), o.DeployMaxAhead)
+	}
+	return nil
 }
 
 // decodeDeployMarker reads one JSON object. Errors name the field where

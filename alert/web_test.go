@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -66,6 +67,7 @@ func newWebFixture(t *testing.T, findings []detect.Finding, lifecycle bool) *web
 			return nil
 		},
 		Status: func() any { return map[string]any{"cohort": []string{"testwiki"}, "ready": f.ready.Load()} },
+		Now:    func() time.Time { return webNow },
 	}
 	if lifecycle {
 		o.Reload = func() error {
@@ -81,6 +83,9 @@ func newWebFixture(t *testing.T, findings []detect.Finding, lifecycle bool) *web
 	return f
 }
 
+// webNow is the fixture's clock: deploy markers are checked against it.
+var webNow = time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+
 type response struct {
 	code   int
 	header http.Header
@@ -89,10 +94,19 @@ type response struct {
 
 func (f *webFixture) do(t *testing.T, method, path, body string) response {
 	t.Helper()
+	ct := ""
+	if body != "" {
+		ct = "application/json"
+	}
+	return f.doType(t, method, path, ct, body)
+}
+
+func (f *webFixture) doType(t *testing.T, method, path, contentType, body string) response {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, f.srv.URL+path, strings.NewReader(body))
 	require.NoError(t, err)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := f.srv.Client().Do(req)
 	require.NoError(t, err)
@@ -185,7 +199,17 @@ func TestWebDeploys(t *testing.T) {
 		{name: "train group", body: `{"scope":"train","group":"group1","version":"1.46.0-wmf.18","at":"2026-03-04T09:58:00Z"}`,
 			wantCode: 202, want: &alert.DeployMarker{Scope: "train", Group: "group1", Version: "1.46.0-wmf.18", At: at}},
 		{name: "at defaults to now", body: `{"scope":"pretrain","version":"1.47.0-alpha"}`, wantCode: 202,
-			want: &alert.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha"}},
+			want: &alert.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: webNow}},
+		{name: "at a few minutes ahead", body: `{"scope":"pretrain","version":"1.47.0-alpha","at":"2026-03-04T10:04:00Z"}`, wantCode: 202,
+			want: &alert.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: webNow.Add(4 * time.Minute)}},
+		{name: "at far ahead", body: `{"scope":"train","version":"x","at":"2200-01-01T00:00:00Z"}`, wantCode: 400, wantBody: "field at"},
+		{name: "at six minutes ahead", body: `{"scope":"train","version":"x","at":"2026-03-04T10:06:00Z"}`, wantCode: 400, wantBody: "field at: 2026-03-04T10:06:00Z is more than 5m0s ahead"},
+		{name: "at before the window", body: `{"scope":"train","version":"x","at":"2026-03-04T07:59:00Z"}`, wantCode: 400, wantBody: "field at"},
+		{name: "at in year 1600", body: `{"scope":"train","version":"x","at":"1600-01-01T00:00:00Z"}`, wantCode: 400, wantBody: "field at"},
+		{name: "long version", body: `{"scope":"train","version":"` + strings.Repeat("v", 129) + `"}`, wantCode: 400, wantBody: "field version: 129 bytes"},
+		{name: "version with a line break", body: `{"scope":"train","version":"x\nlevel=error msg=forged"}`, wantCode: 400, wantBody: "field version"},
+		{name: "long group", body: `{"scope":"train","group":"` + strings.Repeat("g", 65) + `","version":"x"}`, wantCode: 400, wantBody: "field group: 65 bytes"},
+		{name: "long scope not echoed whole", body: `{"scope":"` + strings.Repeat("s", 1000) + `","version":"x"}`, wantCode: 400, wantBody: "field scope"},
 		{name: "bad scope", body: `{"scope":"staging","version":"x"}`, wantCode: 400, wantBody: "field scope"},
 		{name: "missing scope", body: `{"version":"x"}`, wantCode: 400, wantBody: "field scope"},
 		{name: "missing version", body: `{"scope":"train","group":"group0"}`, wantCode: 400, wantBody: "field version"},
@@ -195,13 +219,12 @@ func TestWebDeploys(t *testing.T) {
 		{name: "not json", body: `scope=train`, wantCode: 400, wantBody: "bad deploy marker"},
 		{name: "two objects", body: `{"scope":"train","version":"x"}{"scope":"train","version":"y"}`, wantCode: 400, wantBody: "more after it"},
 		{name: "too large", body: `{"scope":"train","version":"` + strings.Repeat("x", 70<<10) + `"}`, wantCode: 400, wantBody: "too large"},
-		{name: "store fails", body: `{"scope":"train","version":"x"}`, addErr: errors.New("timeline full"), wantCode: 500, wantBody: "timeline full"},
+		{name: "topic unreachable", body: `{"scope":"train","version":"x"}`, addErr: errors.New("marker topic: no broker reachable"), wantCode: 503, wantBody: "no broker reachable"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newWebFixture(t, nil, false)
 			f.addErr = tc.addErr
-			before := time.Now()
 			r := f.do(t, "POST", "/api/v1/deploys", tc.body)
 			require.Equal(t, tc.wantCode, r.code, r.body)
 			require.Contains(t, r.body, tc.wantBody)
@@ -213,10 +236,8 @@ func TestWebDeploys(t *testing.T) {
 				return
 			}
 			require.Len(t, got, 1)
-			if tc.want.At.IsZero() {
-				require.WithinRange(t, got[0].At, before.Add(-time.Second), time.Now().Add(time.Second))
-				tc.want.At = got[0].At
-			}
+			require.Regexp(t, `^127\.0\.0\.1:\d+$`, got[0].By, "who posted it")
+			tc.want.By = got[0].By
 			require.Equal(t, *tc.want, got[0])
 			require.Equal(t, "application/json", r.header.Get("Content-Type"))
 			var echo alert.DeployMarker
@@ -225,6 +246,100 @@ func TestWebDeploys(t *testing.T) {
 			echo.At = got[0].At
 			require.Equal(t, got[0], echo, "the response is the marker as recorded")
 		})
+	}
+}
+
+// TestWebDeploysRefused: without an AddDeploy (no --web.enable-admin-api)
+// the endpoint is 404 whatever the body; with one, only application/json
+// gets through (415 for the content types a cross-site form or a simple
+// fetch can send).
+func TestWebDeploysRefused(t *testing.T) {
+	const body = `{"scope":"pretrain","version":"1.47.0-alpha"}`
+	t.Run("admin API off", func(t *testing.T) {
+		srv := httptest.NewServer(alert.NewHandler(alert.WebOptions{}))
+		defer srv.Close()
+		f := &webFixture{srv: srv}
+		r := f.do(t, "POST", "/api/v1/deploys", body)
+		require.Equal(t, http.StatusNotFound, r.code)
+		require.Contains(t, r.body, "--web.enable-admin-api")
+		require.Equal(t, http.StatusMethodNotAllowed, f.do(t, "GET", "/api/v1/deploys", "").code)
+	})
+	for _, ct := range []string{"text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "", "application/jsonp"} {
+		t.Run("content type "+ct, func(t *testing.T) {
+			f := newWebFixture(t, nil, false)
+			r := f.doType(t, "POST", "/api/v1/deploys", ct, body)
+			require.Equal(t, http.StatusUnsupportedMediaType, r.code, r.body)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			require.Empty(t, f.deploys)
+		})
+	}
+	t.Run("content type with charset", func(t *testing.T) {
+		f := newWebFixture(t, nil, false)
+		r := f.doType(t, "POST", "/api/v1/deploys", "application/json; charset=utf-8", body)
+		require.Equal(t, http.StatusAccepted, r.code, r.body)
+	})
+	t.Run("basic-auth user recorded and logged", func(t *testing.T) {
+		var logs syncBuf
+		f := &webFixture{}
+		f.srv = httptest.NewServer(alert.NewHandler(alert.WebOptions{Now: func() time.Time { return webNow },
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			AddDeploy: func(m alert.DeployMarker) error {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				f.deploys = append(f.deploys, m)
+				return nil
+			}}))
+		defer f.srv.Close()
+		req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+"/api/v1/deploys", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth("releng-bot", "pw")
+		resp, err := f.srv.Client().Do(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, http.StatusAccepted, resp.StatusCode)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		require.Regexp(t, `^releng-bot@127\.0\.0\.1:\d+$`, f.deploys[0].By)
+		require.Regexp(t, `msg="Deploy marker posted" remote_addr=127\.0\.0\.1:\d+ user=releng-bot scope=pretrain group="" version=1\.47\.0-alpha`, logs.String())
+	})
+}
+
+// syncBuf is a strings.Builder safe for the server's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRedactedWhereFindingsLeave: the exemplar's query string and IP do not
+// reach the findings API, the console, the JSONL or the alert.
+func TestRedactedWhereFindingsLeave(t *testing.T) {
+	const secret = "target=Jane_Doe&token=abc123"
+	f := loadTestFindings(t)[0]
+	f.Evidence.Exemplar = "[r1] /w/index.php?" + secret + "   Wikimedia\\Rdbms\\DBQueryError from 198.51.100.23"
+	w := newWebFixture(t, []detect.Finding{f}, false)
+	api := w.do(t, "GET", "/api/v1/findings", "").body
+	var console, jsonl strings.Builder
+	require.NoError(t, alert.NewConsole(&console).Notify([]detect.Finding{f}))
+	require.NoError(t, alert.NewJSONL(&jsonl).Notify([]detect.Finding{f}))
+	ann := alert.AlertFor(f, alert.NotifierOptions{}, webNow).Annotations["exemplar"]
+	for where, out := range map[string]string{"api": api, "console": console.String(), "jsonl": jsonl.String(), "alert": ann} {
+		require.NotContains(t, out, secret, where)
+		require.NotContains(t, out, "198.51.100.23", where)
+		require.Contains(t, out, "/w/index.php?…", where)
 	}
 }
 

@@ -8,14 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/wikimedia/pretrain-detector/window"
 )
 
 // Config is the whole configuration. Field names are the YAML keys.
@@ -31,6 +35,28 @@ type Config struct {
 	Classifier Classifier `yaml:"classifier"`
 	// Deploys are deploy markers known in advance (or from elsewhere).
 	Deploys []DeployMarker `yaml:"deploys"`
+	// DeployMarkers is the Kafka topic that carries the markers posted to
+	// the deploys API, so every replica and every restart sees them.
+	DeployMarkers DeployMarkers `yaml:"deploy_markers"`
+}
+
+// DefaultMarkerTopic is the default topic of deploy markers.
+const DefaultMarkerTopic = "pretrain-detector.deploy-markers"
+
+// DeployMarkers configures the marker topic. Kafka is the detector's only
+// state: a marker posted to one replica is produced to this topic, and every
+// replica reads the topic from now − window.length at start and follows it.
+type DeployMarkers struct {
+	// Topic is the marker topic; "" turns the topic (and with it the write
+	// API) off.
+	Topic string `yaml:"topic"`
+	// Cluster names the kafka.clusters[] entry that holds the topic;
+	// "" is the first cluster.
+	Cluster string `yaml:"cluster"`
+	// MaxAhead is how far after the time of the request a posted marker's
+	// "at" may be (clocks differ a little; a deploy dated in the future
+	// would be blamed for nothing yet).
+	MaxAhead model.Duration `yaml:"max_ahead"`
 }
 
 // Kafka lists the clusters to read. Wikimedia keeps error logs and request
@@ -78,6 +104,9 @@ type SASL struct {
 	Mechanism    string `yaml:"mechanism"` // "", "PLAIN", "SCRAM-SHA-512", "SCRAM-SHA-256"
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"password_file"`
+	// AllowPlaintext lets PLAIN run without TLS, where the password
+	// crosses the network in clear; without it that combination is refused.
+	AllowPlaintext bool `yaml:"allow_plaintext"`
 }
 
 // Topic is a topic and the format of its records.
@@ -131,6 +160,35 @@ type Alerting struct {
 	ResendDelay  model.Duration `yaml:"resend_delay"`
 	RunbookURL   string         `yaml:"runbook_url"`
 	DashboardURL string         `yaml:"dashboard_url"`
+	// Alertmanagers are sets of Alertmanagers with the HTTP client settings
+	// of each, as in Prometheus's alerting.alertmanagers: the place for
+	// credentials, which --alertmanager.url refuses.
+	Alertmanagers []AlertmanagerSet `yaml:"alertmanagers"`
+}
+
+// DefaultAlertmanagerTimeout bounds each POST to an Alertmanager.
+const DefaultAlertmanagerTimeout = 10 * time.Second
+
+// AlertmanagerSet is Alertmanagers sharing one HTTP client configuration:
+// prometheus/common's HTTPClientConfig inline (tls_config, basic_auth with
+// password_file, authorization or bearer_token_file, proxy_url, ...), as
+// in Prometheus's alertmanager_config.
+type AlertmanagerSet struct {
+	// URLs are base URLs, http[s]://host:port[/prefix], without user info.
+	URLs    []string       `yaml:"urls"`
+	Timeout model.Duration `yaml:"timeout"`
+
+	HTTPClientConfig promconfig.HTTPClientConfig `yaml:",inline"`
+}
+
+// UnmarshalYAML starts from the defaults of prometheus/common's HTTP client
+// (redirects followed, HTTP/2) and this package's timeout. It takes the
+// older unmarshal-function form so the strict decoding (unknown keys are
+// errors) reaches inside.
+func (s *AlertmanagerSet) UnmarshalYAML(unmarshal func(any) error) error {
+	*s = AlertmanagerSet{Timeout: model.Duration(DefaultAlertmanagerTimeout), HTTPClientConfig: promconfig.DefaultHTTPClientConfig}
+	type plain AlertmanagerSet
+	return unmarshal((*plain)(s))
 }
 
 // Classifier extends the shared-data classification.
@@ -207,6 +265,10 @@ func Default() Config {
 			ResendDelay: model.Duration(time.Minute),
 			RunbookURL:  "https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>",
 		},
+		DeployMarkers: DeployMarkers{
+			Topic:    DefaultMarkerTopic,
+			MaxAhead: model.Duration(5 * time.Minute),
+		},
 	}
 }
 
@@ -271,6 +333,10 @@ func sectionName(typ string) string {
 		return "deploys[]"
 	case "PathRule":
 		return "classifier.paths[]"
+	case "AlertmanagerSet", "plain":
+		return "alerting.alertmanagers[]"
+	case "DeployMarkers":
+		return "deploy_markers"
 	}
 	return strings.ToLower(typ)
 }
@@ -289,6 +355,9 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&cl.SASL.PasswordFile)
 	}
 	abs(&c.Wikis.MediaWikiConfigDir)
+	for i := range c.Alerting.Alertmanagers {
+		c.Alerting.Alertmanagers[i].HTTPClientConfig.SetDirectory(dir)
+	}
 }
 
 // Formats are the record formats the detector decodes.
@@ -342,6 +411,22 @@ func (c *Config) Validate() error {
 		if (cl.TLS.CertFile == "") != (cl.TLS.KeyFile == "") {
 			bad(f+".tls", "cert_file and key_file go together")
 		}
+		if cl.SASL.Mechanism == "PLAIN" && !cl.TLS.Enabled && !cl.SASL.AllowPlaintext {
+			bad(f+".sasl.mechanism", "PLAIN without tls.enabled sends the password in clear; enable TLS, use SCRAM, or set sasl.allow_plaintext: true")
+		}
+	}
+	if c.DeployMarkers.Topic != "" {
+		if c.DeployMarkers.Cluster != "" && !names[c.DeployMarkers.Cluster] {
+			bad("deploy_markers.cluster", "no kafka.clusters[] entry is named %q", c.DeployMarkers.Cluster)
+		}
+		for _, ct := range c.Topics() {
+			if ct.Topic.Name == c.DeployMarkers.Topic && (c.DeployMarkers.Cluster == "" || c.DeployMarkers.Cluster == ct.Cluster.Name) {
+				bad("deploy_markers.topic", "%q is also a log topic", c.DeployMarkers.Topic)
+			}
+		}
+	}
+	if c.DeployMarkers.MaxAhead < 0 || c.DeployMarkers.MaxAhead > model.Duration(time.Hour) {
+		bad("deploy_markers.max_ahead", "must be between 0 and 1h")
 	}
 	if c.Kafka.MaxWait <= 0 {
 		bad("kafka.max_wait", "must be positive")
@@ -416,13 +501,37 @@ func (c *Config) Validate() error {
 	if c.Alerting.ResendDelay < model.Duration(time.Second) {
 		bad("alerting.resend_delay", "must be at least 1s")
 	}
+	for i := range c.Alerting.Alertmanagers {
+		am := &c.Alerting.Alertmanagers[i]
+		f := fmt.Sprintf("alerting.alertmanagers[%d]", i)
+		if len(am.URLs) == 0 {
+			bad(f+".urls", "at least one URL is required")
+		}
+		for j, raw := range am.URLs {
+			if err := checkAlertmanagerURL(raw); err != nil {
+				bad(fmt.Sprintf("%s.urls[%d]", f, j), "%v", err)
+			}
+		}
+		if am.Timeout <= 0 {
+			bad(f+".timeout", "must be positive")
+		}
+		// Validate also moves bearer_token(_file) into authorization, as
+		// Prometheus does, so it runs on the stored value.
+		if err := am.HTTPClientConfig.Validate(); err != nil {
+			bad(f, "%v", err)
+		}
+	}
 	for i, m := range c.Deploys {
 		f := fmt.Sprintf("deploys[%d]", i)
-		if m.Scope != "pretrain" && m.Scope != "train" {
-			bad(f+".scope", "want pretrain or train, got %q", m.Scope)
-		}
 		if m.At.IsZero() {
 			bad(f+".at", "required (RFC 3339)")
+			continue
+		}
+		// The deploy timeline's own check, which names the field: the same
+		// bounds as markers from the API.
+		if _, err := window.NewMarker(m.Scope, m.Group, m.Version, m.At, "config"); err != nil {
+			// "field version: …" becomes "field deploys[i].version: …".
+			errs = append(errs, fmt.Errorf("field %s.%s", f, strings.TrimPrefix(err.Error(), "field ")))
 		}
 	}
 	for i, p := range c.Classifier.Paths {
@@ -431,6 +540,44 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkAlertmanagerURL accepts an absolute http(s) URL without user info,
+// query or fragment. Errors never echo the URL's password.
+func checkAlertmanagerURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the whole URL, password included
+		}
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: scheme must be http or https", u.Redacted())
+	case u.Host == "":
+		return fmt.Errorf("%q: host is missing", u.Redacted())
+	case u.User != nil:
+		return fmt.Errorf("%q: user info is not accepted in a URL; use basic_auth with password_file", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q: must have no query or fragment", u.Redacted())
+	}
+	return nil
+}
+
+// MarkerCluster is the cluster that holds the marker topic, nil when the
+// topic is off.
+func (c *Config) MarkerCluster() *Cluster {
+	if c.DeployMarkers.Topic == "" || len(c.Kafka.Clusters) == 0 {
+		return nil
+	}
+	for i := range c.Kafka.Clusters {
+		if c.Kafka.Clusters[i].Name == c.DeployMarkers.Cluster {
+			return &c.Kafka.Clusters[i]
+		}
+	}
+	return &c.Kafka.Clusters[0]
 }
 
 // Topics returns every configured topic with its cluster.

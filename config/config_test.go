@@ -56,6 +56,35 @@ func TestParse(t *testing.T) {
 			require.Len(t, c.Deploys, 1)
 			require.Equal(t, time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), c.Deploys[0].At.UTC())
 		}},
+		{name: "deploy marker in year 1600", yaml: "deploys:\n- {scope: train, version: x, at: 1600-01-01T00:00:00Z}\n", err: "field deploys[0].at"},
+		{name: "deploy marker without version", yaml: "deploys:\n- {scope: train, at: 2026-11-24T10:00:00Z}\n", err: "field deploys[0].version"},
+		{name: "sasl plain without tls", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: PLAIN, username: u, password_file: p}\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].sasl.mechanism: PLAIN without tls.enabled"},
+		{name: "sasl plain without tls, allowed", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: PLAIN, username: u, password_file: p, allow_plaintext: true}\n    topics: [{name: t, format: webrequest}]\n"},
+		{name: "sasl plain with tls", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    tls: {enabled: true}\n    sasl: {mechanism: PLAIN, username: u, password_file: p}\n    topics: [{name: t, format: webrequest}]\n"},
+		{name: "marker topic default", yaml: "", check: func(t *testing.T, c Config) {
+			require.Equal(t, "pretrain-detector.deploy-markers", c.DeployMarkers.Topic)
+			require.Equal(t, "logging-eqiad", c.MarkerCluster().Name)
+		}},
+		{name: "marker topic off", yaml: "deploy_markers: {topic: ''}\n", check: func(t *testing.T, c Config) { require.Nil(t, c.MarkerCluster()) }},
+		{name: "marker topic on an unknown cluster", yaml: "deploy_markers: {cluster: nowhere}\n", err: "field deploy_markers.cluster"},
+		{name: "marker topic is a log topic", yaml: "deploy_markers: {topic: k8s-mw-eqiad}\n", err: "field deploy_markers.topic"},
+		{name: "alertmanager set", yaml: "alerting:\n  alertmanagers:\n  - urls: [https://am1:9093, https://am2:9093/prefix]\n    timeout: 3s\n    basic_auth: {username: detector, password_file: am-pass}\n    tls_config: {ca_file: ca.pem}\n", check: func(t *testing.T, c Config) {
+			require.Len(t, c.Alerting.Alertmanagers, 1)
+			am := c.Alerting.Alertmanagers[0]
+			require.Equal(t, []string{"https://am1:9093", "https://am2:9093/prefix"}, am.URLs)
+			require.Equal(t, 3*time.Second, time.Duration(am.Timeout))
+			require.Equal(t, "am-pass", am.HTTPClientConfig.BasicAuth.PasswordFile)
+			require.True(t, am.HTTPClientConfig.FollowRedirects, "prometheus/common's defaults apply")
+		}},
+		{name: "alertmanager set default timeout", yaml: "alerting:\n  alertmanagers:\n  - urls: [http://am:9093]\n    bearer_token_file: token\n", check: func(t *testing.T, c Config) {
+			am := c.Alerting.Alertmanagers[0]
+			require.Equal(t, 10*time.Second, time.Duration(am.Timeout))
+			require.Equal(t, "token", am.HTTPClientConfig.Authorization.CredentialsFile, "bearer_token_file becomes authorization, as in Prometheus")
+		}},
+		{name: "alertmanager set unknown key", yaml: "alerting:\n  alertmanagers:\n  - urls: [http://am:9093]\n    basic_auth: {username: u, pasword_file: p}\n", err: "pasword_file"},
+		{name: "alertmanager set unknown top key", yaml: "alerting:\n  alertmanagers:\n  - url: http://am:9093\n", err: `unknown field "url" in alerting.alertmanagers[]`},
+		{name: "alertmanager URL with a password", yaml: "alerting:\n  alertmanagers:\n  - urls: [http://u:hunter2@am:9093]\n", err: "field alerting.alertmanagers[0].urls[0]"},
+		{name: "alertmanager two auths", yaml: "alerting:\n  alertmanagers:\n  - urls: [http://am:9093]\n    basic_auth: {username: u, password_file: p}\n    bearer_token_file: t\n", err: "field alerting.alertmanagers[0]: at most one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse([]byte(tc.yaml))
@@ -78,6 +107,12 @@ func TestLoadResolvesRelativePaths(t *testing.T) {
 	c, err := Load(p)
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(dir, "ca.pem"), c.Kafka.Clusters[0].TLS.CAFile)
+
+	require.NoError(t, os.WriteFile(p, []byte("alerting:\n  alertmanagers:\n  - urls: [https://am:9093]\n    basic_auth: {username: u, password_file: am-pass}\n    tls_config: {ca_file: am-ca.pem}\n"), 0o600))
+	c, err = Load(p)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "am-pass"), c.Alerting.Alertmanagers[0].HTTPClientConfig.BasicAuth.PasswordFile)
+	require.Equal(t, filepath.Join(dir, "am-ca.pem"), c.Alerting.Alertmanagers[0].HTTPClientConfig.TLSConfig.CAFile)
 
 	_, err = Load(filepath.Join(dir, "missing.yml"))
 	require.ErrorContains(t, err, "missing.yml")

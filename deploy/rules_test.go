@@ -134,8 +134,17 @@ func TestAlertmanagerRoutes(t *testing.T) {
 		{[]string{"alertname=TrainRegression", "severity=warning", "cohort=train", "kind=train-regression"}, "train-conductor"},
 		{[]string{"alertname=WikiAnomaly", "severity=info", "cohort=wiki", "kind=wiki-anomaly"}, "default"},
 		{[]string{"alertname=DetectorFinding", "severity=warning"}, "default"},
+		// Replayed history goes to the receiver without notifications,
+		// whatever it is: nothing replayed pages or opens a task.
+		{[]string{"alertname=PretrainSharedDataSpillover", "severity=critical", "cohort=pretrain", "kind=shared-data-spillover", "replay=true"}, "replay"},
+		{[]string{"alertname=PretrainLeak", "severity=critical", "cohort=pretrain", "kind=pretrain-leak", "replay=true"}, "replay"},
+		{[]string{"alertname=PretrainRegression", "severity=warning", "cohort=pretrain", "kind=pretrain-regression", "replay=true"}, "replay"},
+		{[]string{"alertname=TrainRegression", "severity=warning", "cohort=train", "kind=train-regression", "replay=true"}, "replay"},
+		{[]string{"alertname=WikiAnomaly", "severity=info", "cohort=wiki", "kind=wiki-anomaly", "replay=true"}, "replay"},
+		// replay="false" (or any other value) is live.
+		{[]string{"alertname=PretrainSharedDataSpillover", "severity=critical", "replay=false"}, "releng-page"},
 	} {
-		t.Run(tc.labels[0], func(t *testing.T) {
+		t.Run(strings.Join(tc.labels, ","), func(t *testing.T) {
 			args := append([]string{"config", "routes", "test", "--config.file=" + routeFile, "--verify.receivers=" + tc.want}, tc.labels...)
 			out := run(t, bin, args...)
 			require.Equal(t, tc.want, strings.TrimSpace(out))

@@ -14,11 +14,13 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/redact"
 )
 
 // Data is what the report shows.
@@ -109,6 +111,12 @@ func Write(w io.Writer, d Data) error {
 	}).Parse(pageTemplate)
 	if err != nil {
 		return fmt.Errorf("parse report template: %w", err)
+	}
+	// The report is shared beyond those who may read the raw logs: the
+	// text taken from log messages goes out redacted (package redact).
+	d.Findings = slices.Clone(d.Findings)
+	for i := range d.Findings {
+		d.Findings[i].Finding = redact.Finding(d.Findings[i].Finding)
 	}
 	if err := t.Execute(w, newView(d)); err != nil {
 		return fmt.Errorf("render report: %w", err)

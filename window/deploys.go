@@ -2,9 +2,12 @@ package window
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wikimedia/pretrain-detector/ingest"
 )
@@ -26,8 +29,8 @@ const (
 
 	maxSeenPerShard = 4096 // keys a shard remembers
 	maxTimelineKeys = 8192 // keys the timeline remembers
-	maxTimeline     = 1000 // entries Deploys returns, the newest
-	maxMarkers      = 1000 // explicit markers kept, the newest
+	maxTimeline     = 1000 // event-derived entries Deploys returns, the newest
+	maxMarkers      = 1000 // explicit markers kept, the newest; never counted against maxTimeline
 	seenCacheSize   = 256  // direct-mapped cache in front of a shard's key map
 	reportEvery     = int64(10 * time.Minute)
 )
@@ -167,6 +170,101 @@ func (tl *timeline) evict(n int) {
 	}
 }
 
+// Bounds of an explicit marker. Markers come from outside the event stream
+// (the config file, the deploys API through the marker topic), so each field
+// is bounded before it can reach the timeline.
+const (
+	MaxMarkerVersion = 128 // bytes of a marker's version
+	MaxMarkerGroup   = 64  // bytes of a marker's train group
+)
+
+// markerTimeMin and markerTimeMax bound a marker's time to what UnixNano can
+// represent without wrapping (a year-1600 time would otherwise become 2184)
+// and to the era the detector runs in.
+var (
+	markerTimeMin = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	markerTimeMax = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// NewMarker checks an explicit deploy marker and returns its timeline entry.
+// Errors name the offending field (scope, group, version, at), so the API
+// and the config can pass them on as they are.
+func NewMarker(scope, group, version string, at time.Time, source string) (Deploy, error) {
+	var sc ingest.Scope
+	switch scope {
+	case "pretrain":
+		sc = ingest.ScopePretrain
+	case "train":
+		sc = ingest.ScopeTrain
+	default:
+		return Deploy{}, fmt.Errorf("field scope: want \"pretrain\" or \"train\", got %q", truncateField(scope))
+	}
+	if err := markerText("version", version, MaxMarkerVersion, true); err != nil {
+		return Deploy{}, err
+	}
+	if err := markerText("group", group, MaxMarkerGroup, false); err != nil {
+		return Deploy{}, err
+	}
+	if sc == ingest.ScopePretrain && group != "" {
+		return Deploy{}, errors.New("field group: Pretrain has no train group")
+	}
+	if at.Before(markerTimeMin) || !at.Before(markerTimeMax) {
+		return Deploy{}, fmt.Errorf("field at: %s is outside [%s, %s)", at.UTC().Format(time.RFC3339), markerTimeMin.Format(time.RFC3339), markerTimeMax.Format(time.RFC3339))
+	}
+	return Deploy{Scope: sc, Group: group, Version: version, At: at.UnixNano(), Source: source}, nil
+}
+
+// markerText bounds a marker's text field: printable UTF-8 of at most limit
+// bytes, non-empty when required.
+func markerText(field, s string, limit int, required bool) error {
+	switch {
+	case s == "" && required:
+		return fmt.Errorf("field %s: required", field)
+	case len(s) > limit:
+		return fmt.Errorf("field %s: %d bytes, at most %d allowed", field, len(s), limit)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("field %s: not valid UTF-8", field)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == ' ' {
+			return fmt.Errorf("field %s: control characters and spaces are not allowed", field)
+		}
+	}
+	return nil
+}
+
+// truncateField keeps an echoed bad value short.
+func truncateField(s string) string {
+	if len(s) > 32 {
+		for i := 32; i > 0; i-- {
+			if utf8.RuneStart(s[i]) {
+				return s[:i] + "…"
+			}
+		}
+	}
+	return s
+}
+
+// AddMarker adds an explicit deploy marker after the checks of NewMarker
+// (d as built by it, or by hand in tests). An identical marker is kept once.
+// Markers are kept apart from the deploys learned from the events and
+// bounded on their own, so no number of markers, whatever their dates, can
+// push an event-derived deploy out of the timeline.
+func (s *Store) AddMarker(d Deploy) error {
+	at := time.Unix(0, d.At).UTC()
+	scope := "train"
+	if d.Scope == ingest.ScopePretrain {
+		scope = "pretrain"
+	} else if d.Scope != ingest.ScopeTrain {
+		return fmt.Errorf("field scope: unknown scope %d", d.Scope)
+	}
+	if _, err := NewMarker(scope, d.Group, d.Version, at, d.Source); err != nil {
+		return err
+	}
+	s.tl.addMarker(d)
+	return nil
+}
+
 func (tl *timeline) addMarker(d Deploy) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
@@ -187,7 +285,9 @@ func (tl *timeline) size() int {
 }
 
 // deploys appends the derived timeline and the markers to dst, ordered by
-// At, keeping the newest maxTimeline.
+// At: the newest maxTimeline derived entries and every kept marker (at most
+// maxMarkers). The two are bounded apart so markers never evict a deploy
+// seen in the events.
 func (tl *timeline) deploys(dst []Deploy, s *Store) []Deploy {
 	tl.mu.Lock()
 	keys := make([]keyFirst, 0, len(tl.keys))
@@ -200,6 +300,7 @@ func (tl *timeline) deploys(dst []Deploy, s *Store) []Deploy {
 		return cmp.Or(cmp.Compare(a.key>>32, b.key>>32), cmp.Compare(a.first, b.first),
 			cmp.Compare(s.keyName(a.key), s.keyName(b.key)))
 	})
+	base := len(dst)
 	for i := 0; i < len(keys); {
 		series := keys[i].key >> 32
 		j := i
@@ -209,12 +310,14 @@ func (tl *timeline) deploys(dst []Deploy, s *Store) []Deploy {
 		dst = tl.series(dst, s, series, keys[i:j])
 		i = j
 	}
+	derived := dst[base:]
+	slices.SortStableFunc(derived, func(a, b Deploy) int { return cmp.Compare(a.At, b.At) })
+	if len(derived) > maxTimeline {
+		dst = slices.Delete(dst, base, base+len(derived)-maxTimeline)
+	}
 	dst = append(dst, tl.markers...)
 	tl.mu.Unlock()
-	slices.SortStableFunc(dst, func(a, b Deploy) int { return cmp.Compare(a.At, b.At) })
-	if len(dst) > maxTimeline {
-		dst = slices.Delete(dst, 0, len(dst)-maxTimeline)
-	}
+	slices.SortStableFunc(dst[base:], func(a, b Deploy) int { return cmp.Compare(a.At, b.At) })
 	return dst
 }
 

@@ -3,6 +3,7 @@ package window
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,9 +213,79 @@ func TestTimelineBounded(t *testing.T) {
 	}
 	require.Len(t, tl.markers, maxMarkers)
 	got := f.s.Deploys(nil)
-	require.Len(t, got, maxTimeline)
+	require.Len(t, got, maxTimeline+maxMarkers, "derived entries and markers are bounded apart")
 	require.Equal(t, "r-"+strconv.Itoa(maxTimelineKeys+500), got[len(got)-1].Version, "the newest are kept")
 	for _, d := range got {
 		require.False(t, d.Initial, "the initial rollout was evicted, so none is initial")
 	}
+}
+
+// TestMarkersNeverEvictDerivedDeploys: 1,000 markers dated far ahead (more
+// than the marker cap, all later than every event) leave every deploy learned
+// from the events in the timeline.
+func TestMarkersNeverEvictDerivedDeploys(t *testing.T) {
+	f := newFixture(t, Config{Shards: 2}, 8)
+	for i, v := range []string{"wmf.16", "wmf.17"} {
+		x := req(t0+int64(i)*int64(time.Hour), 2, ingest.ScopeTrain, 200)
+		x.Version = f.versions.ID([]byte(v))
+		f.w.Add(&x, nil)
+		y := req(t0+int64(i)*int64(time.Hour), 1, ingest.ScopePretrain, 200)
+		y.Rollout = f.rollouts.ID([]byte("mw-pretrain-" + strconv.Itoa(i)))
+		f.w.Add(&y, nil)
+		f.sync()
+	}
+	derived := func() []Deploy {
+		var out []Deploy
+		for _, d := range f.s.Deploys(nil) {
+			if d.Source == "mwversion" || d.Source == "rollout" {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	before := derived()
+	require.Len(t, before, 4)
+	far := time.Date(2199, 6, 1, 0, 0, 0, 0, time.UTC)
+	for i := range maxMarkers + 500 {
+		d, err := NewMarker("train", "group1", "1.99.0-wmf."+strconv.Itoa(i), far.Add(time.Duration(i)*time.Minute), "api")
+		require.NoError(t, err)
+		require.NoError(t, f.s.AddMarker(d))
+	}
+	require.Equal(t, before, derived(), "no event-derived deploy was evicted")
+	require.Len(t, f.s.Deploys(nil), 4+maxMarkers)
+}
+
+func TestNewMarkerBounds(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name                  string
+		scope, group, version string
+		at                    time.Time
+		field                 string // "" = accepted
+	}{
+		{"a pretrain deploy", "pretrain", "", "1.48.0-alpha", now, ""},
+		{"a train deploy", "train", "group1", "1.47.0-wmf.17", now, ""},
+		{"unknown scope", "prod", "", "v", now, "field scope"},
+		{"no version", "train", "", "", now, "field version"},
+		{"long version", "train", "", strings.Repeat("v", MaxMarkerVersion+1), now, "field version"},
+		{"version with a newline", "train", "", "v\nforged log line", now, "field version"},
+		{"long group", "train", strings.Repeat("g", MaxMarkerGroup+1), "v", now, "field group"},
+		{"a pretrain group", "pretrain", "group0", "v", now, "field group"},
+		{"year 1600 (would wrap to 2184)", "train", "", "v", time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), "field at"},
+		{"year 2300", "train", "", "v", time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), "field at"},
+		{"zero time", "train", "", "v", time.Time{}, "field at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := NewMarker(tc.scope, tc.group, tc.version, tc.at, "api")
+			if tc.field == "" {
+				require.NoError(t, err)
+				require.Equal(t, tc.at.UnixNano(), d.At)
+				return
+			}
+			require.ErrorContains(t, err, tc.field)
+		})
+	}
+	f := newFixture(t, Config{Shards: 1}, 8)
+	require.ErrorContains(t, f.s.AddMarker(Deploy{Scope: ingest.ScopeTrain, Version: "v", At: -1}), "field at")
+	require.Empty(t, f.s.Deploys(nil))
 }

@@ -111,6 +111,15 @@ type Options struct {
 	// GroupBy is the route's group_by; default ["..."], one group per
 	// alert, so each alert's notifications are its own.
 	GroupBy []string
+	// ConfigFile, when set, is the Alertmanager configuration to run
+	// instead of the generated one (WebhookURL and the route timers are then
+	// unused): for tests of a real routing tree.
+	ConfigFile string
+	// WebConfigFile is passed as --web.config.file (exporter-toolkit: TLS,
+	// basic auth); empty: none. The readiness probe then needs ProbeUser and
+	// ProbePass.
+	WebConfigFile        string
+	ProbeUser, ProbePass string
 }
 
 // Alertmanager is a running alertmanager process.
@@ -125,6 +134,9 @@ type Alertmanager struct {
 	dir    string
 	config string
 	log    string
+	web    string
+	user   string
+	pass   string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -158,8 +170,18 @@ func Start(t testing.TB, o Options) *Alertmanager {
 		dir:    dir,
 		config: filepath.Join(dir, "alertmanager.yml"),
 		log:    filepath.Join(dir, "alertmanager.log"),
+		web:    o.WebConfigFile,
+		user:   o.ProbeUser,
+		pass:   o.ProbePass,
 	}
-	if err := os.WriteFile(a.config, []byte(configYAML(o)), 0o600); err != nil {
+	cfg := []byte(configYAML(o))
+	if o.ConfigFile != "" {
+		var err error
+		if cfg, err = os.ReadFile(o.ConfigFile); err != nil {
+			t.Fatalf("read alertmanager config: %v", err)
+		}
+	}
+	if err := os.WriteFile(a.config, cfg, 0o600); err != nil {
 		t.Fatalf("write alertmanager config: %v", err)
 	}
 	t.Cleanup(func() {
@@ -208,13 +230,17 @@ func (a *Alertmanager) start() {
 		a.t.Fatalf("open alertmanager log: %v", err)
 	}
 	// An *os.File for output: exec then needs no copying goroutines.
-	cmd := exec.Command(a.bin,
-		"--config.file="+a.config,
-		"--storage.path="+filepath.Join(a.dir, "data"),
-		"--web.listen-address="+a.Addr,
+	args := []string{
+		"--config.file=" + a.config,
+		"--storage.path=" + filepath.Join(a.dir, "data"),
+		"--web.listen-address=" + a.Addr,
 		"--cluster.listen-address=", // no clustering: no gossip port, no peers
 		"--log.level=debug",
-	)
+	}
+	if a.web != "" {
+		args = append(args, "--web.config.file="+a.web)
+	}
+	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	err = cmd.Start()
@@ -250,6 +276,9 @@ func (a *Alertmanager) waitReady(done <-chan struct{}) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+"/-/ready", nil)
 		if err != nil {
 			return fmt.Errorf("build readiness request: %w", err)
+		}
+		if a.user != "" {
+			req.SetBasicAuth(a.user, a.pass)
 		}
 		if resp, err := client.Do(req); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)

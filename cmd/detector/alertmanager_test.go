@@ -15,6 +15,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/wikimedia/pretrain-detector/alert/amtest"
 	"github.com/wikimedia/pretrain-detector/detect"
@@ -41,11 +42,20 @@ const scriptMarkup = `<script>alert(1)</script>`
 // are written first; the rest only after the firing alert arrived, so
 // Alertmanager sees the alert fire before it resolves, as it would live.
 // The spillover's message also carries markup, to check how it reaches
-// people.
+// people. Alertmanager sits behind basic auth (its own --web.config.file);
+// the daemon's credentials are in its config file (password_file), and the
+// password appears nowhere the daemon shows: logs, console, /metrics,
+// /api/v1/status.
 func TestDaemonAlertsAlertmanager(t *testing.T) {
 	began := time.Now()
+	dir := t.TempDir()
+	const amUser, amPass = "detector", "am-pw-Vx4kQ8rZ"
+	hash, err := bcrypt.GenerateFromPassword([]byte(amPass), bcrypt.MinCost)
+	require.NoError(t, err)
 	hook := amtest.NewWebhook(t)
-	am := amtest.Start(t, amtest.Options{WebhookURL: hook.URL})
+	am := amtest.Start(t, amtest.Options{WebhookURL: hook.URL, ProbeUser: amUser, ProbePass: amPass,
+		WebConfigFile: writeFile(t, dir, "am-web.yml", "basic_auth_users:\n  "+amUser+": "+string(hash)+"\n")})
+	writeFile(t, dir, "am-password", amPass+"\n")
 	cluster := newKafka(t)
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
@@ -65,7 +75,6 @@ func TestDaemonAlertsAlertmanager(t *testing.T) {
 	cut := inc.Onset.Add(12 * time.Minute)
 	require.True(t, cut.Before(truth.End.Add(-5*time.Minute)), "traffic goes on after the incident")
 
-	dir := t.TempDir()
 	cfgFile := writeFile(t, dir, "detector.yml", `kafka:
   max_wait: 100ms
 detect:
@@ -73,6 +82,10 @@ detect:
   # default asks for exactly that; bucket alignment could fall short).
   min_pre_period: 20m
   resolve_after: 2m
+alerting:
+  alertmanagers:
+  - urls: [`+am.URL+`]
+    basic_auth: {username: `+amUser+`, password_file: am-password}
 `)
 	const externalURL = "http://detector.example:9797"
 	// Firing alerts go out with EndsAt = now + 4 × resend: if the daemon
@@ -81,7 +94,7 @@ detect:
 	const resend = time.Second
 	d := startDaemon(t, daemonOptions{
 		configFile: cfgFile, brokers: cluster.ListenAddrs(),
-		alertmanagers: []string{am.URL}, resendDelay: resend, externalURL: externalURL,
+		resendDelay: resend, externalURL: externalURL,
 	})
 
 	// Feed the broker in two parts, as fast as the simulator goes.
@@ -242,7 +255,13 @@ detect:
 	require.Zero(t, metrics("detector_ingest_records_rejected_total"))
 	require.InDelta(t, time.Since(truth.End).Seconds(), metrics("detector_window_watermark_delay_seconds"), 120)
 
+	_, metricsText := webGet(t, client, "GET", "http://"+d.addr+"/metrics", "")
+	_, statusText := webGet(t, client, "GET", "http://"+d.addr+"/api/v1/status", "")
+	require.Contains(t, statusText, `"basic_auth":true`, "the status says credentials are set")
 	require.NoError(t, d.stop(t))
+	for where, text := range map[string]string{"log": d.logs.String(), "console": d.stdout.String(), "/metrics": metricsText, "/api/v1/status": statusText} {
+		require.NotContains(t, text, amPass, "the Alertmanager password in the %s", where)
+	}
 	t.Logf("fired %s after the test began, resolved after %s; %d spillover errors sent, %d withheld after the cut; detected %s after the onset, resolved %s after the cut (event time)",
 		firedAfter.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), injected, withheld,
 		found[0].DetectedAt.Sub(inc.Onset), resolved.EndsAt.Sub(cut))

@@ -60,6 +60,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	runCmd.Flag("web.external-url", "The URL under which the detector is reachable, for alert links.").StringVar(&ro.externalURL)
 	runCmd.Flag("web.enable-lifecycle", "Enable POST /-/reload.").BoolVar(&ro.enableLifecycle)
 	ro.web = kingpinflag.AddFlags(runCmd, defaultListen)
+	addWebLimitFlags(runCmd, &ro.limits)
 	var autoMemLimit bool
 	var memLimitRatio float64
 	runCmd.Flag("auto-gomemlimit", "Set GOMEMLIMIT from the container's cgroup memory limit (a GOMEMLIMIT in the environment wins).").Default("true").BoolVar(&autoMemLimit)

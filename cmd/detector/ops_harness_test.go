@@ -570,6 +570,8 @@ type opsDaemonOptions struct {
 	// User and Pass are the basic-auth credentials the test's requests
 	// carry (the web config's users hold their bcrypt hashes).
 	User, Pass string
+	// Limits are the web flags beyond exporter-toolkit's.
+	Limits webLimits
 }
 
 // opsDaemon is `detector run` in this process: runDaemon with a context a
@@ -603,7 +605,7 @@ func opsStartDaemon(t *testing.T, o opsDaemonOptions) *opsDaemon {
 	ro := runOptions{
 		common: commonOptions{configFile: o.ConfigFile, logger: promslog.New(&promslog.Config{Writer: d.Logs, Level: lvl}),
 			stdout: d.Stdout, stderr: d.Logs},
-		alertmanagers: o.Alertmanagers, resendDelay: o.ResendDelay, enableLifecycle: true,
+		alertmanagers: o.Alertmanagers, resendDelay: o.ResendDelay, enableLifecycle: true, limits: o.Limits,
 		web:       &web.FlagConfig{WebListenAddresses: &listen, WebSystemdSocket: &systemd, WebConfigFile: &webCfg},
 		listening: func(a []net.Addr) { addrs <- a },
 	}

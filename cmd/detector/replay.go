@@ -324,8 +324,9 @@ type replayAlerts struct {
 }
 
 func newReplayAlerts(cfg config.Config, urls []string, logger *slog.Logger, reg prometheus.Registerer) (*replayAlerts, error) {
+	plain, sets := replayTargets(cfg, urls)
 	n, err := alert.NewNotifier(alert.NotifierOptions{
-		URLs: urls, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
+		URLs: plain, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
 		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
 		ExtraLabels: map[string]string{"replay": "true"},
 	}, logger.With("component", "notifier"), reg)

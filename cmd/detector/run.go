@@ -38,6 +38,7 @@ type runOptions struct {
 	externalURL     string
 	enableLifecycle bool
 	web             *web.FlagConfig
+	limits          webLimits // --web.enable-admin-api, --web.read-timeout, --web.max-connections
 	// listening, when set, is told the bound web addresses before serving
 	// starts: tests listen on 127.0.0.1:0 and need the port.
 	listening func([]net.Addr)
@@ -103,10 +104,14 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	if err := checkAlertmanagerFlags(o.alertmanagers); err != nil {
+		return err
+	}
 	cfg, err := loadConfig(o.common)
 	if err != nil {
 		return err
 	}
+	logSecurityWarnings(cfg, logger)
 	if *o.web.WebConfigFile != "" {
 		if err := web.Validate(*o.web.WebConfigFile); err != nil {
 			return fmt.Errorf("web.config.file: %w", err)
@@ -123,9 +128,9 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	if o.resendDelay > 0 {
 		resend = o.resendDelay
 	}
-	if len(o.alertmanagers) > 0 {
+	if len(o.alertmanagers) > 0 || len(cfg.Alerting.Alertmanagers) > 0 {
 		notifier, err = alert.NewNotifier(alert.NotifierOptions{
-			URLs: splitList(o.alertmanagers), ResendDelay: resend, ExternalURL: o.externalURL,
+			URLs: splitList(o.alertmanagers), Sets: alertmanagerSets(cfg), ResendDelay: resend, ExternalURL: o.externalURL,
 			RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
 		}, logger.With("component", "notifier"), reg)
 		if err != nil {
@@ -150,6 +155,15 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	}
 	defer func() { _ = p.Close() }()
 	dm := newDaemonMetrics(reg, p.Store.Watermark, time.Now)
+	markers, err := newMarkerTopic(cfg, p, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = markers.close() }()
+	addDeploy, err := markers.addDeploy(ctx, o.limits)
+	if err != nil {
+		return err
+	}
 
 	var stopping atomic.Bool
 	reloads := make(chan chan error)
@@ -163,27 +177,34 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			case stopping.Load() || ctx.Err() != nil:
 				return false, "shutting down"
 			}
-			return p.Readiness()
+			if ok, why := p.Readiness(); !ok {
+				return false, why
+			}
+			if !markers.caughtUp() {
+				return false, "reading the deploy markers from Kafka"
+			}
+			return true, ""
 		},
-		Reload: lifecycle(ctx, o.enableLifecycle, reloads),
-		AddDeploy: func(m alert.DeployMarker) error {
-			p.Store.AddDeploy(pipeline.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "api"))
-			return nil
+		Reload:       lifecycle(ctx, o.enableLifecycle, reloads),
+		AddDeploy:    addDeploy,
+		DeployMaxAge: time.Duration(cfg.Window.Length), DeployMaxAhead: time.Duration(cfg.DeployMarkers.MaxAhead),
+		Status: func() any {
+			st := status(cfg, p).(map[string]any)
+			st["security"] = securityStatus(cfg, o.limits, o.alertmanagers)
+			return st
 		},
-		Status: func() any { return status(cfg, p) },
 		Logger: logger,
 	})
 	// The server's own errors (TLS handshakes, panics in handlers) go to our
 	// logger, not to the process's stderr in another format.
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(logger.With("component", "web").Handler(), slog.LevelError)}
+	srv := newWebServer(handler, o.limits, logger)
 	listeners := make([]net.Listener, 0, len(*o.web.WebListenAddresses))
 	for _, a := range *o.web.WebListenAddresses {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			return fmt.Errorf("web.listen-address: %w", err)
 		}
-		listeners = append(listeners, l)
+		listeners = append(listeners, limitListener(l, o.limits))
 	}
 	if o.listening != nil {
 		addrs := make([]net.Addr, 0, len(listeners))
@@ -202,6 +223,8 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			}
 		}()
 	}
+
+	markers.run(ctx, &wg)
 
 	nctx, cancelNotifier := context.WithCancel(context.Background())
 	defer cancelNotifier()
@@ -228,7 +251,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			case <-hup:
 			case reply = <-reloads:
 			}
-			err := reloadConfig(o.common, p)
+			err := reloadConfig(o.common, p, cfg, logger)
 			if err != nil {
 				logger.Error("Configuration reload failed; keeping the old one", "err", err)
 				dm.reloadOK.Set(0)
@@ -259,6 +282,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	// /metrics shows the drain, with a slice of the budget of its own.
 	stopping.Store(true)
 	stopResend() // nothing new into the queue that is drained next
+	markers.stop()
 	start := time.Now()
 	if ns := signalled.Load(); ns != 0 {
 		start = time.Unix(0, ns)
@@ -360,15 +384,21 @@ func lifecycle(ctx context.Context, enabled bool, reloads chan chan error) func(
 }
 
 // reloadConfig re-reads the configuration. What can change without a
-// restart is applied (deploy markers); other changes are validated and
-// reported, so a bad file never replaces a good one.
-func reloadConfig(c commonOptions, p *pipeline.Pipeline) error {
+// restart is applied (deploy markers are added; one removed from the file
+// stays until a restart); every other section that differs from running,
+// the configuration the daemon started with, is named in the log as
+// waiting for a restart, so a reload never claims more than it did. A bad
+// file never replaces a good one.
+func reloadConfig(c commonOptions, p *pipeline.Pipeline, running config.Config, logger *slog.Logger) error {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
 	}
 	for _, m := range cfg.Deploys {
 		p.Store.AddDeploy(pipeline.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
+	}
+	if live, restart := configChanges(running, cfg); len(restart) > 0 {
+		logger.Warn("Configuration changes that take effect only after a restart", "sections", restart, "applied", live)
 	}
 	return nil
 }

@@ -102,6 +102,7 @@ type daemonOptions struct {
 	externalURL   string
 	lifecycle     bool
 	webConfigFile string
+	limits        webLimits
 }
 
 // startDaemon runs runDaemon with options as realMain builds them from the
@@ -123,6 +124,7 @@ func startDaemon(t *testing.T, do daemonOptions) *daemon {
 		},
 		alertmanagers: do.alertmanagers, resendDelay: do.resendDelay, externalURL: do.externalURL,
 		enableLifecycle: do.lifecycle,
+		limits:          do.limits,
 		web:             &web.FlagConfig{WebListenAddresses: &listen, WebSystemdSocket: &systemd, WebConfigFile: &do.webConfigFile},
 		listening:       func(a []net.Addr) { addrs <- a },
 	}
@@ -286,15 +288,12 @@ func TestDaemonWebTLSAndBasicAuth(t *testing.T) {
 		var uerr *tls.CertificateVerificationError
 		require.ErrorAs(t, err, &uerr)
 	})
-	t.Run("deploys", func(t *testing.T) {
+	t.Run("deploys: the admin API is off", func(t *testing.T) {
 		code, _ := webGet(t, client, "GET", base+"/api/v1/deploys", "", good...)
 		require.Equal(t, 405, code)
-		code, body := webGet(t, client, "POST", base+"/api/v1/deploys", `{"scope":"canary","version":"x"}`, good...)
-		require.Equal(t, 400, code)
-		require.Contains(t, body, "field scope")
-		code, body = webGet(t, client, "POST", base+"/api/v1/deploys", `{"scope":"train","group":"group1","version":"1.46.0-wmf.18","at":"2026-03-04T09:58:00Z"}`, good...)
-		require.Equal(t, 202, code, body)
-		require.Contains(t, deploysInStatus(t, client, base, good), statusDeploy{Scope: "train", Group: "group1", Version: "1.46.0-wmf.18", At: "2026-03-04T09:58:00Z", Source: "api"})
+		code, body := webGet(t, client, "POST", base+"/api/v1/deploys", `{"scope":"train","version":"x"}`, append([]string{"Content-Type", "application/json"}, good...)...)
+		require.Equal(t, 404, code, body)
+		require.Contains(t, body, "--web.enable-admin-api")
 	})
 	t.Run("reload", func(t *testing.T) {
 		code, _ := webGet(t, client, "GET", base+"/-/reload", "", good...)

@@ -416,7 +416,7 @@ func TestDaemonMetricsLintAndNames(t *testing.T) {
 		{"detector_ingest_bytes_total", "topic"},
 		{"detector_ingest_records_rejected_total", "reason"},
 		{"detector_ingest_consumer_lag_records", "topic"},
-		{"detector_window_watermark_seconds", ""},
+		{"detector_window_watermark_timestamp_seconds", ""},
 		{"detector_window_watermark_delay_seconds", ""},
 		{"detector_window_fingerprint_catalogue_entries", ""},
 		{"detector_window_ring_bytes", ""},

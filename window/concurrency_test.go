@@ -176,7 +176,17 @@ detector_window_errors_total{scope="train",section="s2"} 2
 		"detector_window_requests_total", "detector_window_errors_total"))
 	n, err := testutil.GatherAndCount(reg)
 	require.NoError(t, err)
-	require.Equal(t, 28, n, "every series is exported: 20 plus 2 sections × 2 scopes × 2 kinds")
+	require.Equal(t, 30, n, "every series is exported: 20, 2 sections × 2 scopes × 2 kinds, and a deploy time per scope")
+
+	// A Pretrain deploy marker is the newest Pretrain deploy; the train
+	// has had none (the versions events showed are where it started).
+	s.AddDeploy(Deploy{Scope: ingest.ScopePretrain, Version: "1.47.0-wmf.17", At: t0 + 40*sec, Source: "api"})
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP detector_window_last_deploy_timestamp_seconds Event time of the newest deploy on the timeline (a new version, rollout or marker; not the state the window started in), by scope, as a Unix time; 0 before any.
+# TYPE detector_window_last_deploy_timestamp_seconds gauge
+detector_window_last_deploy_timestamp_seconds{scope="pretrain"} 1.77763684e+09
+detector_window_last_deploy_timestamp_seconds{scope="train"} 0
+`), "detector_window_last_deploy_timestamp_seconds"))
 }
 
 // TestSectionBound: the per-section counters' label set is bounded; a wiki

@@ -20,7 +20,7 @@ type collector struct {
 	ringBytes, pending, deployKeys                                     *prometheus.Desc
 	cacheBytes, cacheMax, cacheEntries, cacheGets, cacheSets, cacheMis *prometheus.Desc
 	cacheCollisions                                                    *prometheus.Desc
-	requests, errors                                                   *prometheus.Desc
+	requests, errors, lastDeploy                                       *prometheus.Desc
 }
 
 func newCollector(s *Store) *collector {
@@ -50,6 +50,8 @@ func newCollector(s *Store) *collector {
 		// and errors are without a per-wiki series: at most maxSections × 2.
 		requests: d("requests_total", "Request events counted into the window, by the wiki's DB section and the scope (pretrain, train) that served them.", "section", "scope"),
 		errors:   d("errors_total", "Error events counted into the window, by the wiki's DB section and the scope (pretrain, train) that logged them.", "section", "scope"),
+		// A dashboard draws deploys as annotations where this changes.
+		lastDeploy: d("last_deploy_timestamp_seconds", "Event time of the newest deploy on the timeline (a new version, rollout or marker; not the state the window started in), by scope, as a Unix time; 0 before any.", "scope"),
 	}
 }
 
@@ -57,7 +59,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.added, c.dropped, c.entries, c.bytes, c.evictions, c.watermark, c.newest, c.ringBytes, c.pending,
 		c.deployKeys, c.cacheBytes, c.cacheMax, c.cacheEntries, c.cacheGets, c.cacheSets, c.cacheMis, c.cacheCollisions,
-		c.requests, c.errors,
+		c.requests, c.errors, c.lastDeploy,
 	} {
 		ch <- d
 	}
@@ -91,6 +93,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.cacheSets, float64(st.CacheSetCalls))
 	counter(c.cacheMis, float64(st.CacheMisses))
 	counter(c.cacheCollisions, float64(st.CacheCollisions))
+	var last [ingest.NumScopes]int64
+	for _, d := range c.s.Deploys(nil) {
+		if !d.Initial && d.Scope < ingest.NumScopes {
+			last[d.Scope] = max(last[d.Scope], d.At)
+		}
+	}
+	for sc, t := range last {
+		gauge(c.lastDeploy, float64(t)/1e9, ingest.Scope(sc).String())
+	}
 	for sec, name := range c.s.sections {
 		for sc := range ingest.Scope(ingest.NumScopes) {
 			counter(c.requests, float64(c.s.added[addedIndex(uint8(sec), sc, 0)].Load()), name, sc.String())

@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
@@ -164,6 +167,45 @@ type Alerting struct {
 	// of each, as in Prometheus's alerting.alertmanagers: the place for
 	// credentials, which --alertmanager.url refuses.
 	Alertmanagers []AlertmanagerSet `yaml:"alertmanagers"`
+	// Team is the team label of every finding alert: Wikimedia's
+	// Alertmanager routes on team and severity, as for every other alert.
+	Team string `yaml:"team"`
+	// ExternalLabels are static labels added to every finding alert (a
+	// site, an environment). They cannot set the labels a finding sets.
+	ExternalLabels map[string]string `yaml:"external_labels"`
+}
+
+// FindingLabels are the label names package alert sets from a finding, plus
+// replay, which a replay sets: alerting.external_labels may not use them.
+var FindingLabels = []string{"alertname", "severity", "kind", "cohort", "finding_id", "fingerprint", "wikis", "replay"}
+
+// Labels are the static labels of every finding alert: the team and the
+// external labels.
+func (a Alerting) Labels() map[string]string {
+	out := make(map[string]string, len(a.ExternalLabels)+1)
+	for k, v := range a.ExternalLabels {
+		out[k] = v
+	}
+	out["team"] = a.Team
+	return out
+}
+
+// labelNameRe is a Prometheus label name; names starting with __ are
+// reserved for Prometheus's own use.
+var labelNameRe = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// labelValueOK accepts what Alertmanager keeps as is: non-empty printable
+// text of at most 256 bytes.
+func labelValueOK(v string) bool {
+	if v == "" || len(v) > 256 {
+		return false
+	}
+	for _, r := range v {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultAlertmanagerTimeout bounds each POST to an Alertmanager.
@@ -264,6 +306,8 @@ func Default() Config {
 		Alerting: Alerting{
 			ResendDelay: model.Duration(time.Minute),
 			RunbookURL:  "https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>",
+			// Release Engineering owns Pretrain and the detector.
+			Team: "releng",
 		},
 		DeployMarkers: DeployMarkers{
 			Topic:    DefaultMarkerTopic,
@@ -519,6 +563,22 @@ func (c *Config) Validate() error {
 		// Prometheus does, so it runs on the stored value.
 		if err := am.HTTPClientConfig.Validate(); err != nil {
 			bad(f, "%v", err)
+		}
+	}
+	if !labelValueOK(c.Alerting.Team) {
+		bad("alerting.team", "must be non-empty printable text of at most 256 bytes")
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Alerting.ExternalLabels)) {
+		f := "alerting.external_labels." + name
+		switch {
+		case !labelNameRe.MatchString(name) || strings.HasPrefix(name, "__"):
+			bad(f, "not a label name (letters, digits and _, not starting with a digit or __)")
+		case name == "team":
+			bad(f, "set alerting.team instead")
+		case slices.Contains(FindingLabels, name):
+			bad(f, "the finding sets this label")
+		case !labelValueOK(c.Alerting.ExternalLabels[name]):
+			bad(f, "the value must be non-empty printable text of at most 256 bytes")
 		}
 	}
 	for i, m := range c.Deploys {

@@ -384,20 +384,12 @@ func (fs *fleetState) elevated(h *fleetRing, re, rr int64) (bool, float64) {
 
 func (d *Detector) initFleet() {
 	fs := &d.fleet
-	secs := map[string]uint8{}
+	// The window's section indexes, so a section index means the same here
+	// as in its per-section fingerprint counts.
+	fs.names = d.w.Sections()
 	fs.sectionOf = make([]uint8, d.wikis.Len()+1)
 	for _, w := range d.wikis.Wikis() {
-		if _, ok := secs[w.Section]; !ok {
-			fs.names = append(fs.names, w.Section)
-			secs[w.Section] = 0
-		}
-	}
-	sort.Strings(fs.names)
-	for i, n := range fs.names {
-		secs[n] = uint8(i)
-	}
-	for _, w := range d.wikis.Wikis() {
-		fs.sectionOf[w.ID] = secs[w.Section]
+		fs.sectionOf[w.ID] = uint8(d.w.SectionOf(w.ID))
 	}
 	n := len(fs.names)
 	fs.nsec = n

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +128,7 @@ func TestMetrics(t *testing.T) {
 	for _, ev := range []ingest.Event{
 		req(t0+30*sec, 1, ingest.ScopeTrain, 200),
 		req(t0+31*sec, 2, ingest.ScopeTrain, 200),
+		req(t0+31*sec, 2, ingest.ScopePretrain, 200),
 		errEv(t0+32*sec, 2, ingest.ScopeTrain, 1),
 		errEv(t0+32*sec, 2, ingest.ScopeTrain, 2),
 		errEv(t0+33*sec, 3, ingest.ScopeTrain, 3),
@@ -142,7 +144,7 @@ func TestMetrics(t *testing.T) {
 # HELP detector_window_events_added_total Events counted into the window, by kind.
 # TYPE detector_window_events_added_total counter
 detector_window_events_added_total{kind="error"} 3
-detector_window_events_added_total{kind="request"} 2
+detector_window_events_added_total{kind="request"} 3
 # HELP detector_window_events_dropped_total Events not counted, by reason: too_old (before the ring), too_new (more than the ring length after the newest event), invalid.
 # TYPE detector_window_events_dropped_total counter
 detector_window_events_dropped_total{reason="invalid"} 1
@@ -154,12 +156,50 @@ detector_window_fingerprint_catalogue_entries 2
 # HELP detector_window_fingerprint_evictions_total Fingerprints evicted from the catalogue, least recently seen first.
 # TYPE detector_window_fingerprint_evictions_total counter
 detector_window_fingerprint_evictions_total 1
-# HELP detector_window_watermark_seconds Newest event time minus the allowed lateness, as a Unix time.
-# TYPE detector_window_watermark_seconds gauge
-detector_window_watermark_seconds 1.777636813e+09
+# HELP detector_window_watermark_timestamp_seconds Newest event time minus the allowed lateness, as a Unix time.
+# TYPE detector_window_watermark_timestamp_seconds gauge
+detector_window_watermark_timestamp_seconds 1.777636813e+09
+# HELP detector_window_requests_total Request events counted into the window, by the wiki's DB section and the scope (pretrain, train) that served them.
+# TYPE detector_window_requests_total counter
+detector_window_requests_total{scope="pretrain",section="s1"} 0
+detector_window_requests_total{scope="pretrain",section="s2"} 1
+detector_window_requests_total{scope="train",section="s1"} 1
+detector_window_requests_total{scope="train",section="s2"} 1
+# HELP detector_window_errors_total Error events counted into the window, by the wiki's DB section and the scope (pretrain, train) that logged them.
+# TYPE detector_window_errors_total counter
+detector_window_errors_total{scope="pretrain",section="s1"} 0
+detector_window_errors_total{scope="pretrain",section="s2"} 0
+detector_window_errors_total{scope="train",section="s1"} 1
+detector_window_errors_total{scope="train",section="s2"} 2
 `), "detector_window_events_added_total", "detector_window_events_dropped_total", "detector_window_fingerprint_catalogue_entries",
-		"detector_window_fingerprint_evictions_total", "detector_window_watermark_seconds"))
+		"detector_window_fingerprint_evictions_total", "detector_window_watermark_timestamp_seconds",
+		"detector_window_requests_total", "detector_window_errors_total"))
 	n, err := testutil.GatherAndCount(reg)
 	require.NoError(t, err)
-	require.Equal(t, 20, n, "every series is exported")
+	require.Equal(t, 30, n, "every series is exported: 20, 2 sections × 2 scopes × 2 kinds, and a deploy time per scope")
+
+	// A Pretrain deploy marker is the newest Pretrain deploy; the train
+	// has had none (the versions events showed are where it started).
+	s.AddDeploy(Deploy{Scope: ingest.ScopePretrain, Version: "1.47.0-wmf.17", At: t0 + 40*sec, Source: "api"})
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP detector_window_last_deploy_timestamp_seconds Event time of the newest deploy on the timeline (a new version, rollout or marker; not the state the window started in), by scope, as a Unix time; 0 before any.
+# TYPE detector_window_last_deploy_timestamp_seconds gauge
+detector_window_last_deploy_timestamp_seconds{scope="pretrain"} 1.77763684e+09
+detector_window_last_deploy_timestamp_seconds{scope="train"} 0
+`), "detector_window_last_deploy_timestamp_seconds"))
+}
+
+// TestSectionBound: the per-section counters' label set is bounded; a wiki
+// map with more DB sections than maxSections is refused at start rather
+// than exported as an unbounded series set.
+func TestSectionBound(t *testing.T) {
+	wikis := make([]wikiAttrs, maxSections+2)
+	for id := 1; id < len(wikis); id++ {
+		wikis[id] = wikiAttrs{section: "s" + strconv.Itoa(id)}
+	}
+	_, err := newStore(Config{}, wikis, ingest.NewInterner(), ingest.NewInterner(), nil)
+	require.ErrorContains(t, err, "DB sections")
+	s, err := newStore(Config{}, wikis[:maxSections+1], ingest.NewInterner(), ingest.NewInterner(), nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 }

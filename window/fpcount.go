@@ -30,7 +30,7 @@ const (
 	tagSect     byte = 3
 	allValLen        = 4 + 4
 	maxPending       = 1 << 14 // keys per pending map before it is written out early
-	maxSections      = 64      // DB sections with their own count keys; more share the last
+	maxSections      = 64      // DB sections with their own keys and counters; more are refused at start
 
 )
 

@@ -201,8 +201,11 @@ func TestDebugRelease(t *testing.T) {
 
 // TestFingerprintSection: per-section counts sum the section's wikis.
 func TestFingerprintSection(t *testing.T) {
-	f := newFixture(t, Config{Bucket: 10 * time.Second, Length: 10 * time.Minute, Lateness: 20 * time.Second, Shards: 2}, 8)
-	f.s.setSections([]string{"", "s1", "s3", "s3", "s1", "s3", "s2", "s2", "s3"})
+	var wikis []wikiAttrs
+	for _, sec := range []string{"", "s1", "s3", "s3", "s1", "s3", "s2", "s2", "s3"} {
+		wikis = append(wikis, wikiAttrs{section: sec})
+	}
+	f := newFixtureWikis(t, Config{Bucket: 10 * time.Second, Length: 10 * time.Minute, Lateness: 20 * time.Second, Shards: 2}, wikis)
 	require.Equal(t, []string{"s1", "s2", "s3"}, f.s.Sections())
 	for w := 1; w <= 8; w++ {
 		ev := errEv(t0+int64(w)*sec, wikimap.ID(w), ingest.ScopeTrain, 9)

@@ -16,12 +16,13 @@ const (
 	t0 = 1777636800 * sec
 )
 
-// testGroups is a wiki set of n wikis cycling through the train groups:
-// wiki 1 is group0, 2 group1, 3 group2, 4 group0, ...
-func testGroups(n int) []string {
-	g := make([]string, n+1)
+// testGroups is a wiki set of n wikis cycling through the train groups
+// and two DB sections: wiki 1 is group0 in s1, 2 group1 in s2, 3 group2 in
+// s1, 4 group0 in s2, ...
+func testGroups(n int) []wikiAttrs {
+	g := make([]wikiAttrs, n+1)
 	for id := 1; id <= n; id++ {
-		g[id] = []string{"group0", "group1", "group2"}[(id-1)%3]
+		g[id] = wikiAttrs{group: []string{"group0", "group1", "group2"}[(id-1)%3], section: []string{"s1", "s2"}[(id-1)%2]}
 	}
 	return g
 }
@@ -39,8 +40,14 @@ func newFixture(t testing.TB, cfg Config, nWikis int) *fixture {
 	if nWikis == 0 {
 		nWikis = 8
 	}
+	return newFixtureWikis(t, cfg, testGroups(nWikis))
+}
+
+// newFixtureWikis is newFixture over wikis of the caller's choosing.
+func newFixtureWikis(t testing.TB, cfg Config, wikis []wikiAttrs) *fixture {
+	t.Helper()
 	f := &fixture{versions: ingest.NewInterner(), rollouts: ingest.NewInterner()}
-	s, err := newStore(cfg, testGroups(nWikis), f.versions, f.rollouts, nil)
+	s, err := newStore(cfg, wikis, f.versions, f.rollouts, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	f.s, f.w = s, s.NewWriter()

@@ -1,6 +1,10 @@
 package window
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wikimedia/pretrain-detector/ingest"
+)
 
 const (
 	namespace = "detector"
@@ -16,6 +20,7 @@ type collector struct {
 	ringBytes, pending, deployKeys                                     *prometheus.Desc
 	cacheBytes, cacheMax, cacheEntries, cacheGets, cacheSets, cacheMis *prometheus.Desc
 	cacheCollisions                                                    *prometheus.Desc
+	requests, errors, lastDeploy                                       *prometheus.Desc
 }
 
 func newCollector(s *Store) *collector {
@@ -29,8 +34,8 @@ func newCollector(s *Store) *collector {
 		entries:         d("fingerprint_catalogue_entries", "Fingerprints in the catalogue."),
 		bytes:           d("fingerprint_catalogue_bytes", "Heap bytes accounted to the fingerprint catalogue."),
 		evictions:       d("fingerprint_evictions_total", "Fingerprints evicted from the catalogue, least recently seen first."),
-		watermark:       d("watermark_seconds", "Newest event time minus the allowed lateness, as a Unix time."),
-		newest:          d("newest_event_seconds", "Time of the newest event counted, as a Unix time."),
+		watermark:       d("watermark_timestamp_seconds", "Newest event time minus the allowed lateness, as a Unix time."),
+		newest:          d("newest_event_timestamp_seconds", "Time of the newest event counted, as a Unix time."),
 		ringBytes:       d("ring_bytes", "Bytes of the per-wiki bucket counters."),
 		pending:         d("fingerprint_pending_keys", "Fingerprint counts of open buckets buffered before fastcache."),
 		deployKeys:      d("deploy_keys", "Versions and rollouts tracked by the deploy timeline."),
@@ -41,6 +46,12 @@ func newCollector(s *Store) *collector {
 		cacheSets:       d("fastcache_set_calls_total", "fastcache Set calls."),
 		cacheMis:        d("fastcache_misses_total", "fastcache misses; rising while fastcache_bytes is near fastcache_max_bytes means eviction."),
 		cacheCollisions: d("fastcache_collisions_total", "fastcache hash collisions."),
+		// Per DB section and scope, so a dashboard can show where requests
+		// and errors are without a per-wiki series: at most maxSections × 2.
+		requests: d("requests_total", "Request events counted into the window, by the wiki's DB section and the scope (pretrain, train) that served them.", "section", "scope"),
+		errors:   d("errors_total", "Error events counted into the window, by the wiki's DB section and the scope (pretrain, train) that logged them.", "section", "scope"),
+		// A dashboard draws deploys as annotations where this changes.
+		lastDeploy: d("last_deploy_timestamp_seconds", "Event time of the newest deploy on the timeline (a new version, rollout or marker; not the state the window started in), by scope, as a Unix time; 0 before any.", "scope"),
 	}
 }
 
@@ -48,6 +59,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.added, c.dropped, c.entries, c.bytes, c.evictions, c.watermark, c.newest, c.ringBytes, c.pending,
 		c.deployKeys, c.cacheBytes, c.cacheMax, c.cacheEntries, c.cacheGets, c.cacheSets, c.cacheMis, c.cacheCollisions,
+		c.requests, c.errors, c.lastDeploy,
 	} {
 		ch <- d
 	}
@@ -81,4 +93,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.cacheSets, float64(st.CacheSetCalls))
 	counter(c.cacheMis, float64(st.CacheMisses))
 	counter(c.cacheCollisions, float64(st.CacheCollisions))
+	var last [ingest.NumScopes]int64
+	for _, d := range c.s.Deploys(nil) {
+		if !d.Initial && d.Scope < ingest.NumScopes {
+			last[d.Scope] = max(last[d.Scope], d.At)
+		}
+	}
+	for sc, t := range last {
+		gauge(c.lastDeploy, float64(t)/1e9, ingest.Scope(sc).String())
+	}
+	for sec, name := range c.s.sections {
+		for sc := range ingest.Scope(ingest.NumScopes) {
+			counter(c.requests, float64(c.s.added[addedIndex(uint8(sec), sc, 0)].Load()), name, sc.String())
+			counter(c.errors, float64(c.s.added[addedIndex(uint8(sec), sc, 1)].Load()), name, sc.String())
+		}
+	}
 }

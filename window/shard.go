@@ -87,7 +87,7 @@ func (sh *shard) run() {
 // published.
 type applyState struct {
 	newest, head int64
-	added        [2]int64
+	added        [maxSections * ingest.NumScopes * 2]int64 // by addedIndex
 	dropped      [numDropReasons]int64
 	errs         []int32 // indexes of the accepted errors, for the catalogue
 	reports      []seenReport
@@ -167,13 +167,13 @@ func (sh *shard) applyOne(it *item, i int32, st *applyState) {
 		if ev.Status >= 500 && ev.Status < 600 {
 			c.status5xx++
 		}
-		st.added[0]++
+		st.added[addedIndex(s.sectionOf[ev.Wiki], ev.Scope, 0)]++
 	} else {
 		c.errors++
 		if ev.Shared != ingest.SharedNone {
 			c.shared++
 		}
-		st.added[1]++
+		st.added[addedIndex(s.sectionOf[ev.Wiki], ev.Scope, 1)]++
 		// A request counts once among the erroring requests of its
 		// (wiki, scope), and once per fingerprint, whatever the number of
 		// lines and buckets; an error without a reqId counts each time.

@@ -74,8 +74,8 @@ type Store struct {
 	nWikis     int
 	groupOf    []uint8  // train group index by wiki ID; 0 is "no group"
 	groupNames []string // by group index; groupNames[0] == ""
-	sectionOf  []uint8  // DB section index by wiki ID, for the per-section fingerprint counts
-	sections   []string // by section index
+	sectionOf  []uint8  // DB section index by wiki ID
+	sections   []string // by section index, sorted: per-section fingerprint counts and counter labels
 
 	versions, rollouts *ingest.Interner
 
@@ -92,9 +92,26 @@ type Store struct {
 	closed  bool
 	wg      sync.WaitGroup
 
-	writers atomic.Int64    // Writers created, for the memory bound
-	added   [2]atomic.Int64 // requests, errors
+	writers atomic.Int64 // Writers created, for the memory bound
+	// added counts applied events by section, scope and kind (see addedIndex).
+	// Shards count into their applyState and publish here once per batch.
+	added   [maxSections * ingest.NumScopes * 2]atomic.Int64
 	dropped [numDropReasons]atomic.Int64
+}
+
+// noSection is the section label of wikis whose section is unknown.
+const noSection = "none"
+
+// addedIndex is the index into Store.added and applyState.added of events
+// of kind k (0 requests, 1 errors) in section sec and scope sc.
+func addedIndex(sec uint8, sc ingest.Scope, k int) int {
+	return (int(sec)*ingest.NumScopes+int(sc))*2 + k
+}
+
+// wikiAttrs is what the window needs to know of a wiki besides its ID.
+type wikiAttrs struct {
+	group   string // train group, "" for none
+	section string // DB section, "" for unknown
 }
 
 // New returns a running Store for the wikis of m. versions and rollouts are
@@ -104,24 +121,18 @@ func New(cfg Config, wikis *wikimap.Map, versions, rollouts *ingest.Interner, re
 	if wikis == nil {
 		return nil, errors.New("new window: nil wiki map")
 	}
-	groups := make([]string, wikis.Len()+1)
-	sections := make([]string, wikis.Len()+1)
+	attrs := make([]wikiAttrs, wikis.Len()+1)
 	for id := 1; id <= wikis.Len(); id++ {
 		if w := wikis.Wiki(wikimap.ID(id)); w != nil {
-			groups[id], sections[id] = w.Group, w.Section
+			attrs[id] = wikiAttrs{group: w.Group, section: w.Section}
 		}
 	}
-	s, err := newStore(cfg, groups, versions, rollouts, reg)
-	if err != nil {
-		return nil, err
-	}
-	s.setSections(sections)
-	return s, nil
+	return newStore(cfg, attrs, versions, rollouts, reg)
 }
 
-// newStore is New over a plain list of train groups indexed by wiki ID
-// (groups[0] is unused), so tests can size the wiki set freely.
-func newStore(cfg Config, groups []string, versions, rollouts *ingest.Interner, reg prometheus.Registerer) (*Store, error) {
+// newStore is New over a plain list of wiki attributes indexed by wiki ID
+// (wikis[0] is unused), so tests can size the wiki set freely.
+func newStore(cfg Config, wikis []wikiAttrs, versions, rollouts *ingest.Interner, reg prometheus.Registerer) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("new window: %w", err)
@@ -129,7 +140,7 @@ func newStore(cfg Config, groups []string, versions, rollouts *ingest.Interner, 
 	if versions == nil || rollouts == nil {
 		return nil, errors.New("new window: nil interner")
 	}
-	nWikis := len(groups) - 1
+	nWikis := len(wikis) - 1
 	if nWikis < 1 || nWikis > int(^wikimap.ID(0)) {
 		return nil, fmt.Errorf("new window: %d wikis, want 1..%d", nWikis, int(^wikimap.ID(0)))
 	}
@@ -142,14 +153,27 @@ func newStore(cfg Config, groups []string, versions, rollouts *ingest.Interner, 
 		merge:      int64(cfg.RolloutMerge),
 		nWikis:     nWikis,
 		groupOf:    make([]uint8, nWikis+1),
-		sectionOf:  make([]uint8, nWikis+1),
-		sections:   []string{""},
 		groupNames: []string{""},
+		sectionOf:  make([]uint8, nWikis+1),
 		versions:   versions,
 		rollouts:   rollouts,
 	}
+	// Sections are indexed in name order, so the index of a section does not
+	// depend on the order of the wiki map.
 	for id := 1; id <= nWikis; id++ {
-		g := groups[id]
+		if sec := sectionName(wikis[id].section); !slices.Contains(s.sections, sec) {
+			s.sections = append(s.sections, sec)
+		}
+	}
+	if len(s.sections) > maxSections {
+		return nil, fmt.Errorf("new window: %d DB sections, at most %d", len(s.sections), maxSections)
+	}
+	slices.Sort(s.sections)
+	for id := 1; id <= nWikis; id++ {
+		s.sectionOf[id] = uint8(slices.Index(s.sections, sectionName(wikis[id].section)))
+	}
+	for id := 1; id <= nWikis; id++ {
+		g := wikis[id].group
 		if g == "" {
 			continue
 		}
@@ -184,25 +208,13 @@ func newStore(cfg Config, groups []string, versions, rollouts *ingest.Interner, 
 	return s, nil
 }
 
-// setSections names each wiki's DB section (sections[id]); set before any
-// event is added. Sections past maxSections share the last index.
-func (s *Store) setSections(sections []string) {
-	s.sections = s.sections[:0]
-	idx := map[string]uint8{}
-	names := slices.Clone(sections[1:])
-	slices.Sort(names)
-	names = slices.Compact(names)
-	for _, n := range names {
-		if len(s.sections) < maxSections {
-			idx[n] = uint8(len(s.sections))
-			s.sections = append(s.sections, n)
-		} else {
-			idx[n] = maxSections - 1
-		}
+// sectionName is the name a wiki's DB section goes by: noSection when the
+// wiki map does not say.
+func sectionName(sec string) string {
+	if sec == "" {
+		return noSection
 	}
-	for id := 1; id < len(sections) && id < len(s.sectionOf); id++ {
-		s.sectionOf[id] = idx[sections[id]]
-	}
+	return sec
 }
 
 // Sections returns the DB section names, indexed as SectionOf and
@@ -650,14 +662,19 @@ func (s *Store) Stats() Stats {
 		Shards:           len(s.shards),
 		Buckets:          int(s.slots),
 		RingBytesPerWiki: s.slots * ingest.NumScopes * int64(cellSize),
-		AddedRequests:    s.added[0].Load(),
-		AddedErrors:      s.added[1].Load(),
 		DroppedTooOld:    s.dropped[dropTooOld].Load(),
 		DroppedTooNew:    s.dropped[dropTooNew].Load(),
 		DroppedInvalid:   s.dropped[dropInvalid].Load(),
 		Watermark:        s.Watermark(),
 		Newest:           s.Newest(),
 		KnownTableBytes:  int64(len(s.cat.table)) * 8,
+	}
+	for i := range s.added {
+		if i%2 == 0 {
+			st.AddedRequests += s.added[i].Load()
+		} else {
+			st.AddedErrors += s.added[i].Load()
+		}
 	}
 	st.Writers = int(s.writers.Load())
 	st.MemoryBound = s.memoryBound(st.Writers)

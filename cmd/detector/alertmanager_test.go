@@ -163,7 +163,8 @@ alerting:
 		"cohort":      "pretrain",
 		"finding_id":  id,
 		"fingerprint": fire.Labels["fingerprint"],
-	}, fire.Labels, "labels are the identity, nothing more")
+		"team":        "releng", // alerting.team, so it routes like every other alert
+	}, fire.Labels, "labels are the identity and the team, nothing more")
 
 	ann := fire.Annotations
 	for _, k := range []string{"summary", "description", "wikis", "exemplar", "deploy", "runbook_url", "started_at", "detected_at"} {

@@ -325,10 +325,12 @@ type replayAlerts struct {
 
 func newReplayAlerts(cfg config.Config, urls []string, logger *slog.Logger, reg prometheus.Registerer) (*replayAlerts, error) {
 	plain, sets := replayTargets(cfg, urls)
+	labels := cfg.Alerting.Labels()
+	labels["replay"] = "true"
 	n, err := alert.NewNotifier(alert.NotifierOptions{
 		URLs: plain, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
 		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
-		ExtraLabels: map[string]string{"replay": "true"},
+		ExtraLabels: labels,
 	}, logger.With("component", "notifier"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager: %w", err)

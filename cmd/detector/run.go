@@ -132,6 +132,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		notifier, err = alert.NewNotifier(alert.NotifierOptions{
 			URLs: splitList(o.alertmanagers), Sets: alertmanagerSets(cfg), ResendDelay: resend, ExternalURL: o.externalURL,
 			RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
+			ExtraLabels: cfg.Alerting.Labels(),
 		}, logger.With("component", "notifier"), reg)
 		if err != nil {
 			return fmt.Errorf("alertmanager: %w", err)

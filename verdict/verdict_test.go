@@ -31,8 +31,8 @@ type fakeSource struct {
 	countsRequests int // calls to Counts
 }
 
-func (s *fakeSource) Watermark() time.Time  { return s.wm }
-func (s *fakeSource) DataStart() time.Time  { return s.start }
+func (s *fakeSource) Watermark() time.Time   { return s.wm }
+func (s *fakeSource) DataStart() time.Time   { return s.start }
 func (s *fakeSource) Cohort(d Deploy) string { return s.cohortName }
 func (s *fakeSource) Counts(d Deploy, from, to time.Time) Counts {
 	s.countsRequests++

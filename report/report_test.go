@@ -168,7 +168,6 @@ func TestWriteEmpty(t *testing.T) {
 	require.Equal(t, 1, strings.Count(out, "<svg "))
 }
 
-
 func TestSummary(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, WriteSummary(&b, sampleData()))

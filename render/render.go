@@ -107,6 +107,7 @@ type FindingView struct {
 	Plot    *PlotView       // nil without a plot
 	Deploy  string          // the deploy it follows, as text
 	Verdict *verdict.Result // the verdict of that deploy, when known
+	NoPlot  string          // why there is no plot, when the default text is wrong
 }
 
 // Findings lays out findings: fragment ids, deploy text, plots with the

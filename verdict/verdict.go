@@ -83,11 +83,6 @@ type Config struct {
 	MinPrePeriod time.Duration // detect.min_pre_period
 }
 
-// ConfigOf takes the verdicts' configuration from the detector's.
-func ConfigOf(c detect.Config) Config {
-	return Config{Alpha: c.Alpha, Margin: c.Margin, Attribution: c.Attribution, MinPrePeriod: c.MinPrePeriod}
-}
-
 // Counts are a cohort's and its control's errors and requests over
 // [From, To).
 type Counts struct {

@@ -97,6 +97,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		Gatherer: reg, Findings: p.Findings, Logger: logger,
 		Ready:  func() (bool, string) { return true, "" },
 		Status: func() any { return status(cfg, p) },
+		Mount:  webUI(cfg, p, wikis, reg, logger),
 	})}
 	go func() { _ = srv.Serve(l) }()
 	defer func() {
@@ -108,8 +109,8 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	dur := truth.End.Sub(truth.Start)
 	fmt.Fprintf(out, "Pretrain detector demo: scenario %q, %s of simulated Wikimedia traffic at %.0f× (about %s).\n",
 		truth.Scenario, dur, o.speed, (time.Duration(float64(dur) / o.speed)).Round(time.Second))
-	fmt.Fprintf(out, "In-process Kafka at %s; findings at http://%s/api/v1/findings, metrics at http://%s/metrics\n\n",
-		strings.Join(cluster.ListenAddrs(), ","), l.Addr(), l.Addr())
+	fmt.Fprintf(out, "In-process Kafka at %s; the page at http://%s/, findings at http://%s/api/v1/findings, metrics at http://%s/metrics\n\n",
+		strings.Join(cluster.ListenAddrs(), ","), l.Addr(), l.Addr(), l.Addr())
 
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
@@ -122,6 +123,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		BatchSize: 2000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne}
 	defer func() { _ = w.Close() }()
 	story := newNarrator(out, truth)
+	addDemoMarker(p, story, truth)
 	sink := simulate.KafkaSink(w)
 	_, err = simulate.Run(ctx, simCfg, wikis, func(ctx context.Context, batch []simulate.Record) error {
 		if len(batch) > 0 {

@@ -1,5 +1,5 @@
-// Refreshes the page's live part in place: fetch the same page, parse it
-// and swap the #live element when it changed. Nothing else is touched, so
+// Refreshes the page's live part in place: fetch it (the same URL with
+// fragment=live), parse it and swap the #live element when it changed. Nothing else is touched, so
 // the scroll position stays and nothing flickers. Pauses while the tab is
 // hidden. Without this script the page is a static view.
 (function () {
@@ -19,7 +19,10 @@
       later();
       return;
     }
-    window.fetch(window.location.pathname + window.location.search, { cache: "no-store", credentials: "same-origin" })
+    var url = new URL(window.location.href);
+    url.hash = "";
+    url.searchParams.set("fragment", "live");
+    window.fetch(url.toString(), { cache: "no-store", credentials: "same-origin" })
       .then(function (r) {
         if (!r.ok && r.status !== 404) {
           throw new Error("HTTP " + r.status);

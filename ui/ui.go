@@ -225,7 +225,7 @@ func (u *UI) serveIndex(w http.ResponseWriter, r *http.Request) {
 		tl.Label = "Findings and deploys over the window"
 		p.Timeline = &tl
 	}
-	u.write(w, http.StatusOK, p)
+	u.write(w, r, http.StatusOK, p)
 }
 
 func rank(s detect.State) int {
@@ -245,7 +245,7 @@ func (u *UI) serveFinding(w http.ResponseWriter, r *http.Request) {
 	i := slices.IndexFunc(fs, func(f detect.Finding) bool { return f.ID == id })
 	if i < 0 {
 		p.Missing = id
-		u.write(w, http.StatusNotFound, p)
+		u.write(w, r, http.StatusNotFound, p)
 		return
 	}
 	verdicts := u.o.Ledger.Judge(u.o.Deploys(), fs, u.o.Source)
@@ -262,7 +262,7 @@ func (u *UI) serveFinding(w http.ResponseWriter, r *http.Request) {
 		p.VerdictR = render.Verdicts([]verdict.Result{*v}, FindingPath)
 	}
 	p.Title = string(fs[i].Kind) + " · " + p.Title
-	u.write(w, http.StatusOK, p)
+	u.write(w, r, http.StatusOK, p)
 }
 
 func renderDeploys(vs []verdict.Result) []render.Deploy {
@@ -282,12 +282,18 @@ func (u *UI) newPage(_ *http.Request) page {
 	return p
 }
 
-// write renders the page with its security headers. The nonce allows the
-// page's one script and its style element and nothing else; connect-src
-// lets the script fetch the page again.
-func (u *UI) write(w http.ResponseWriter, code int, p page) {
+// write renders the page with its security headers, or with
+// ?fragment=live only its live part, which the script fetches to swap in
+// (a whole page would bring a style element whose nonce is not the current
+// page's). The nonce allows the page's one script and its style element
+// and nothing else; connect-src lets the script fetch the fragment.
+func (u *UI) write(w http.ResponseWriter, r *http.Request, code int, p page) {
 	var b strings.Builder
-	if err := u.page.Execute(&b, p); err != nil {
+	name := "page"
+	if r.URL.Query().Get("fragment") == "live" {
+		name = "live"
+	}
+	if err := u.page.ExecuteTemplate(&b, name, p); err != nil {
 		u.o.Logger.Error("Rendering the page", "err", err)
 		http.Error(w, "rendering the page failed; see the detector's log", http.StatusInternalServerError)
 		return

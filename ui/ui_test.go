@@ -60,7 +60,10 @@ type fixture struct {
 	mux   *http.ServeMux
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureRefresh(t, 0) }
+
+// newFixtureRefresh is newFixture with the page refreshing every refresh.
+func newFixtureRefresh(t *testing.T, refresh time.Duration) *fixture {
 	t.Helper()
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
@@ -106,6 +109,7 @@ func newFixture(t *testing.T) *fixture {
 	src := verdict.NewWindowSource(store, wikis, []string{"testwiki"})
 	u, err := New(Options{
 		Version:  "0.1.0-test",
+		Refresh:  refresh,
 		Findings: func() []detect.Finding { return []detect.Finding{anomaly, spillover} },
 		Deploys:  func() []verdict.Deploy { return []verdict.Deploy{spilled, trainDep, earlier} },
 		Source:   src,
@@ -239,6 +243,15 @@ func TestIndexPage(t *testing.T) {
 	require.Contains(t, body, ">missing<")
 	require.Contains(t, body, ">reconnecting<")
 	require.Contains(t, body, "1\u202f234")
+	// The part the script swaps in: the live element alone, no style or
+	// script whose nonce would not be the page's.
+	res, frag := f.get(t, "/?fragment=live")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.True(t, strings.HasPrefix(frag, `<div id="live">`), frag[:min(len(frag), 40)])
+	require.NotContains(t, frag, "<style")
+	require.NotContains(t, frag, "<script")
+	require.Contains(t, frag, "shared-data-spillover")
+
 	// Event text stays text.
 	require.NotContains(t, body, "<img")
 	require.NotContains(t, body, `alert("x")`)

@@ -8,22 +8,26 @@ import (
 )
 
 // Ledger remembers verdicts so that they do not change as the window moves
-// on: a closed window's pass or insufficient-evidence is judged once, from
-// the counts the window holds when it closes (later the counts before the
-// deploy leave the ring), and a fail stays a fail after its finding is
+// on. The counts before a deploy are read at the first judgement once the
+// watermark passed it, while the ring certainly holds them; a closed
+// window's pass or insufficient-evidence is judged once, at the first
+// judgement after it closed; a fail stays a fail after its finding is
 // dropped from the detector's list. Only a finding can change a closed
-// verdict, into fail. It is safe for concurrent use.
+// verdict, into fail. Judge it often (every evaluation in a replay, every
+// few seconds in the daemon), so that no count leaves the ring unread. It
+// is safe for concurrent use.
 type Ledger struct {
 	cfg Config
 
 	mu     sync.Mutex
 	closed map[string]Result   // by Deploy.Key: evidence verdicts of closed windows
 	blamed map[string][]string // by Deploy.Key: ids of findings that blamed it
+	before map[string]Counts   // by Deploy.Key: the counts before it
 }
 
 // NewLedger returns an empty ledger.
 func NewLedger(cfg Config) *Ledger {
-	return &Ledger{cfg: cfg, closed: map[string]Result{}, blamed: map[string][]string{}}
+	return &Ledger{cfg: cfg, closed: map[string]Result{}, blamed: map[string][]string{}, before: map[string]Counts{}}
 }
 
 // Config returns the configuration the ledger judges with.
@@ -36,6 +40,7 @@ func (l *Ledger) Judge(deploys []Deploy, findings []detect.Finding, src Source) 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	keep := make(map[string]bool, len(timeline))
+	wm := src.Watermark()
 	out := make([]Result, 0, len(timeline))
 	for _, d := range timeline {
 		k := d.Key()
@@ -47,11 +52,20 @@ func (l *Ledger) Judge(deploys []Deploy, findings []detect.Finding, src Source) 
 		if len(ids) > 0 {
 			l.blamed[k] = ids
 		}
+		var before *Counts
+		if b, ok := l.before[k]; ok {
+			before = &b
+		} else if !wm.Before(d.At) {
+			if b, ok := Before(d, src, l.cfg); ok {
+				l.before[k] = b
+				before = &b
+			}
+		}
 		var r Result
 		if c, ok := l.closed[k]; ok && c.At.Equal(d.At) {
 			r = c
 		} else {
-			r = Judge(timeline, d, nil, src, l.cfg)
+			r = judge(timeline, d, nil, src, l.cfg, before)
 			if r.Verdict != Pending {
 				l.closed[k] = r
 			}
@@ -70,6 +84,11 @@ func (l *Ledger) Judge(deploys []Deploy, findings []detect.Finding, src Source) 
 	for k := range l.blamed {
 		if !keep[k] {
 			delete(l.blamed, k)
+		}
+	}
+	for k := range l.before {
+		if !keep[k] {
+			delete(l.before, k)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Result) int { return b.At.Compare(a.At) })

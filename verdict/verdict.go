@@ -228,6 +228,12 @@ func blames(timeline []Deploy, f detect.Finding, d Deploy) bool {
 // Judge returns the verdict of d, one of the deploys of timeline (ordered),
 // from the findings and the counts src holds now.
 func Judge(timeline []Deploy, d Deploy, findings []detect.Finding, src Source, cfg Config) Result {
+	return judge(timeline, d, findings, src, cfg, nil)
+}
+
+// judge is Judge with the counts before the deploy read earlier, when
+// before is not nil.
+func judge(timeline []Deploy, d Deploy, findings []detect.Finding, src Source, cfg Config, before *Counts) Result {
 	r := Result{Deploy: d, Findings: Blamed(timeline, d, findings)}
 	r.Evidence = Evidence{WindowEnd: WindowEnd(timeline, d, cfg.Attribution), Margin: cfg.Margin, Alpha: cfg.Alpha, Cohort: src.Cohort(d)}
 	if len(r.Findings) > 0 {
@@ -240,12 +246,24 @@ func Judge(timeline []Deploy, d Deploy, findings []detect.Finding, src Source, c
 		r.Evidence.Reason = fmt.Sprintf("the attribution window is open until %s (event time)", r.Evidence.WindowEnd.UTC().Format(time.RFC3339))
 		return r
 	}
-	evidence(&r, src, cfg)
+	evidence(&r, src, cfg, before)
 	return r
 }
 
-// evidence decides pass or insufficient-evidence for a closed window.
-func evidence(r *Result, src Source, cfg Config) {
+// Before reads the counts before d: [d − 2·min_pre_period, d), from the
+// oldest data held if that is later. ok is false when the window holds
+// nothing from before d.
+func Before(d Deploy, src Source, cfg Config) (c Counts, ok bool) {
+	start := src.DataStart()
+	if start.IsZero() || !start.Before(d.At) {
+		return Counts{}, false
+	}
+	return src.Counts(d, later(d.At.Add(-2*cfg.MinPrePeriod), start), d.At), true
+}
+
+// evidence decides pass or insufficient-evidence for a closed window;
+// before, when not nil, are the counts before the deploy read earlier.
+func evidence(r *Result, src Source, cfg Config, before *Counts) {
 	d, e := r.Deploy, &r.Evidence
 	r.Verdict = Insufficient
 	start := src.DataStart()
@@ -257,11 +275,17 @@ func evidence(r *Result, src Source, cfg Config) {
 		e.Reason = "the attribution window is empty"
 		return
 	}
-	from := later(d.At.Add(-2*cfg.MinPrePeriod), start)
-	before := src.Counts(d, from, d.At)
+	if before == nil {
+		b, ok := Before(d, src, cfg)
+		if !ok {
+			e.Reason = "the window holds no data from before the deploy"
+			return
+		}
+		before = &b
+	}
 	after := src.Counts(d, d.At, e.WindowEnd)
-	e.Before, e.After = &before, &after
-	if pre := d.At.Sub(from); pre < cfg.MinPrePeriod {
+	e.Before, e.After = before, &after
+	if pre := d.At.Sub(before.From); pre < cfg.MinPrePeriod {
 		e.Reason = fmt.Sprintf("only %s of data before the deploy; %s needed", pre, cfg.MinPrePeriod)
 		return
 	}
@@ -269,7 +293,7 @@ func evidence(r *Result, src Source, cfg Config) {
 		e.Reason = "no cohort or control requests before or after the deploy"
 		return
 	}
-	psi, upper := Bound(before, after, cfg.Alpha)
+	psi, upper := Bound(*before, after, cfg.Alpha)
 	e.RatioChange, e.RatioChangeUpper = finite(psi), finite(upper)
 	switch {
 	case upper < cfg.Margin:

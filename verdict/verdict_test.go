@@ -327,3 +327,23 @@ func TestJudgeAllNewestFirst(t *testing.T) {
 	require.Equal(t, []string{"b", "v", "a"}, []string{rs[0].Version, rs[1].Version, rs[2].Version})
 	require.Equal(t, []Verdict{Pending, Pending, Pass}, []Verdict{rs[0].Verdict, rs[1].Verdict, rs[2].Verdict})
 }
+
+// TestLedgerReadsTheCountsBeforeEarly: the counts before a deploy are read
+// while the window certainly holds them, so a window that closes after they
+// left the ring is still judged on them.
+func TestLedgerReadsTheCountsBeforeEarly(t *testing.T) {
+	a := pretrain("mw-pretrain-main-aaaa", min_(60))
+	src := &fakeSource{wm: min_(61), start: t0, before: busy, after: busy, change: min_(60)}
+	l := NewLedger(cfg)
+	require.Equal(t, Pending, l.Judge([]Deploy{a}, nil, src)[0].Verdict)
+
+	src.wm, src.start = min_(121), min_(55) // the hour before has mostly left the ring
+	r := l.Judge([]Deploy{a}, nil, src)[0]
+	require.Equal(t, Pass, r.Verdict, r.Evidence.Reason)
+	require.Equal(t, min_(0), r.Evidence.Before.From)
+
+	// Judged for the first time only then, the same deploy lacks them.
+	r = NewLedger(cfg).Judge([]Deploy{a}, nil, src)[0]
+	require.Equal(t, Insufficient, r.Verdict)
+	require.Contains(t, r.Evidence.Reason, "only 5m0s of data before the deploy")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -19,9 +20,12 @@ import (
 
 // webUI wires the live page and the deploy-verdict API (package ui) to a
 // running pipeline: its findings, deploy timeline, window counts and
-// health. It returns what alert.WebOptions.Mount calls; nil (the one-line
-// text page) if the page cannot be built, which a test would have caught.
-func webUI(cfg config.Config, p *pipeline.Pipeline, wikis *wikimap.Map, g prometheus.Gatherer, logger *slog.Logger) func(*http.ServeMux) {
+// health. Until ctx is done it judges the deploys every verdictEvery, so
+// that each verdict reads its counts while the window holds them, whether
+// or not anyone asks. It returns what alert.WebOptions.Mount calls; nil
+// (the one-line text page) if the page cannot be built, which a test would
+// have caught.
+func webUI(ctx context.Context, cfg config.Config, p *pipeline.Pipeline, wikis *wikimap.Map, g prometheus.Gatherer, logger *slog.Logger) func(*http.ServeMux) {
 	u, err := ui.New(ui.Options{
 		Version:  version.Version,
 		Findings: p.Findings,
@@ -48,8 +52,24 @@ func webUI(cfg config.Config, p *pipeline.Pipeline, wikis *wikimap.Map, g promet
 		logger.Error("Building the web page", "err", err)
 		return nil
 	}
+	go func() {
+		t := time.NewTicker(verdictEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				u.Verdicts()
+			}
+		}
+	}()
 	return u.Register
 }
+
+// verdictEvery is how often the daemon judges the deploys: far below the
+// hour a deploy's counts stay in the window after it is first judged.
+const verdictEvery = 10 * time.Second
 
 // verdictConfig is the part of the detector's configuration deploy
 // verdicts are judged with.

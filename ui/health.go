@@ -17,6 +17,9 @@ type Health struct {
 	NotReady string // why not, when not ready
 
 	Watermark time.Time // event time up to which detection ran; zero before any event
+	// Simulated says the event times are a simulation's (the demo), so the
+	// watermark's distance to the wall clock means nothing.
+	Simulated bool
 	Topics    []TopicHealth
 	Cohort    *detect.CohortStatus
 
@@ -111,7 +114,7 @@ type healthView struct {
 
 func newHealthView(h Health, now time.Time) *healthView {
 	v := &healthView{Health: h}
-	if !h.Watermark.IsZero() {
+	if !h.Watermark.IsZero() && !h.Simulated {
 		v.Delay, v.HasDelay = now.Sub(h.Watermark).Round(time.Second), true
 	}
 	for _, t := range h.Topics {

@@ -97,7 +97,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		Gatherer: reg, Findings: p.Findings, Logger: logger,
 		Ready:  func() (bool, string) { return true, "" },
 		Status: func() any { return status(cfg, p) },
-		Mount:  webUI(ctx, cfg, p, wikis, reg, logger),
+		Mount:  webUI(ctx, cfg, p, wikis, reg, logger, true),
 	})}
 	go func() { _ = srv.Serve(l) }()
 	defer func() {

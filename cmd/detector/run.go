@@ -172,7 +172,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			return nil
 		},
 		Status: func() any { return status(cfg, p) },
-		Mount:  webUI(ctx, cfg, p, wikis, reg, logger),
+		Mount:  webUI(ctx, cfg, p, wikis, reg, logger, false),
 		Logger: logger,
 	})
 	// The server's own errors (TLS handshakes, panics in handlers) go to our

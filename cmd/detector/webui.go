@@ -25,7 +25,8 @@ import (
 // or not anyone asks. It returns what alert.WebOptions.Mount calls; nil
 // (the one-line text page) if the page cannot be built, which a test would
 // have caught.
-func webUI(ctx context.Context, cfg config.Config, p *pipeline.Pipeline, wikis *wikimap.Map, g prometheus.Gatherer, logger *slog.Logger) func(*http.ServeMux) {
+// simulated says the events carry a simulation's times (the demo).
+func webUI(ctx context.Context, cfg config.Config, p *pipeline.Pipeline, wikis *wikimap.Map, g prometheus.Gatherer, logger *slog.Logger, simulated bool) func(*http.ServeMux) {
 	u, err := ui.New(ui.Options{
 		Version:  version.Version,
 		Findings: p.Findings,
@@ -34,7 +35,7 @@ func webUI(ctx context.Context, cfg config.Config, p *pipeline.Pipeline, wikis *
 		Ledger:   verdicts.NewLedger(verdictConfig(cfg)),
 		Plot:     func(f detect.Finding) *render.Plot { return renderPlot(pipeline.LivePlot(p.Store, wikis, f)) },
 		Health: func() ui.Health {
-			h := ui.Health{Ready: p.Ready(), Topics: ui.TopicsFromMetrics(g)}
+			h := ui.Health{Ready: p.Ready(), Topics: ui.TopicsFromMetrics(g), Simulated: simulated}
 			if !h.Ready {
 				h.NotReady = "warming the windows up from Kafka"
 			}

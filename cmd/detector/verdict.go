@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -118,9 +117,10 @@ func runVerdict(ctx context.Context, o verdictOptions) int {
 	return exitError
 }
 
-// pollVerdict asks until the verdict is final or the wait is over. A deploy
-// the detector has not seen yet (404) is asked for again while waiting: its
-// first events or its marker may still be on the way.
+// pollVerdict asks until the verdict is final or the wait is over. While
+// it waits, an error is asked again too: a deploy the detector has not seen
+// yet (404; its first events or its marker may be on the way) or a
+// detector restarting.
 func pollVerdict(ctx context.Context, o verdictOptions, c *http.Client) (verdicts.Result, error) {
 	base, err := url.Parse(strings.TrimRight(o.url, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
@@ -134,9 +134,7 @@ func pollVerdict(ctx context.Context, o verdictOptions, c *http.Client) (verdict
 	deadline := time.Now().Add(o.wait)
 	for {
 		r, err := getVerdict(ctx, c, u)
-		final := err == nil && r.Verdict != verdicts.Pending
-		var nf notFound
-		if final || (err != nil && !errors.As(err, &nf)) || !time.Now().Add(o.interval).Before(deadline) {
+		if (err == nil && r.Verdict != verdicts.Pending) || !time.Now().Add(o.interval).Before(deadline) {
 			return r, err
 		}
 		select {
@@ -146,10 +144,6 @@ func pollVerdict(ctx context.Context, o verdictOptions, c *http.Client) (verdict
 		}
 	}
 }
-
-type notFound struct{ msg string }
-
-func (e notFound) Error() string { return e.msg }
 
 func getVerdict(ctx context.Context, c *http.Client, u string) (verdicts.Result, error) {
 	var r verdicts.Result
@@ -176,7 +170,7 @@ func getVerdict(ctx context.Context, c *http.Client, u string) (verdicts.Result,
 			msg = e.Error
 		}
 		if resp.StatusCode == http.StatusNotFound {
-			return r, notFound{fmt.Sprintf("GET %s: %s", u, msg)}
+			return r, fmt.Errorf("GET %s: %s", u, msg)
 		}
 		return r, fmt.Errorf("GET %s: %s: %s", u, resp.Status, msg)
 	}

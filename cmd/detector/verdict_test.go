@@ -206,9 +206,13 @@ func TestVerdictAgainstTheDaemon(t *testing.T) {
 	exit, _, stderr = runMain(t, "verdict", "--url="+base, "--version=build-8")
 	require.Equal(t, 3, exit)
 	require.Contains(t, stderr, "no deploy of version")
-	// A detector that is not there is an error, not a verdict.
+	// A detector that is not there is an error, not a verdict, also after
+	// waiting for it.
 	require.NoError(t, d.stop(t))
 	exit, _, stderr = runMain(t, "verdict", "--url="+base, "--version=build-7")
+	require.Equal(t, 3, exit)
+	require.Contains(t, stderr, "connect")
+	exit, _, stderr = runMain(t, "verdict", "--url="+base, "--version=build-7", "--wait=200ms", "--interval=50ms")
 	require.Equal(t, 3, exit)
 	require.Contains(t, stderr, "connect")
 }

@@ -124,7 +124,7 @@ func Findings(fs []Finding, deploys []Deploy, verdicts []verdict.Result, link fu
 			it.Deploy = DeployText(f.Deploy.Scope, f.Deploy.Group, f.Deploy.Version, f.Deploy.At)
 			for j := range verdicts {
 				v := &verdicts[j]
-				if v.Scope == f.Deploy.Scope && v.Version == f.Deploy.Version && (v.Scope == "pretrain" || v.Group == f.Deploy.Group) {
+				if v.Scope == f.Deploy.Scope && v.Names(f.Deploy.Version) && (v.Scope == "pretrain" || v.Group == f.Deploy.Group) {
 					it.Verdict = v
 					break
 				}

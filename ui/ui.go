@@ -136,7 +136,7 @@ func (u *UI) serveDeploys(w http.ResponseWriter, r *http.Request) {
 func (u *UI) serveDeploy(w http.ResponseWriter, r *http.Request) {
 	version, group := r.PathValue("version"), r.URL.Query().Get("group")
 	for _, v := range u.Verdicts() { // newest first
-		if v.Version == version && (group == "" || v.Group == group) {
+		if v.Names(version) && (group == "" || v.Group == group) {
 			writeJSON(w, http.StatusOK, v, u.o.Logger)
 			return
 		}

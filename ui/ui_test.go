@@ -111,9 +111,11 @@ func newFixtureRefresh(t *testing.T, refresh time.Duration) *fixture {
 		Version:  "0.1.0-test",
 		Refresh:  refresh,
 		Findings: func() []detect.Finding { return []detect.Finding{anomaly, spillover} },
-		Deploys:  func() []verdict.Deploy { return []verdict.Deploy{spilled, trainDep, earlier} },
-		Source:   src,
-		Ledger:   verdict.NewLedger(verdict.Config{Alpha: 1e-3, Margin: 1.5, Attribution: time.Hour, MinPrePeriod: 30 * time.Minute}),
+		Deploys: func() []verdict.Deploy {
+			return []verdict.Deploy{spilled, trainDep, earlier, {Scope: "pretrain", Version: "build-42", At: at(61), Source: "api"}}
+		},
+		Source: src,
+		Ledger: verdict.NewLedger(verdict.Config{Alpha: 1e-3, Margin: 1.5, Attribution: time.Hour, MinPrePeriod: 30 * time.Minute}),
 		Plot: func(f detect.Finding) *render.Plot {
 			if f.ID != spillover.ID {
 				return nil
@@ -192,6 +194,13 @@ func TestDeploysAPI(t *testing.T) {
 	res, body = f.get(t, "/api/v1/deploys/"+url.PathEscape("<script>"))
 	require.Equal(t, http.StatusNotFound, res.StatusCode)
 	require.NotContains(t, body, "<script>")
+
+	// A marker for the spilled deploy, posted a minute after its rollout,
+	// names the same deploy.
+	res, body = f.get(t, "/api/v1/deploys/build-42")
+	require.Equal(t, http.StatusOK, res.StatusCode, body)
+	require.Contains(t, body, `"verdict":"fail"`)
+	require.Contains(t, body, `"aliases":["build-42"]`)
 
 	_, body = f.get(t, "/api/v1/deploys?scope=train")
 	require.NoError(t, json.Unmarshal([]byte(body), &all))

@@ -64,6 +64,7 @@ func (l *Ledger) Judge(deploys []Deploy, findings []detect.Finding, src Source) 
 		var r Result
 		if c, ok := l.closed[k]; ok && c.At.Equal(d.At) {
 			r = c
+			r.Aliases = d.Aliases
 		} else {
 			r = judge(timeline, d, nil, src, l.cfg, before)
 			if r.Verdict != Pending {

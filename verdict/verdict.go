@@ -4,7 +4,9 @@
 // `detector verdict` answer, and what the replay report lists per deploy.
 //
 // The rules, for one deploy d of the timeline (the first sighting of each
-// version or rollout; the state the window started in is not a deploy):
+// version or rollout; the state the window started in is not a deploy; a
+// Pretrain marker within window.DefaultRolloutMerge of a rollout is the
+// same deploy, see Timeline):
 //
 //   - fail: a finding that blames d fired (firing or resolved). For a
 //     Pretrain deploy the blaming kinds are pretrain-regression,
@@ -49,6 +51,7 @@ import (
 	"time"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/window"
 )
 
 // Verdict is a deploy's judgement.
@@ -73,6 +76,14 @@ type Deploy struct {
 	Version string    `json:"version"`
 	At      time.Time `json:"at"`
 	Source  string    `json:"source,omitempty"`
+	// Aliases are the other versions the same Pretrain deploy showed up
+	// under: a marker posted for a rollout the events show (Timeline).
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// Names reports whether version names d.
+func (d Deploy) Names(version string) bool {
+	return d.Version == version || slices.Contains(d.Aliases, version)
 }
 
 // Config is the part of the detector's configuration the verdicts use.
@@ -144,19 +155,35 @@ func (d Deploy) series() string {
 	return "train\x00" + d.Group
 }
 
-// Timeline orders deploys by time and keeps the first of each key: a
-// marker posted for a deploy the events also show is one deploy.
+// Timeline orders deploys by time and makes each deploy one entry: of
+// the same key (a train marker for a version the events also show) the
+// first is kept; Pretrain deploys within window.DefaultRolloutMerge of the
+// first of them (a marker posted for a rollout, the window's own rule for
+// rollouts) are one deploy, the first, with the others' versions as
+// Aliases.
 func Timeline(ds []Deploy) []Deploy {
 	out := slices.Clone(ds)
 	slices.SortStableFunc(out, func(a, b Deploy) int { return a.At.Compare(b.At) })
 	seen := map[string]bool{}
-	return slices.DeleteFunc(out, func(d Deploy) bool {
+	var pretrain = -1 // index in merged of the Pretrain deploy others may join
+	merged := out[:0]
+	for _, d := range out {
 		if seen[d.Key()] {
-			return true
+			continue
 		}
 		seen[d.Key()] = true
-		return false
-	})
+		if d.Scope == "pretrain" {
+			if pretrain >= 0 && d.At.Sub(merged[pretrain].At) < window.DefaultRolloutMerge {
+				if !merged[pretrain].Names(d.Version) {
+					merged[pretrain].Aliases = append(slices.Clone(merged[pretrain].Aliases), d.Version)
+				}
+				continue
+			}
+			pretrain = len(merged)
+		}
+		merged = append(merged, d)
+	}
+	return merged
 }
 
 // WindowEnd is when d's attribution window closes: after the attribution
@@ -205,7 +232,7 @@ func blames(timeline []Deploy, f detect.Finding, d Deploy) bool {
 		return false
 	}
 	if f.Deploy != nil {
-		return f.Deploy.Scope == d.Scope && f.Deploy.Version == d.Version && (d.Scope == "pretrain" || f.Deploy.Group == d.Group)
+		return f.Deploy.Scope == d.Scope && d.Names(f.Deploy.Version) && (d.Scope == "pretrain" || f.Deploy.Group == d.Group)
 	}
 	if d.Scope != "pretrain" {
 		return false

@@ -347,3 +347,30 @@ func TestLedgerReadsTheCountsBeforeEarly(t *testing.T) {
 	require.Equal(t, Insufficient, r.Verdict)
 	require.Contains(t, r.Evidence.Reason, "only 5m0s of data before the deploy")
 }
+
+// TestTimelineMergesAMarkerWithItsRollout: a Pretrain marker posted for a
+// rollout the events show, a minute apart in either order, is one deploy
+// named by both versions; a finding naming either fails it, and the
+// window is not closed by the other.
+func TestTimelineMergesAMarkerWithItsRollout(t *testing.T) {
+	rollout := pretrain("main-ft59cjgm8", min_(30))
+	marker := Deploy{Scope: "pretrain", Version: "build-123", At: min_(31), Source: "api"}
+	later := pretrain("main-zz", min_(45))
+	tl := Timeline([]Deploy{later, marker, rollout})
+	require.Len(t, tl, 2)
+	require.Equal(t, "main-ft59cjgm8", tl[0].Version)
+	require.Equal(t, []string{"build-123"}, tl[0].Aliases)
+	require.True(t, tl[0].Names("build-123"))
+	require.Equal(t, min_(45), WindowEnd(tl, tl[0], time.Hour), "a deploy more than the merge apart is the next one")
+
+	f := finding("s1", detect.KindSharedDataSpillover, detect.StateFiring, &marker, min_(40))
+	src := &fakeSource{wm: min_(35), start: t0, before: busy, after: busy}
+	r := Judge(tl, tl[0], []detect.Finding{f}, src, cfg)
+	require.Equal(t, Fail, r.Verdict)
+	require.Equal(t, []string{"s1"}, r.Findings)
+
+	// Ten minutes or more apart they stay two deploys.
+	tl = Timeline([]Deploy{pretrain("a", min_(0)), pretrain("b", min_(10))})
+	require.Len(t, tl, 2)
+	require.Empty(t, tl[0].Aliases)
+}

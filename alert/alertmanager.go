@@ -75,7 +75,7 @@ const (
 	defaultResendDelay = time.Minute
 	defaultRunbookURL  = "https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>"
 	kindPlaceholder    = "<kind>"
-	findingsAPIPath    = "/api/v1/findings"
+	findingPagePath    = "/findings/" // the finding's page on the detector (package ui)
 	ellipsis           = "…"
 )
 
@@ -236,7 +236,7 @@ func AlertFor(f detect.Finding, o NotifierOptions, now time.Time) *models.Postab
 		Alert:       models.Alert{Labels: labels},
 	}
 	if o.ExternalURL != "" && f.ID != "" {
-		a.GeneratorURL = strfmt.URI(strings.TrimRight(o.ExternalURL, "/") + findingsAPIPath + "?id=" + url.QueryEscape(f.ID))
+		a.GeneratorURL = strfmt.URI(strings.TrimRight(o.ExternalURL, "/") + findingPagePath + url.PathEscape(f.ID))
 	}
 	return a
 }

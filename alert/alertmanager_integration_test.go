@@ -128,7 +128,7 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 	require.Equal(t, "https://wikitech.wikimedia.org/wiki/Pretrain/Detector#shared-data-spillover", got.Annotations["runbook_url"])
 	require.Contains(t, got.Annotations["description"], "Cohort since onset: 412 errors / 1830000 requests")
 	require.Contains(t, got.Annotations["description"], "p-value 1.2e-41")
-	require.Equal(t, "http://detector.example:9797/api/v1/findings?id="+f.ID, got.GeneratorURL)
+	require.Equal(t, "http://detector.example:9797/findings/"+f.ID, got.GeneratorURL)
 	require.WithinDuration(t, f.StartedAt, got.StartsAt, time.Millisecond)
 
 	resolvedAt := time.Now()

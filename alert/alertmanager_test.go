@@ -242,7 +242,7 @@ func TestAlertForAnnotations(t *testing.T) {
 	fs := loadFindings(t)
 	spill := fs[0]
 	a := AlertFor(spill, NotifierOptions{ExternalURL: "https://detector.example.org", DashboardURL: "https://grafana.example/d/x?kind=<kind>"}, testNow)
-	require.Equal(t, "https://detector.example.org/api/v1/findings?id=spill-3f9a1c0e52d7b4a8", string(a.GeneratorURL))
+	require.Equal(t, "https://detector.example.org/findings/spill-3f9a1c0e52d7b4a8", string(a.GeneratorURL))
 	require.Equal(t, spill.Summary, a.Annotations[annSummary])
 	require.Equal(t, "pretrain 1.47.0-alpha at 2026-03-04T09:58:00Z (mwversion)", a.Annotations[annDeploy])
 	require.Equal(t, "s3 via includes/libs/rdbms/database/Database.php", a.Annotations[annSharedData])

@@ -81,7 +81,8 @@ type NotifierOptions struct {
 	// Prometheus's alertmanager_config.
 	HTTPConfig config.HTTPClientConfig
 	// ExternalURL is the detector's own URL; the alert's generatorURL is
-	// ExternalURL + "/api/v1/findings?id=<id>". Empty: no generatorURL.
+	// the finding's page, ExternalURL + "/findings/<id>". Empty: no
+	// generatorURL.
 	ExternalURL string
 	// RunbookURL is the runbook_url annotation, "<kind>" substituted
 	// (default https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>).

@@ -46,6 +46,9 @@ type WebOptions struct {
 	Now func() time.Time
 	// Status is served as JSON at /api/v1/status; it must hold no secret.
 	Status func() any
+	// Mount adds further handlers (the live page at /, the deploy verdicts
+	// at GET /api/v1/deploys); without it / answers one line of text.
+	Mount  func(*http.ServeMux)
 	Logger *slog.Logger
 }
 
@@ -139,6 +142,10 @@ func NewHandler(o WebOptions) http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if o.Mount != nil {
+		o.Mount(mux)
+		return mux
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = fmt.Fprintln(w, "Pretrain regression detector: /api/v1/findings /metrics /-/ready /-/healthy")

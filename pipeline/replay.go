@@ -86,6 +86,11 @@ type ReplayOptions struct {
 	// from its own goroutine, while the replay runs.
 	OnProgress       func(ReplayProgress)
 	ProgressInterval time.Duration
+	// OnEvaluate, when set, is called from the merge goroutine after every
+	// evaluation with the window and the watermark: what must read the
+	// window as the replay passes it (the deploy verdicts) reads it there,
+	// at the same event times whatever the machine.
+	OnEvaluate func(store *window.Store, watermark int64)
 	// Plots records, for each reported finding, per-minute error rates of
 	// its cohort and control around its onset (ReplayResult.Plots).
 	Plots bool

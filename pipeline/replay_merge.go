@@ -288,6 +288,9 @@ func (m *merge) evaluate(wm int64) {
 	if m.plots != nil {
 		m.plots.fill(wm)
 	}
+	if m.r.opts.OnEvaluate != nil {
+		m.r.opts.OnEvaluate(m.r.store, wm)
+	}
 	if len(out) > 0 && m.r.opts.OnChange != nil {
 		m.r.opts.OnChange(out)
 	}

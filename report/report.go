@@ -1,26 +1,25 @@
 // Package report writes the replay report: one self-contained HTML file
 // (no script, no external CSS, fonts or images; a Content-Security-Policy
 // that forbids loading anything) with the replayed range, its inputs, a
-// timeline of the findings and deploys, and per finding an SVG plot of its
-// cohort's and control's error rates around the onset, its evidence and
-// exemplar. Everything that comes from events goes through html/template,
-// so it is escaped for the context it lands in; the plots are numbers
-// computed here and laid out by the template.
+// timeline of the findings and deploys, the verdict of every deploy, and
+// per finding an SVG plot of its cohort's and control's error rates around
+// the onset, its evidence and exemplar; and its JSON summary. Findings,
+// plots and verdicts are rendered by package render, as on the daemon's
+// live page.
 package report
 
 import (
 	_ "embed"
+	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
-	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/redact"
+	"github.com/wikimedia/pretrain-detector/render"
+	"github.com/wikimedia/pretrain-detector/verdict"
 )
 
 // Data is what the report shows.
@@ -41,6 +40,9 @@ type Data struct {
 	// configured topic that does not exist, a range that starts before the
 	// oldest retained record), shown under the title.
 	Warnings []string
+	// Verdicts are the deploys' verdicts as of the end of the replay,
+	// newest first.
+	Verdicts []verdict.Result
 }
 
 // Input is one topic that was read.
@@ -51,66 +53,22 @@ type Input struct {
 	Rejected, Skipped      int64
 }
 
-// Deploy is one deploy marker.
-type Deploy struct {
-	Scope   string // "pretrain" or "train"
-	Group   string
-	Version string
-	Source  string
-	At      time.Time
-}
-
-// Finding is a finding and the per-minute series recorded for it.
-type Finding struct {
-	detect.Finding
-	Plot *Plot // nil when none was recorded
-}
-
-// Plot is a finding's cohort and control, minute by minute.
-type Plot struct {
-	Start       time.Time
-	Step        time.Duration
-	Cohort      []string
-	CohortScope string
-	Fingerprint string
-	Points      []Point
-}
-
-// Point is one step of a Plot.
-type Point struct {
-	CohortRequests, CohortErrors   int64
-	ControlRequests, ControlErrors int64
-	FingerprintErrors              int64
-}
+// The report's findings, plots and deploys are the shared renderer's.
+type (
+	Deploy  = render.Deploy
+	Finding = render.Finding
+	Plot    = render.Plot
+	Point   = render.Point
+)
 
 //go:embed report.html.tmpl
 var pageTemplate string
 
 // Write renders d as HTML to w.
 func Write(w io.Writer, d Data) error {
-	t, err := template.New("report").Funcs(template.FuncMap{
-		"num":   num,
-		"bytes": byteSize,
-		"ts":    timeText,
-		"hm":    func(t time.Time) string { return t.UTC().Format("15:04") },
-		"dur":   durText,
-		"pct":   func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
-		"float": floatText,
-		"join":  strings.Join,
-		"first": func(n int, s []string) []string { return s[:min(n, len(s))] },
-		"more":  func(n int, s []string) int { return max(0, len(s)-n) },
-		"persec": func(r float64) string {
-			switch {
-			case r >= 1e6:
-				return strconv.FormatFloat(r/1e6, 'f', 2, 64) + " M/s"
-			case r >= 1e3:
-				return strconv.FormatFloat(r/1e3, 'f', 1, 64) + " k/s"
-			}
-			return strconv.FormatFloat(r, 'f', 0, 64) + "/s"
-		},
-	}).Parse(pageTemplate)
+	t, err := render.Parse("report", pageTemplate)
 	if err != nil {
-		return fmt.Errorf("parse report template: %w", err)
+		return fmt.Errorf("report template: %w", err)
 	}
 	// The report is shared beyond those who may read the raw logs: the
 	// text taken from log messages goes out redacted (package redact).
@@ -128,8 +86,9 @@ func Write(w io.Writer, d Data) error {
 type view struct {
 	Data
 	Kinds    []kindCount
-	Timeline timeline
-	Items    []item
+	Timeline render.TimelineView
+	Items    []render.FindingView
+	Verdicts []render.VerdictView
 	Rate     float64 // events per second of wall time
 }
 
@@ -137,13 +96,6 @@ type kindCount struct {
 	Kind     string
 	Severity string
 	N        int
-}
-
-type item struct {
-	Finding
-	Anchor string
-	Plot   *plotView
-	Deploy string
 }
 
 func newView(d Data) view {
@@ -163,395 +115,71 @@ func newView(d Data) view {
 			v.Kinds = append(v.Kinds, kindCount{Kind: string(k), Severity: k.Severity(), N: counts[k]})
 		}
 	}
-	for i, f := range d.Findings {
-		it := item{Finding: f, Anchor: anchor(i, f.ID)}
-		if f.Deploy != nil {
-			it.Deploy = deployText(f.Deploy.Scope, f.Deploy.Group, f.Deploy.Version, f.Deploy.At)
-		}
-		if f.Plot != nil && len(f.Plot.Points) > 0 {
-			it.Plot = layoutPlot(f, d.Deploys)
-		}
-		v.Items = append(v.Items, it)
+	v.Items = render.Findings(d.Findings, d.Deploys, d.Verdicts, nil)
+	// Verdict rows link to the findings' sections of this file.
+	anchors := map[string]string{}
+	for _, it := range v.Items {
+		anchors[it.ID] = "#" + it.Anchor
 	}
-	v.Timeline = layoutTimeline(d, v.Items)
+	v.Verdicts = render.Verdicts(d.Verdicts, func(id string) string {
+		if a, ok := anchors[id]; ok {
+			return a
+		}
+		return "#"
+	})
+	v.Timeline = render.Timeline(d.Start, d.From, d.To, d.Deploys, v.Items)
+	v.Timeline.Label = "Findings and deploys over the replayed range"
+	v.Timeline.WarmUpLabel = "warm-up: findings detected here are not reported"
 	return v
 }
 
-// anchor is a fragment id for finding i; IDs are hex, but a report must
-// not trust that.
-func anchor(i int, id string) string {
-	var b strings.Builder
-	for _, r := range id {
-		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
-			b.WriteRune(r)
-		}
-	}
-	return fmt.Sprintf("f%d-%s", i+1, b.String())
+// Summary is the report's JSON form: what the replay read and found, and
+// every deploy's verdict, so that "what did that build do?" is one jq
+// query away.
+type Summary struct {
+	From     time.Time        `json:"from"`
+	To       time.Time        `json:"to"`
+	Start    time.Time        `json:"warm_up_from"`
+	Records  int64            `json:"records"`
+	Rejected int64            `json:"rejected"`
+	Skipped  int64            `json:"skipped"`
+	Events   int64            `json:"events"`
+	Kinds    map[string]int   `json:"findings_by_kind"`
+	Findings []SummaryFinding `json:"findings"`
+	Deploys  []verdict.Result `json:"deploys"`
 }
 
-func deployText(scope, group, version string, at time.Time) string {
-	s := scope
-	if group != "" {
-		s += " " + group
-	}
-	if version != "" {
-		s += " " + version
-	}
-	return s + " at " + at.UTC().Format("2006-01-02 15:04:05") + " UTC"
+// SummaryFinding is one finding of the summary: the JSONL line's headline.
+type SummaryFinding struct {
+	ID         string         `json:"id"`
+	Kind       detect.Kind    `json:"kind"`
+	Severity   string         `json:"severity"`
+	State      detect.State   `json:"state"`
+	Summary    string         `json:"summary"`
+	Wikis      int            `json:"wikis"`
+	DetectedAt time.Time      `json:"detected_at"`
+	Deploy     *detect.Deploy `json:"deploy,omitempty"`
 }
 
-// Plot geometry, in SVG user units.
-const (
-	plotW, plotH              = 940, 270
-	padL, padR, padT, padB    = 52, 16, 14, 40
-	timelineW                 = 960
-	timelineRowH, timelineTop = 22, 34
-)
-
-type plotView struct {
-	W, H           int
-	X0, X1, Y0, Y1 float64 // the plotting area
-	XTicks         []tick
-	YTicks         []tick
-	YLabel         string
-	Cohort         series
-	Control        series
-	Fingerprint    *series
-	Markers        []marker
-	Onset          *marker
-	Detected       *marker
-	CohortLabel    string
-	ControlLabel   string
+// NewSummary returns d's summary.
+func NewSummary(d Data) Summary {
+	s := Summary{From: d.From, To: d.To, Start: d.Start, Records: d.Records, Rejected: d.Rejected, Skipped: d.Skipped,
+		Events: d.Events, Kinds: map[string]int{}, Findings: []SummaryFinding{}, Deploys: []verdict.Result{}}
+	for _, f := range d.Findings {
+		s.Kinds[string(f.Kind)]++
+		s.Findings = append(s.Findings, SummaryFinding{ID: f.ID, Kind: f.Kind, Severity: f.Severity, State: f.State,
+			Summary: f.Summary, Wikis: len(f.Wikis), DetectedAt: f.DetectedAt, Deploy: f.Deploy})
+	}
+	s.Deploys = append(s.Deploys, d.Verdicts...)
+	return s
 }
 
-type tick struct {
-	Pos   float64
-	Label string
-}
-
-type series struct {
-	Path   string // SVG path data
-	Points []dot
-}
-
-type dot struct {
-	X, Y  float64
-	Title string
-}
-
-type marker struct {
-	X     float64
-	Class string
-	Label string
-}
-
-// rate is errors per 1000 requests, or NaN without requests.
-func rate(errs, reqs int64) float64 {
-	if reqs <= 0 {
-		return math.NaN()
+// WriteSummary writes d's summary as indented JSON.
+func WriteSummary(w io.Writer, d Data) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(NewSummary(d)); err != nil {
+		return fmt.Errorf("write summary: %w", err)
 	}
-	return 1000 * float64(errs) / float64(reqs)
-}
-
-func layoutPlot(f Finding, deploys []Deploy) *plotView {
-	p := f.Plot
-	step := p.Step
-	if step <= 0 {
-		step = time.Minute
-	}
-	n := len(p.Points)
-	t0 := p.Start
-	t1 := t0.Add(time.Duration(n) * step)
-	v := &plotView{W: plotW, H: plotH, X0: padL, X1: plotW - padR, Y0: plotH - padB, Y1: padT}
-	x := func(t time.Time) float64 {
-		return v.X0 + (v.X1-v.X0)*float64(t.Sub(t0))/float64(t1.Sub(t0))
-	}
-	perStep := "minute"
-	if step != time.Minute {
-		perStep = durText(step)
-	}
-	v.YLabel = "errors per 1000 requests, per " + perStep
-	cohort := make([]float64, n)
-	control := make([]float64, n)
-	fp := make([]float64, n)
-	top := 0.0
-	for i, pt := range p.Points {
-		cohort[i] = rate(pt.CohortErrors, pt.CohortRequests)
-		control[i] = rate(pt.ControlErrors, pt.ControlRequests)
-		fp[i] = rate(pt.FingerprintErrors, pt.CohortRequests)
-		for _, r := range []float64{cohort[i], control[i], fp[i]} {
-			if !math.IsNaN(r) {
-				top = max(top, r)
-			}
-		}
-	}
-	ymax, yticks := niceScale(top)
-	y := func(r float64) float64 { return v.Y0 - (v.Y0-v.Y1)*r/ymax }
-	for _, t := range yticks {
-		v.YTicks = append(v.YTicks, tick{Pos: round1(y(t)), Label: floatText(t)})
-	}
-	for _, t := range timeTicks(t0, t1, 6) {
-		v.XTicks = append(v.XTicks, tick{Pos: round1(x(t)), Label: t.UTC().Format("15:04")})
-	}
-	mid := func(i int) time.Time { return t0.Add(time.Duration(i)*step + step/2) }
-	who := strings.Join(p.Cohort[:min(3, len(p.Cohort))], ", ")
-	if len(p.Cohort) > 3 {
-		who += fmt.Sprintf(" and %d more", len(p.Cohort)-3)
-	}
-	v.CohortLabel = fmt.Sprintf("cohort: %s (%s-served)", who, p.CohortScope)
-	v.ControlLabel = "control: every other wiki (train-served)"
-	build := func(vals []float64, errs, reqs func(Point) int64, what string) series {
-		var s series
-		var path strings.Builder
-		pen := false
-		for i, r := range vals {
-			if math.IsNaN(r) {
-				pen = false
-				continue
-			}
-			px, py := round1(x(mid(i))), round1(y(r))
-			if pen {
-				fmt.Fprintf(&path, " L%g %g", px, py)
-			} else {
-				fmt.Fprintf(&path, " M%g %g", px, py)
-				pen = true
-			}
-			pt := p.Points[i]
-			s.Points = append(s.Points, dot{X: px, Y: py, Title: fmt.Sprintf("%s %s: %s errors in %s requests (%s per 1000)",
-				mid(i).Add(-step/2).UTC().Format("15:04"), what, num(errs(pt)), num(reqs(pt)), floatText(r))})
-		}
-		s.Path = strings.TrimSpace(path.String())
-		return s
-	}
-	v.Cohort = build(cohort, func(pt Point) int64 { return pt.CohortErrors }, func(pt Point) int64 { return pt.CohortRequests }, "cohort")
-	v.Control = build(control, func(pt Point) int64 { return pt.ControlErrors }, func(pt Point) int64 { return pt.ControlRequests }, "control")
-	if p.Fingerprint != "" {
-		s := build(fp, func(pt Point) int64 { return pt.FingerprintErrors }, func(pt Point) int64 { return pt.CohortRequests }, "this error on the cohort")
-		v.Fingerprint = &s
-	}
-	for _, dp := range deploys {
-		if dp.At.Before(t0) || !dp.At.Before(t1) {
-			continue
-		}
-		v.Markers = append(v.Markers, marker{X: round1(x(dp.At)), Class: "deploy-" + scopeClass(dp.Scope),
-			Label: "deploy: " + deployText(dp.Scope, dp.Group, dp.Version, dp.At)})
-	}
-	if !f.StartedAt.IsZero() && !f.StartedAt.Before(t0) && f.StartedAt.Before(t1) {
-		v.Onset = &marker{X: round1(x(f.StartedAt)), Class: "onset", Label: "estimated onset " + timeText(f.StartedAt)}
-	}
-	if !f.DetectedAt.Before(t0) && f.DetectedAt.Before(t1) {
-		v.Detected = &marker{X: round1(x(f.DetectedAt)), Class: "detected", Label: "detected " + timeText(f.DetectedAt)}
-	}
-	return v
-}
-
-func scopeClass(scope string) string {
-	if scope == "pretrain" {
-		return "pretrain"
-	}
-	return "train"
-}
-
-type timeline struct {
-	W, H       int
-	X0, X1     float64
-	Ticks      []tick
-	WarmUp     *span
-	Deploys    []marker
-	Rows       []row
-	AxisY      float64
-	DeployTopY float64
-}
-
-type span struct{ X, W float64 }
-
-type row struct {
-	Y        float64
-	Label    string
-	Anchor   string
-	Class    string
-	Bar      span
-	Detected float64
-	Title    string
-}
-
-func layoutTimeline(d Data, items []item) timeline {
-	t0, t1 := d.Start, d.To
-	if !t1.After(t0) {
-		t1 = t0.Add(time.Hour)
-	}
-	tl := timeline{W: timelineW, X0: 190, X1: timelineW - 16, DeployTopY: 8}
-	x := func(t time.Time) float64 {
-		if t.Before(t0) {
-			t = t0
-		}
-		if t.After(t1) {
-			t = t1
-		}
-		return round1(tl.X0 + (tl.X1-tl.X0)*float64(t.Sub(t0))/float64(t1.Sub(t0)))
-	}
-	tl.AxisY = timelineTop + float64(max(1, len(items)))*timelineRowH + 6
-	tl.H = int(tl.AxisY) + 26
-	if d.From.After(t0) {
-		tl.WarmUp = &span{X: tl.X0, W: x(d.From) - tl.X0}
-	}
-	for _, t := range timeTicks(t0, t1, 8) {
-		label := t.UTC().Format("15:04")
-		if t1.Sub(t0) > 20*time.Hour {
-			label = t.UTC().Format("Jan 2 15:04")
-		}
-		tl.Ticks = append(tl.Ticks, tick{Pos: x(t), Label: label})
-	}
-	for _, dp := range d.Deploys {
-		if dp.At.Before(t0) || dp.At.After(t1) {
-			continue
-		}
-		tl.Deploys = append(tl.Deploys, marker{X: x(dp.At), Class: "deploy-" + scopeClass(dp.Scope),
-			Label: "deploy: " + deployText(dp.Scope, dp.Group, dp.Version, dp.At)})
-	}
-	for i, it := range items {
-		f := it.Finding
-		start := f.StartedAt
-		if start.IsZero() || start.After(f.DetectedAt) {
-			start = f.DetectedAt
-		}
-		end := t1
-		if f.ResolvedAt != nil {
-			end = *f.ResolvedAt
-		}
-		r := row{
-			Y: timelineTop + float64(i)*timelineRowH, Label: string(f.Kind), Anchor: it.Anchor,
-			Class: "sev-" + severityClass(f.Severity), Detected: x(f.DetectedAt),
-			Bar:   span{X: x(start), W: max(2, x(end)-x(start))},
-			Title: fmt.Sprintf("%s: onset %s, detected %s", f.Kind, timeText(start), timeText(f.DetectedAt)),
-		}
-		if f.ResolvedAt != nil {
-			r.Title += ", resolved " + timeText(*f.ResolvedAt)
-		}
-		tl.Rows = append(tl.Rows, r)
-	}
-	return tl
-}
-
-func severityClass(s string) string {
-	switch s {
-	case "critical", "warning", "info":
-		return s
-	}
-	return "other"
-}
-
-// niceScale returns an axis maximum of at least 1.1 × top, a whole number
-// of "nice" steps (1, 2, 2.5 or 5 × 10^k, about four of them), and the ticks.
-func niceScale(top float64) (float64, []float64) {
-	if top <= 0 || math.IsNaN(top) || math.IsInf(top, 0) {
-		top = 1
-	}
-	want := top * 1.1
-	raw := want / 4
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := 10 * mag
-	for _, m := range []float64{1, 2, 2.5, 5} {
-		if m*mag >= raw {
-			step = m * mag
-			break
-		}
-	}
-	n := int(math.Ceil(want/step - 1e-9))
-	ticks := make([]float64, 0, n+1)
-	for i := range n + 1 {
-		ticks = append(ticks, float64(i)*step)
-	}
-	return ticks[n], ticks
-}
-
-// timeTicks returns round times between t0 and t1, about n of them.
-func timeTicks(t0, t1 time.Time, n int) []time.Time {
-	span := t1.Sub(t0)
-	steps := []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
-		time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}
-	step := steps[len(steps)-1]
-	for _, s := range steps {
-		if span/s <= time.Duration(n) {
-			step = s
-			break
-		}
-	}
-	var out []time.Time
-	for t := t0.Truncate(step); !t.After(t1); t = t.Add(step) {
-		if !t.Before(t0) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-func round1(f float64) float64 { return math.Round(f*10) / 10 }
-
-// num writes an integer with thin separators: 1 234 567.
-func num(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteString("\u202f")
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func byteSize(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	f := float64(n)
-	i := 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	if i == 0 {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	return strconv.FormatFloat(f, 'f', 1, 64) + " " + units[i]
-}
-
-func timeText(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
-}
-
-func durText(d time.Duration) string {
-	switch {
-	case d >= time.Hour:
-		return d.Round(time.Minute).String()
-	case d >= time.Second:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		return d.Round(time.Millisecond).String()
-	}
-}
-
-// floatText prints a measurement with about three significant digits.
-func floatText(f float64) string {
-	switch {
-	case math.IsNaN(f):
-		return "—"
-	case math.IsInf(f, 1):
-		return "∞"
-	case f == 0:
-		return "0"
-	case math.Abs(f) < 1e-3 || math.Abs(f) >= 1e6:
-		return strconv.FormatFloat(f, 'g', 3, 64)
-	case math.Abs(f) >= 100:
-		return strconv.FormatFloat(f, 'f', 0, 64)
-	default:
-		return strconv.FormatFloat(f, 'g', 3, 64)
-	}
+	return nil
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/verdict"
 )
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -59,6 +61,12 @@ func sampleData() Data {
 			{Scope: "pretrain", Version: "mw-pretrain-main-6f9c7d8b5", Source: "rollout", At: t0.Add(20 * time.Minute)},
 			{Scope: "train", Group: "group0", Version: "1.47.0-wmf.17", Source: "mwversion", At: t0.Add(90 * time.Minute)},
 		},
+		Verdicts: []verdict.Result{
+			{Deploy: verdict.Deploy{Scope: "train", Group: "group0", Version: "1.47.0-wmf.17", At: t0.Add(90 * time.Minute)}, Verdict: verdict.Pass,
+				Findings: []string{}, Evidence: verdict.Evidence{Reason: "no finding blamed it", RatioChangeUpper: 1.31, Margin: 1.5, Alpha: 1e-3}},
+			{Deploy: verdict.Deploy{Scope: "pretrain", Version: "mw-pretrain-main-6f9c7d8b5", At: t0.Add(20 * time.Minute)}, Verdict: verdict.Fail,
+				Findings: []string{"a1b2c3d4e5f60718"}, Evidence: verdict.Evidence{Reason: "a finding blaming this deploy fired " + hostile}},
+		},
 		Findings: []Finding{
 			{
 				Finding: detect.Finding{
@@ -94,7 +102,7 @@ func sampleData() Data {
 	}
 }
 
-func render(t *testing.T, d Data) string {
+func renderReport(t *testing.T, d Data) string {
 	t.Helper()
 	var b bytes.Buffer
 	require.NoError(t, Write(&b, d))
@@ -102,7 +110,7 @@ func render(t *testing.T, d Data) string {
 }
 
 func TestWriteEscapesEventText(t *testing.T) {
-	out := render(t, sampleData())
+	out := renderReport(t, sampleData())
 	require.NotContains(t, out, "<script")
 	require.NotContains(t, out, "<img")
 	require.NotContains(t, out, `alert("x")`)
@@ -117,7 +125,7 @@ func TestWriteEscapesEventText(t *testing.T) {
 
 func TestWriteLayout(t *testing.T) {
 	d := sampleData()
-	out := render(t, d)
+	out := renderReport(t, d)
 	for _, tc := range []struct {
 		name string
 		want string
@@ -133,6 +141,8 @@ func TestWriteLayout(t *testing.T) {
 		{"one point per minute with cohort traffic", `<circle class="d-cohort"`, 61 + 69},
 		{"a warm-up band", `class="warmup"`, 1},
 		{"the plot-less finding says so", "No per-minute series", 1},
+		{"a verdict row per deploy", `<span class="verdict v-`, 2 + 1},
+		{"the fail links to its finding's section", `<a class="mono" href="#f1-a1b2c3d4e5f60718">`, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.n, strings.Count(out, tc.want), tc.want)
@@ -148,31 +158,35 @@ func TestWriteLayout(t *testing.T) {
 }
 
 func TestWriteDeterministic(t *testing.T) {
-	require.Equal(t, render(t, sampleData()), render(t, sampleData()))
+	require.Equal(t, renderReport(t, sampleData()), renderReport(t, sampleData()))
 }
 
 func TestWriteEmpty(t *testing.T) {
-	out := render(t, Data{From: t0, To: t0.Add(time.Hour), Start: t0.Add(-2 * time.Hour)})
+	out := renderReport(t, Data{From: t0, To: t0.Add(time.Hour), Start: t0.Add(-2 * time.Hour)})
 	require.Contains(t, out, "No finding was detected in the range.")
 	require.Contains(t, out, "No deploy was seen in the range.")
 	require.Equal(t, 1, strings.Count(out, "<svg "))
 }
 
-func TestNiceScale(t *testing.T) {
-	for _, tc := range []struct {
-		top     float64
-		wantMax float64
-	}{
-		{0, 1.5}, {0.37, 0.6}, {1, 1.5}, {3, 4}, {9.6, 15}, {1000, 1500}, {0.0042, 0.006},
-	} {
-		t.Run(fmt.Sprint(tc.top), func(t *testing.T) {
-			m, ticks := niceScale(tc.top)
-			require.InDelta(t, tc.wantMax, m, 1e-9)
-			require.GreaterOrEqual(t, m, tc.top*1.1-1e-9)
-			require.Zero(t, ticks[0])
-			require.Equal(t, m, ticks[len(ticks)-1])
-			require.GreaterOrEqual(t, len(ticks), 4)
-			require.LessOrEqual(t, len(ticks), 7)
-		})
+func TestSummary(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, WriteSummary(&b, sampleData()))
+	var got struct {
+		Kinds    map[string]int `json:"findings_by_kind"`
+		Findings []struct {
+			ID, Kind string
+		} `json:"findings"`
+		Deploys []struct {
+			Version, Verdict string
+			Findings         []string
+		} `json:"deploys"`
 	}
+	require.NoError(t, json.Unmarshal(b.Bytes(), &got))
+	require.Equal(t, map[string]int{"pretrain-regression": 1, "shared-data-spillover": 1, "wiki-anomaly": 1}, got.Kinds)
+	require.Len(t, got.Findings, 3)
+	require.Len(t, got.Deploys, 2)
+	require.Equal(t, "mw-pretrain-main-6f9c7d8b5", got.Deploys[1].Version)
+	require.Equal(t, "fail", got.Deploys[1].Verdict)
+	require.Equal(t, []string{"a1b2c3d4e5f60718"}, got.Deploys[1].Findings)
+	require.NotContains(t, b.String(), "<script", "JSON escapes markup")
 }

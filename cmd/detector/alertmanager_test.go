@@ -197,13 +197,33 @@ alerting:
 	require.Contains(t, ann["exemplar"], scriptMarkup)
 	require.Contains(t, ann["summary"], scriptMarkup)
 	require.NotContains(t, ann["exemplar"], "&lt;")
-	require.Equal(t, externalURL+"/api/v1/findings?id="+url.QueryEscape(id), fire.GeneratorURL)
+	require.Equal(t, externalURL+"/findings/"+url.PathEscape(id), fire.GeneratorURL)
 
-	// The generator URL leads to the finding on the daemon's own API.
+	// The generator URL leads to the finding's page on the daemon: its
+	// plot (cohort against control, the deploy marked) and its evidence,
+	// the markup from the event as text.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	gen, err := url.Parse(fire.GeneratorURL)
 	require.NoError(t, err)
 	code, body := webGet(t, client, "GET", "http://"+d.addr+gen.RequestURI(), "")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "<h3>shared-data-spillover</h3>")
+	require.Contains(t, body, id)
+	require.Regexp(t, `<path class="l-cohort" d="M[0-9. ML]+"`, body)
+	require.Contains(t, body, `<line class="deploy-pretrain"`)
+	require.Contains(t, body, "<h4>Evidence</h4>")
+	require.NotContains(t, body, scriptMarkup)
+	require.Contains(t, body, "&lt;script&gt;alert(1)&lt;/script&gt;")
+	// The page lists it, and the deploy it follows failed.
+	code, body = webGet(t, client, "GET", "http://"+d.addr+"/", "")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `<a href="/findings/`+id+`">shared-data-spillover</a>`)
+	code, body = webGet(t, client, "GET", "http://"+d.addr+"/api/v1/deploys/"+url.PathEscape(m[1]), "")
+	require.Equal(t, 200, code, body)
+	require.Contains(t, body, `"verdict":"fail"`)
+	require.Contains(t, body, `"findings":["`+id+`"]`)
+	// And the findings API has it, markup escaped.
+	code, body = webGet(t, client, "GET", "http://"+d.addr+"/api/v1/findings?id="+url.QueryEscape(id), "")
 	require.Equal(t, 200, code)
 	var found []detect.Finding
 	require.NoError(t, json.Unmarshal([]byte(body), &found))

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -93,12 +92,15 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if err != nil {
 		return fmt.Errorf("web.listen-address: %w", err)
 	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: alert.NewHandler(alert.WebOptions{
+	// The same server limits as the daemon's, at their defaults: the demo
+	// listens on a port too.
+	srv := newWebServer(alert.NewHandler(alert.WebOptions{
 		Gatherer: reg, Findings: p.Findings, Logger: logger,
 		Ready:  func() (bool, string) { return true, "" },
 		Status: func() any { return status(cfg, p) },
-	})}
-	go func() { _ = srv.Serve(l) }()
+		Mount:  webUI(ctx, cfg, p, wikis, reg, logger, true),
+	}), webLimits{}, logger)
+	go func() { _ = srv.Serve(limitListener(l, webLimits{})) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -108,8 +110,8 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	dur := truth.End.Sub(truth.Start)
 	fmt.Fprintf(out, "Pretrain detector demo: scenario %q, %s of simulated Wikimedia traffic at %.0f× (about %s).\n",
 		truth.Scenario, dur, o.speed, (time.Duration(float64(dur) / o.speed)).Round(time.Second))
-	fmt.Fprintf(out, "In-process Kafka at %s; findings at http://%s/api/v1/findings, metrics at http://%s/metrics\n\n",
-		strings.Join(cluster.ListenAddrs(), ","), l.Addr(), l.Addr())
+	fmt.Fprintf(out, "In-process Kafka at %s; the page at http://%s/, findings at http://%s/api/v1/findings, metrics at http://%s/metrics\n\n",
+		strings.Join(cluster.ListenAddrs(), ","), l.Addr(), l.Addr(), l.Addr())
 
 	pctx, cancelPipeline := context.WithCancel(ctx)
 	defer cancelPipeline()
@@ -130,6 +132,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		BatchSize: 2000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne}
 	defer func() { _ = w.Close() }()
 	story := newNarrator(out, truth)
+	addDemoMarker(p, story, truth)
 	sink := simulate.KafkaSink(w)
 	_, err = simulate.Run(ctx, simCfg, wikis, func(ctx context.Context, batch []simulate.Record) error {
 		if len(batch) > 0 {

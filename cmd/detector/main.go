@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -37,6 +38,11 @@ type commonOptions struct {
 // realMain parses flags, builds the logger and calls the mode's run
 // function. It returns the process exit code.
 func realMain(args []string, stdout, stderr io.Writer) int {
+	// `detector verdict --version=V` names a deploy, while the app's own
+	// --version prints the detector's: verdict is parsed on its own.
+	if len(args) > 0 && args[0] == "verdict" {
+		return verdictMain(args[1:], stdout, stderr)
+	}
 	app := kingpin.New("detector", "Tells, within minutes and with evidence, whether code deployed to Pretrain is hurting the wikis.")
 	app.Version(version.Print("detector"))
 	app.HelpFlag.Short('h')
@@ -91,6 +97,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	simCmd.Flag("truth", "Write the scenario's ground truth (JSON) to this file.").StringVar(&so.truth)
 	simCmd.Flag("create-topics", "Create missing topics with this many partitions (0 = do not).").Default("4").IntVar(&so.partitions)
 
+	// Listed for --help; verdictMain parses it (see realMain's start).
+	app.Command("verdict", "Ask a running detector for a deploy's verdict: exit 0 pass, 1 fail, 2 insufficient evidence, 3 error (detector verdict --help).")
+
 	app.Command("version", "Print the version and exit.")
 
 	cmd, err := app.Parse(args)
@@ -99,6 +108,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "detector: %v\n", err)
+		if slices.Contains(args, "verdict") {
+			return exitError // 2 would read as "insufficient evidence"; verdict's flags go after it
+		}
 		return 2
 	}
 	c.logger = promslog.New(logCfg)

@@ -21,6 +21,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/report"
+	verdicts "github.com/wikimedia/pretrain-detector/verdict"
 )
 
 type replayOptions struct {
@@ -29,6 +30,7 @@ type replayOptions struct {
 	from, to      string
 	output        string
 	report        string
+	summary       string
 	alertmanagers []string
 	hold          time.Duration
 }
@@ -39,6 +41,7 @@ func (o *replayOptions) addFlags(cmd *kingpin.CmdClause) {
 	cmd.Flag("to", "End of the range: RFC 3339, or relative to now (now, -1h).").Required().StringVar(&o.to)
 	cmd.Flag("output", "Findings JSONL output file (- for stdout).").Default("-").StringVar(&o.output)
 	cmd.Flag("report", "Write a self-contained HTML report to this file.").StringVar(&o.report)
+	cmd.Flag("summary", "Write the report's JSON summary (findings per kind, every deploy's verdict) to this file.").StringVar(&o.summary)
 	cmd.Flag("alertmanager.url", "Send the replayed findings to this Alertmanager (repeatable), firing now with the label replay=\"true\", resolved when the replay ends.").StringsVar(&o.alertmanagers)
 	cmd.Flag("alertmanager.hold", "How long replayed alerts stay firing after the replay before they are resolved, so that routes' group_wait passes and receivers get them.").Default("1m").DurationVar(&o.hold)
 }
@@ -116,12 +119,28 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 		defer func() { err = errors.Join(err, alerts.finish(ctx, o.hold, err == nil)) }()
 	}
 
+	var summaryFile *os.File
+	if o.summary != "" {
+		if summaryFile, err = os.Create(o.summary); err != nil {
+			return fmt.Errorf("--summary: %w", err)
+		}
+		defer func() {
+			if cerr := summaryFile.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("--summary: %w", cerr)
+			}
+			if err != nil {
+				_ = os.Remove(o.summary)
+			}
+		}()
+	}
+
 	jsonl := alert.NewJSONL(w)
+	rv := newReplayVerdicts(cfg, wikis)
 	var sinkErr error
 	progress := newReplayProgress(o.common.stderr, logger)
 	r, err := pipeline.NewReplay(pipeline.ReplayOptions{
 		Config: cfg, Wikis: wikis, From: from, To: to, Plots: o.report != "",
-		Registry: reg, Logger: logger,
+		Registry: reg, Logger: logger, OnEvaluate: rv.onEvaluate,
 		OnChange: func(changed []detect.Finding) {
 			if err := jsonl.Notify(changed); err != nil && sinkErr == nil {
 				sinkErr = err
@@ -155,11 +174,16 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 	if sinkErr != nil {
 		return sinkErr
 	}
+	data := reportData(res, rv.result(res))
+	data.Warnings = warnings
 	if reportFile != nil {
-		d := reportData(res)
-		d.Warnings = warnings
-		if err := report.Write(reportFile, d); err != nil {
+		if err := report.Write(reportFile, data); err != nil {
 			return fmt.Errorf("--report: %w", err)
+		}
+	}
+	if summaryFile != nil {
+		if err := report.WriteSummary(summaryFile, data); err != nil {
+			return fmt.Errorf("--summary: %w", err)
 		}
 	}
 	return nil
@@ -278,11 +302,12 @@ func (r *replayProgress) end() {
 	}
 }
 
-// reportData turns a replay's result into the report's input.
-func reportData(res pipeline.ReplayResult) report.Data {
+// reportData turns a replay's result and its deploys' verdicts into the
+// report's input.
+func reportData(res pipeline.ReplayResult, vs []verdicts.Result) report.Data {
 	d := report.Data{
 		Version: version.Version, From: res.From, To: res.To, Start: res.Start, Elapsed: res.Elapsed,
-		Records: res.Records, Rejected: res.Rejected, Skipped: res.Skipped, Events: res.Events,
+		Records: res.Records, Rejected: res.Rejected, Skipped: res.Skipped, Events: res.Events, Verdicts: vs,
 	}
 	for _, t := range res.Topics {
 		d.Inputs = append(d.Inputs, report.Input{Cluster: t.Cluster, Topic: t.Topic, Format: t.Format, Partitions: t.Partitions,
@@ -293,15 +318,7 @@ func reportData(res pipeline.ReplayResult) report.Data {
 			At: time.Unix(0, dp.At).UTC()})
 	}
 	for _, f := range res.Findings {
-		rf := report.Finding{Finding: f}
-		if p := res.Plots[f.ID]; p != nil {
-			rp := &report.Plot{Start: p.Start, Step: p.Step, Cohort: p.Cohort, CohortScope: p.CohortScope, Fingerprint: p.Fingerprint}
-			for _, pt := range p.Points {
-				rp.Points = append(rp.Points, report.Point(pt))
-			}
-			rf.Plot = rp
-		}
-		d.Findings = append(d.Findings, rf)
+		d.Findings = append(d.Findings, report.Finding{Finding: f, Plot: renderPlot(res.Plots[f.ID])})
 	}
 	return d
 }

@@ -157,15 +157,16 @@ func TestReplayScenarios(t *testing.T) {
 			c, gt := replayFill(t, sim, wikis)
 			dir := t.TempDir()
 			a, b, page := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl"), filepath.Join(dir, "report.html")
+			sumA, sumB := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
 			args := []string{"replay", "--from=" + gt.Start.Format(time.RFC3339), "--to=" + gt.End.Format(time.RFC3339), "--log.level=warn"}
 
 			start := time.Now()
-			code, _, stderr := runMain(t, append(args, "--kafka.brokers="+c.ListenAddrs()[0], "--output="+a, "--report="+page)...)
+			code, _, stderr := runMain(t, append(args, "--kafka.brokers="+c.ListenAddrs()[0], "--output="+a, "--report="+page, "--summary="+sumA)...)
 			require.Equal(t, 0, code, stderr)
 			elapsed := time.Since(start)
 
 			procs := runtime.GOMAXPROCS(1)
-			code, _, stderr = runMain(t, append([]string{"--config.file=" + reversedConfig(t, c)}, append(args, "--output="+b)...)...)
+			code, _, stderr = runMain(t, append([]string{"--config.file=" + reversedConfig(t, c)}, append(args, "--output="+b, "--summary="+sumB)...)...)
 			runtime.GOMAXPROCS(procs)
 			require.Equal(t, 0, code, stderr)
 
@@ -185,6 +186,36 @@ func TestReplayScenarios(t *testing.T) {
 			require.Equal(t, 1+len(fired), strings.Count(string(html), "<svg "), "the timeline and a plot per finding")
 			for _, f := range fired {
 				require.Contains(t, string(html), f.ID)
+			}
+
+			// The deploys' verdicts: the same records give the same ones,
+			// and every deploy a reported finding blames failed.
+			jsA, err := os.ReadFile(sumA)
+			require.NoError(t, err)
+			jsB, err := os.ReadFile(sumB)
+			require.NoError(t, err)
+			require.JSONEq(t, string(jsA), string(jsB), "the same records give the same verdicts")
+			var sum struct {
+				Deploys []struct {
+					Scope, Group, Version, Verdict string
+					Findings                       []string
+				} `json:"deploys"`
+			}
+			require.NoError(t, json.Unmarshal(jsA, &sum))
+			for _, f := range fired {
+				if f.Deploy == nil || !(f.Kind.BlamesPretrain() || f.Kind == detect.KindTrainRegression) {
+					continue
+				}
+				i := slices.IndexFunc(sum.Deploys, func(d struct {
+					Scope, Group, Version, Verdict string
+					Findings                       []string
+				}) bool {
+					return d.Scope == f.Deploy.Scope && d.Version == f.Deploy.Version && d.Group == f.Deploy.Group
+				})
+				require.GreaterOrEqual(t, i, 0, "%s follows %s %s, which the summary lists", f.Kind, f.Deploy.Scope, f.Deploy.Version)
+				require.Equal(t, "fail", sum.Deploys[i].Verdict)
+				require.Contains(t, sum.Deploys[i].Findings, f.ID)
+				require.Contains(t, string(html), `<span class="verdict v-fail">fail</span>`)
 			}
 		})
 	}

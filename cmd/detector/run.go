@@ -194,6 +194,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			st["security"] = securityStatus(cfg, o.limits, o.alertmanagers)
 			return st
 		},
+		Mount:  webUI(ctx, cfg, p, wikis, reg, logger, false),
 		Logger: logger,
 	})
 	// The server's own errors (TLS handshakes, panics in handlers) go to our

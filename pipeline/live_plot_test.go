@@ -1,0 +1,53 @@
+package pipeline
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// TestLivePlot draws a finding from what the window holds: the minutes from
+// half an hour before its onset to the watermark, the cohort on its scope
+// and the rest of the fleet as control, its own error counted apart.
+func TestLivePlot(t *testing.T) {
+	wikis, err := wikimap.Default()
+	require.NoError(t, err)
+	store, err := window.New(window.Config{Bucket: 10 * time.Second, Length: 2 * time.Hour, Lateness: 30 * time.Second,
+		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, ingest.NewInterner(), ingest.NewInterner(), nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, store.Close()) }()
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	require.Nil(t, LivePlot(store, wikis, detect.Finding{ID: "x", StartedAt: t0, DetectedAt: t0}), "no data, no plot")
+
+	w := store.NewWriter()
+	frwiki, enwiki := wikis.ByNameString("frwiki"), wikis.ByNameString("enwiki")
+	for m := range 60 {
+		at := t0.Add(time.Duration(m) * time.Minute).UnixNano()
+		for _, id := range []wikimap.ID{frwiki, enwiki} {
+			for i := range 10 {
+				w.Add(&ingest.Event{Time: at + int64(i), Kind: ingest.KindRequest, Wiki: id, Scope: ingest.ScopeTrain, Status: 200}, nil)
+			}
+		}
+		if m >= 40 {
+			w.Add(&ingest.Event{Time: at, Kind: ingest.KindError, Wiki: frwiki, Scope: ingest.ScopeTrain, Fingerprint: 0xbeef},
+				&ingest.Detail{Message: []byte("m"), ReqID: []byte("r")})
+		}
+	}
+	w.Flush()
+	store.Sync()
+	f := detect.Finding{ID: "f", Kind: detect.KindSharedDataSpillover, Wikis: []string{"frwiki"}, Fingerprint: "beef",
+		StartedAt: t0.Add(40 * time.Minute), DetectedAt: t0.Add(42 * time.Minute)}
+	p := LivePlot(store, wikis, f)
+	require.NotNil(t, p)
+	require.Equal(t, t0.Add(10*time.Minute), p.Start, "half an hour before the onset")
+	require.Equal(t, "train", p.CohortScope)
+	require.Len(t, p.Points, 48, "12:10 to 12:57: the last minute the watermark (12:58:30) closed")
+	require.Equal(t, RatePoint{CohortRequests: 10, ControlRequests: 10}, p.Points[0])
+	require.Equal(t, RatePoint{CohortRequests: 10, CohortErrors: 1, ControlRequests: 10, FingerprintErrors: 1}, p.Points[30])
+}

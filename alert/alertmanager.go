@@ -69,6 +69,8 @@ const (
 	maxWikisLabel = 3
 	// maxTopWikis bounds the per-wiki breakdown in the description.
 	maxTopWikis = 10
+	// maxCandidates bounds the candidate causes the description lists.
+	maxCandidates = 6
 )
 
 const (
@@ -373,7 +375,45 @@ func description(f detect.Finding) string {
 	if n := clean(e.Note, maxMessage, false); n != "" {
 		fmt.Fprintf(&b, "Note: %s\n", n)
 	}
+	if c := e.Code; c != nil {
+		fmt.Fprintf(&b, "Code test in %s: Pretrain-served %s against train-served %s; ratio %s, 95%% [%s, %s]; %s.\n",
+			clean(c.Scope, maxShortField, false), countsText(c.K, c.RP), countsText(c.N, c.RT),
+			codeRatio(c), num(c.Lo), unboundedNum(c.Hi), clean(c.Verdict, maxShortField, false))
+	}
+	if m := clean(e.Margin, maxMessage, false); m != "" {
+		fmt.Fprintf(&b, "Attribution: %s\n", m)
+	}
+	for i, c := range e.Candidates {
+		if i == maxCandidates {
+			fmt.Fprintf(&b, "(+%d more candidates)\n", len(e.Candidates)-i)
+			break
+		}
+		fits := "does not fit"
+		if c.Fits {
+			fits = "fits"
+		}
+		fmt.Fprintf(&b, "Candidate %s %s (%s): %s\n", clean(c.Cause, maxShortField, false), clean(c.Name, maxShortField, false),
+			fits, clean(c.Evidence, maxMessage, false))
+	}
 	return clean(strings.TrimRight(b.String(), "\n"), maxDescription, true)
+}
+
+// unboundedNum is num, with 0 read as unbounded: the code test's JSON
+// writes an infinite ratio or bound as 0.
+func unboundedNum(v float64) string {
+	if v == 0 {
+		return "unbounded"
+	}
+	return num(v)
+}
+
+// codeRatio is the code test's ratio, unbounded when only Pretrain-served
+// requests logged the error.
+func codeRatio(c *detect.CodeTest) string {
+	if c.N == 0 && c.K > 0 {
+		return "unbounded"
+	}
+	return num(c.Ratio)
 }
 
 // countsText renders "E errors / R requests (P%)"; requests and the rate are

@@ -279,6 +279,26 @@ func TestAlertForAnnotations(t *testing.T) {
 	ud := AlertFor(unbounded, NotifierOptions{}, testNow).Annotations[annDescription]
 	require.Contains(t, ud, "Rate ratio cohort/control: unbounded (no control errors), at least 12.2 with 95% confidence.")
 
+	// The attribution: the code test, the margin and the candidates weighed
+	// are in the description, so the alert says why this cause and not another.
+	attributed := spill
+	attributed.Evidence.Code = &detect.CodeTest{Scope: "train-served wikis of s3", K: 40, RP: 9000, N: 0, RT: 800000, Lo: 31.5, Verdict: "pretrain-specific"}
+	attributed.Evidence.Margin = "the Pretrain deploy fits; the section incident on s3 does not (code test)"
+	attributed.Evidence.Candidates = []detect.Candidate{
+		{Cause: "pretrain-deploy", Name: "1.47.0-alpha", Evidence: "onset 4m after", Fits: true},
+		{Cause: "section-incident", Name: "s3", Evidence: "no infrastructure fingerprint rose", Fits: false},
+	}
+	ad := AlertFor(attributed, NotifierOptions{}, testNow).Annotations[annDescription]
+	for _, want := range []string{
+		"Code test in train-served wikis of s3: Pretrain-served 40 errors / 9000 requests (0.444%) against train-served 0 errors / 800000 requests (0%); ratio unbounded, 95% [31.5, unbounded]; pretrain-specific.",
+		"Attribution: the Pretrain deploy fits; the section incident on s3 does not (code test)",
+		"Candidate pretrain-deploy 1.47.0-alpha (fits): onset 4m after",
+		"Candidate section-incident s3 (does not fit): no infrastructure fingerprint rose",
+	} {
+		require.Contains(t, ad, want)
+	}
+	require.NotContains(t, d, "Code test", "no code test, no line")
+
 	anomaly := fs[4]
 	d = AlertFor(anomaly, NotifierOptions{}, testNow).Annotations[annDescription]
 	require.True(t, strings.HasPrefix(d, "Insufficient evidence:"), d)

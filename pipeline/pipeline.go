@@ -34,7 +34,12 @@ type Options struct {
 	End time.Time
 	// OnChange receives findings whose state changed, from the evaluation
 	// goroutine, in order.
-	OnChange     func([]detect.Finding)
+	OnChange func([]detect.Finding)
+	// OnEvaluated receives every finding after each evaluation (every
+	// EvalInterval once warmed up, and the last one at the end), from the
+	// evaluation goroutine, after OnChange. A notifier fed from here alone
+	// has one caller, so a resend can never overtake a resolution.
+	OnEvaluated  func(all []detect.Finding)
 	EvalInterval time.Duration // how often the watermark is checked; default 200ms
 	ClientID     string
 	Registry     prometheus.Registerer
@@ -397,6 +402,9 @@ func (p *Pipeline) evaluate(wm int64, a ingest.Assessment) {
 	p.mu.Unlock()
 	if len(changed) > 0 && p.opts.OnChange != nil {
 		p.opts.OnChange(changed)
+	}
+	if p.opts.OnEvaluated != nil {
+		p.opts.OnEvaluated(all)
 	}
 }
 

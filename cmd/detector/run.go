@@ -146,8 +146,15 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			if err := console.Notify(changed); err != nil {
 				logger.Warn("Printing findings", "err", err)
 			}
+		},
+		// Sends, resends and resolutions are all decided here, in the
+		// evaluation goroutine, the notifier's only caller: Update sends
+		// what changed and re-sends a firing alert once its resend delay
+		// is due, or Alertmanager would resolve it at its EndsAt while the
+		// finding fires on.
+		OnEvaluated: func(all []detect.Finding) {
 			if notifier != nil {
-				notifier.Update(p.Findings()) // with the pipeline's notes
+				notifier.Update(all)
 			}
 		},
 	})
@@ -230,21 +237,16 @@ func runDaemon(ctx context.Context, o runOptions) error {
 
 	nctx, cancelNotifier := context.WithCancel(context.Background())
 	defer cancelNotifier()
-	rctx, stopResend := context.WithCancel(ctx)
-	defer stopResend()
 	if notifier != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); notifier.Run(nctx) }()
-		// OnChange updates the notifier when a finding changes; between
-		// changes a firing alert must still be re-sent every resend delay,
-		// or Alertmanager resolves it at its EndsAt (4 × resend) while the
-		// finding fires on. Update itself skips what is not due.
-		wg.Add(1)
-		go func() { defer wg.Done(); resendLoop(rctx, notifier, p.Findings, resend/2) }()
 	}
 
-	// One goroutine serves SIGHUP and POST /-/reload alike.
+	// One goroutine serves SIGHUP and POST /-/reload alike; it ends with
+	// ctx, before wg.Wait below.
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			var reply chan error
 			select {
@@ -283,7 +285,6 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	// (4) drain the alert queue under a deadline; (5) stop HTTP last so
 	// /metrics shows the drain, with a slice of the budget of its own.
 	stopping.Store(true)
-	stopResend() // nothing new into the queue that is drained next
 	markers.stop()
 	start := time.Now()
 	if ns := signalled.Load(); ns != 0 {
@@ -319,21 +320,6 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// resendLoop hands the current findings to the notifier every interval
-// until ctx is done.
-func resendLoop(ctx context.Context, n *alert.Notifier, findings func() []detect.Finding, interval time.Duration) {
-	t := time.NewTicker(max(interval, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n.Update(findings())
-		}
-	}
 }
 
 // daemonMetrics are the daemon's own series, besides those of the stages.

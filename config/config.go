@@ -34,7 +34,7 @@ type Config struct {
 	Detect   Detect   `yaml:"detect"`
 	Alerting Alerting `yaml:"alerting"`
 	// Classifier overrides the shared-data classification; empty keeps the
-	// defaults of DOMAIN.md.
+	// defaults of docs/domain.md section 2.
 	Classifier Classifier `yaml:"classifier"`
 	// Deploys are deploy markers known in advance (or from elsewhere).
 	Deploys []DeployMarker `yaml:"deploys"`
@@ -119,7 +119,7 @@ type Topic struct {
 }
 
 // Pretrain identifies the Pretrain cohort. Pretrain traffic is identified
-// by namespace or servergroup, never by version (DOMAIN.md section 1).
+// by namespace or servergroup, never by version (docs/domain.md section 1).
 type Pretrain struct {
 	Cohort            []string `yaml:"cohort"`             // dbnames served by Pretrain
 	ServergroupPrefix string   `yaml:"servergroup_prefix"` // php.servergroup prefix
@@ -143,10 +143,9 @@ type Window struct {
 	CatalogueBytes   int            `yaml:"catalogue_bytes"`
 }
 
-// Detect tunes the tests. Defaults follow METHODS.md.
+// Detect tunes the tests. Defaults follow docs/methods.md.
 type Detect struct {
 	Alpha          float64        `yaml:"alpha"`             // family-wise level for paging findings
-	FDR            float64        `yaml:"fdr"`               // Benjamini–Hochberg level for the ranked report
 	Margin         float64        `yaml:"margin"`            // rho0: practical significance, a rate ratio
 	MinPrePeriod   model.Duration `yaml:"min_pre_period"`    // baseline needed before a deploy to call anything new
 	MinBuckets     int            `yaml:"min_buckets"`       // burst guard: buckets with the signal
@@ -293,7 +292,6 @@ func Default() Config {
 		},
 		Detect: Detect{
 			Alpha:         1e-3,
-			FDR:           0.05,
 			Margin:        1.5,
 			MinPrePeriod:  model.Duration(30 * time.Minute),
 			MinBuckets:    3,
@@ -514,9 +512,6 @@ func (c *Config) Validate() error {
 	d := c.Detect
 	if d.Alpha <= 0 || d.Alpha >= 0.5 {
 		bad("detect.alpha", "must be in (0, 0.5)")
-	}
-	if d.FDR <= 0 || d.FDR >= 1 {
-		bad("detect.fdr", "must be in (0, 1)")
 	}
 	if d.Margin < 1 {
 		bad("detect.margin", "must be ≥ 1 (a rate ratio)")

@@ -160,7 +160,6 @@ type Config struct {
 	Cohort        []string // Pretrain cohort dbnames
 	SharedWith    []string // extra wikis known to share data with the cohort
 	Alpha         float64
-	FDR           float64
 	Margin        float64
 	MinPrePeriod  time.Duration
 	Attribution   time.Duration
@@ -174,7 +173,7 @@ type Config struct {
 // DefaultConfig returns the defaults of config.Default.
 func DefaultConfig() Config {
 	return Config{
-		Cohort: []string{"testwiki"}, Alpha: 1e-3, FDR: 0.05, Margin: 1.5,
+		Cohort: []string{"testwiki"}, Alpha: 1e-3, Margin: 1.5,
 		MinPrePeriod: 30 * time.Minute, Attribution: time.Hour, ResolveAfter: 15 * time.Minute,
 		AnomalyWindow: 15 * time.Minute, MinBuckets: 3, MinDistinct: 3, LeakMinEvents: 3,
 	}

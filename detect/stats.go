@@ -1,6 +1,6 @@
 package detect
 
-// The statistics of METHODS.md: exact conditional binomial tests of a Poisson
+// The statistics of docs/methods.md: exact conditional binomial tests of a Poisson
 // rate ratio (section 1), the anytime-valid mixture likelihood ratio
 // (section 2), the design numbers (section 3) and the guards for new
 // fingerprints and multiplicity (section 4). Everything here is a pure
@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 
 	"gonum.org/v1/gonum/mathext"
 )
@@ -37,7 +36,7 @@ func BinomialUpperTail(k, n int64, p float64) float64 {
 		return 1
 	}
 	// distuv.Binomial.Survival would give P(X > k) through 1 − CDF, off by
-	// one and lost to cancellation below ~1e-16 (METHODS.md section 7); the
+	// one and lost to cancellation below ~1e-16 (docs/methods.md section 7); the
 	// incomplete beta gives the upper tail directly, in log space when small.
 	return mathext.RegIncBeta(float64(k), float64(n-k+1), p)
 }
@@ -122,7 +121,7 @@ func RateRatioCI(x, y int64, rc, rk, conf float64) (lo, hi float64) {
 // arrays so that copying it is cheap and updating it never allocates.
 const MaxAlternatives = 8
 
-// DefaultEProcessRhos is the grid of alternative rate ratios of METHODS.md
+// DefaultEProcessRhos is the grid of alternative rate ratios of docs/methods.md
 // section 2, used with equal weights when NewEProcess gets no grid.
 func DefaultEProcessRhos() []float64 { return []float64{2, 3, 5, 10} }
 
@@ -169,7 +168,7 @@ func CheckEProcessGrid(rhos, weights []float64) error {
 	return nil
 }
 
-// EProcess is the mixture likelihood-ratio test of METHODS.md section 2
+// EProcess is the mixture likelihood-ratio test of docs/methods.md section 2
 // (Lindon et al.): log-LR sums for a grid of alternatives rho_j with weights
 // w_j. Anytime-valid: P(ever E ≥ 1/α | H0) ≤ α (Ville).
 //
@@ -300,21 +299,6 @@ func (e *EProcess) Buckets() int { return int(e.buckets) }
 // Events returns the cohort and control events counted since the last reset.
 func (e *EProcess) Events() (cohort, control int64) { return e.x, e.y }
 
-// NewSignaturePValue is the p-value that k occurrences of a signature all fell
-// in the cohort when, under H0, each occurrence lands in the cohort with
-// probability s (its exposure share): s^k computed as exp(k·log s), and in
-// general BinomialUpperTail(k, k+m, s) when m occurrences fell in the control.
-func NewSignaturePValue(k, m int64, s float64) float64 {
-	switch {
-	case k <= 0 || m < 0 || !(s >= 0 && s <= 1):
-		return 1
-	case m == 0:
-		return math.Exp(float64(k) * math.Log(s))
-	default:
-		return BinomialUpperTail(k, k+m, s)
-	}
-}
-
 // OnsetPValue is the p-value of an onset: a signature absent for `pre` of
 // exposure (e.g. time or requests) before a change and seen n times in `post`
 // after. Under a constant rate, P(all n after) = (post/(pre+post))^n. Without a pre-period
@@ -331,188 +315,7 @@ func OnsetPValue(n int64, pre, post float64) float64 {
 	return math.Exp(-float64(n) * math.Log1p(pre/post))
 }
 
-// BenjaminiHochberg returns which of the p-values are rejected at FDR q
-// (step-up); order-preserving; NaN p-values are never rejected (they still
-// count as hypotheses, which keeps the procedure conservative).
-func BenjaminiHochberg(p []float64, q float64) []bool {
-	rejected := make([]bool, len(p))
-	m := len(p)
-	if m == 0 || !(q > 0) {
-		return rejected
-	}
-	sorted := make([]float64, 0, m)
-	for _, v := range p {
-		if !math.IsNaN(v) {
-			sorted = append(sorted, v)
-		}
-	}
-	slices.Sort(sorted)
-	// Step-up: the largest rank k with p_(k) ≤ k·q/m; every p-value at or
-	// below that bound is rejected, which is exactly the k smallest (a tie
-	// beyond rank k would itself satisfy the bound, contradicting maximality).
-	threshold := math.Inf(-1)
-	for i := len(sorted) - 1; i >= 0; i-- {
-		if b := float64(i+1) * q / float64(m); sorted[i] <= b {
-			threshold = sorted[i]
-			break
-		}
-	}
-	for i, v := range p {
-		rejected[i] = v <= threshold // false for NaN
-	}
-	return rejected
-}
-
-// EBH is e-BH (Wang & Ramdas 2022): reject the k* largest e-values where
-// k* = max{k: e_(k) ≥ K/(α·k)}, K = len(e). NaN e-values are never rejected.
-func EBH(e []float64, alpha float64) []bool {
-	rejected := make([]bool, len(e))
-	K := len(e)
-	if K == 0 || !(alpha > 0) {
-		return rejected
-	}
-	sorted := make([]float64, 0, K)
-	for _, v := range e {
-		if !math.IsNaN(v) {
-			sorted = append(sorted, v)
-		}
-	}
-	slices.Sort(sorted)
-	slices.Reverse(sorted)
-	threshold := math.Inf(1)
-	for i := len(sorted) - 1; i >= 0; i-- {
-		if b := float64(K) / (alpha * float64(i+1)); sorted[i] >= b {
-			threshold = sorted[i]
-			break
-		}
-	}
-	for i, v := range e {
-		rejected[i] = v >= threshold // false for NaN
-	}
-	return rejected
-}
-
 // Bonferroni returns alpha/k (k ≥ 1; smaller k count as 1).
 func Bonferroni(alpha float64, k int) float64 {
 	return alpha / float64(max(k, 1))
-}
-
-// CriticalCount returns the smallest k such that BinomialUpperTail(k, n, p) ≤
-// alpha (n+1 if none): used to say how many occurrences would make a signal
-// significant ("insufficient evidence: need ≥ k").
-func CriticalCount(n int64, p, alpha float64) int64 {
-	if n < 0 {
-		n = 0
-	}
-	// The tail decreases in k: binary search on [0, n+1], where the tail at
-	// n+1 is 0 and so always qualifies.
-	lo, hi := int64(0), n+1
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		if BinomialUpperTail(mid, n, p) <= alpha {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
-	}
-	return lo
-}
-
-// Design is one row of the design table of METHODS.md section 3: the smallest
-// total number of events (cohort + control) at which the exact conditional
-// test at level Alpha reaches the requested power.
-type Design struct {
-	Total    int64   // total events needed
-	Critical int64   // cohort events that make the test significant at Total
-	CohortH1 float64 // expected cohort events under H1 at Total
-	CohortH0 float64 // expected cohort events under H0 at Total
-	Power    float64 // achieved power at Total (≥ the requested power)
-}
-
-// maxDesignCritical bounds the search of PowerDesign: alternatives so close to
-// the null that more cohort events are needed are reported as unreachable.
-const maxDesignCritical = 100_000
-
-// PowerDesign returns the smallest total n for which the one-sided exact
-// conditional test of H0: ratio ≤ rho0 at level alpha rejects with
-// probability ≥ power when the true rate ratio is rho and the cohort's share
-// of exposure is s. ok is false when the inputs make that impossible
-// (rho ≤ rho0, s, alpha or power outside (0, 1), power ≤ alpha) or it would
-// need more than 100,000 cohort events.
-func PowerDesign(rho, rho0, s, alpha, power float64) (d Design, ok bool) {
-	if !(s > 0 && s < 1) || !(alpha > 0 && alpha < 1) || !(power > alpha && power < 1) ||
-		!(rho0 > 0) || !(rho > rho0) || math.IsInf(rho, 1) {
-		return Design{}, false
-	}
-	p0 := rho0 * s / (rho0*s + 1 - s)
-	q := rho * s / (rho*s + 1 - s)
-	// Power is a sawtooth in n: it drops each time the critical count k
-	// steps up. The critical count is non-decreasing in n and moves by at
-	// most one per event, so n splits into runs [a_k, b_k] with constant
-	// k, and within a run power P(X ≥ k | n, q) rises with n. The first run
-	// whose last n reaches the target holds the smallest n; b_k is the
-	// largest n with P(X ≥ k | n, p0) ≤ alpha (the null tail rises in n).
-	start := int64(0) // a_k
-	for k := int64(1); k <= maxDesignCritical; k++ {
-		end := lastNWithTailAtMost(k, p0, alpha)
-		if end < start {
-			continue
-		}
-		if BinomialUpperTail(k, end, q) < power {
-			start = end + 1
-			continue
-		}
-		lo, hi := start, end
-		for lo < hi {
-			mid := lo + (hi-lo)/2
-			if BinomialUpperTail(k, mid, q) >= power {
-				hi = mid
-			} else {
-				lo = mid + 1
-			}
-		}
-		return Design{
-			Total:    lo,
-			Critical: k,
-			CohortH1: float64(lo) * q,
-			CohortH0: float64(lo) * p0,
-			Power:    BinomialUpperTail(k, lo, q),
-		}, true
-	}
-	return Design{}, false
-}
-
-// lastNWithTailAtMost returns the largest n ≥ k−1 with P(X ≥ k | n, p) ≤
-// alpha (k−1 qualifies trivially: the tail is 0 there).
-func lastNWithTailAtMost(k int64, p, alpha float64) int64 {
-	lo := k - 1 // qualifies
-	step := max(k, 1)
-	hi := lo + step
-	for BinomialUpperTail(k, hi, p) <= alpha {
-		lo = hi
-		step *= 2
-		hi = lo + step
-	}
-	// Invariant: lo qualifies, hi does not.
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		if BinomialUpperTail(k, mid, p) <= alpha {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return lo
-}
-
-// PowerCount returns the expected number of cohort events needed for power
-// `power` at rate ratio rho vs rho0 with share s at level alpha (the
-// "cohort errors expected under H1" column of METHODS.md section 3); +Inf
-// when PowerDesign finds no design. Used in evidence notes.
-func PowerCount(rho, rho0, s, alpha, power float64) float64 {
-	d, ok := PowerDesign(rho, rho0, s, alpha, power)
-	if !ok {
-		return math.Inf(1)
-	}
-	return d.CohortH1
 }

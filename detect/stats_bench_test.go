@@ -4,7 +4,6 @@ package detect
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"testing"
 )
 
@@ -16,7 +15,7 @@ func BenchmarkBinomialUpperTail(b *testing.B) {
 		k, n int64
 		p    float64
 	}{
-		{7, 37, 0.01},     // METHODS.md example, pseries/continued fraction
+		{7, 37, 0.01},     // docs/methods.md example, pseries/continued fraction
 		{38, 2173, 0.01},  // design-table scale
 		{180, 9180, 0.02}, // large counts, log-space path
 		{100, 100, 0.01},  // k = n, result 1e-200
@@ -86,64 +85,4 @@ func BenchmarkEProcessUpdateAndCheck(b *testing.B) {
 		}
 	}
 	_ = alarms
-}
-
-func BenchmarkSignaturePValue(b *testing.B) {
-	b.ReportAllocs()
-	var s sink
-	for b.Loop() {
-		s.f += NewSignaturePValue(3, 0, 0.01) + NewSignaturePValue(5, 2, 0.01)
-	}
-	_ = s.f
-}
-
-func BenchmarkCriticalCount(b *testing.B) {
-	for _, n := range []int64{73, 2173, 100_000} {
-		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			var k int64
-			for b.Loop() {
-				k += CriticalCount(n, 0.01, 1e-3)
-			}
-			_ = k
-		})
-	}
-}
-
-func BenchmarkPowerDesign(b *testing.B) {
-	for _, rho := range []float64{10, 2, 1.5} {
-		b.Run(fmt.Sprintf("rho=%g", rho), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, ok := PowerDesign(rho, 1, 0.01, 1e-3, 0.8); !ok {
-					b.Fatal("no design")
-				}
-			}
-		})
-	}
-}
-
-func BenchmarkBH(b *testing.B) {
-	// One tick: ~1,000 wikis × signatures.
-	for _, m := range []int{100, 1000, 10_000} {
-		rng := rand.New(rand.NewPCG(1, 2))
-		p := make([]float64, m)
-		e := make([]float64, m)
-		for i := range p {
-			p[i] = rng.Float64()
-			e[i] = 1 / max(p[i], 1e-12)
-		}
-		b.Run(fmt.Sprintf("m=%d/bh", m), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				_ = BenjaminiHochberg(p, 0.05)
-			}
-		})
-		b.Run(fmt.Sprintf("m=%d/ebh", m), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				_ = EBH(e, 0.05)
-			}
-		})
-	}
 }

@@ -228,7 +228,7 @@ func TestBinomialUpperTailMonotone(t *testing.T) {
 }
 
 func TestBinomialMethodsExample(t *testing.T) {
-	// METHODS.md section 3: "7 of 37 errors in the cohort at s = 1% gives
+	// docs/methods.md section 3: "7 of 37 errors in the cohort at s = 1% gives
 	// p = 7.9·10⁻⁸".
 	p := BinomialUpperTail(7, 37, 0.01)
 	require.InDelta(t, 7.9e-8, p, 0.05e-8)
@@ -380,7 +380,7 @@ func TestRateRatioCIEdges(t *testing.T) {
 	}
 }
 
-// directIncrement is the increment of METHODS.md section 2 written as the
+// directIncrement is the increment of docs/methods.md section 2 written as the
 // brief states it, for comparison with the rearranged form in Update.
 func directIncrement(x, y int64, s, rho0, rho float64) float64 {
 	p0 := rho0 * s / (rho0*s + 1 - s)
@@ -646,7 +646,7 @@ func TestEProcessNullSimulation(t *testing.T) {
 
 func TestEProcessAlternativeSimulation(t *testing.T) {
 	// H1: rate ratio 5 at s = 1%, α = 10⁻³. The fixed test needs ~11 cohort
-	// errors for 80% power (METHODS.md section 3); the sequential test,
+	// errors for 80% power (docs/methods.md section 3); the sequential test,
 	// though checked after every bucket, must cross after a comparable number
 	// (log E grows by ~0.038 per event: ~220 events, ~10 in the cohort, to
 	// reach log(4000)), and must stay quiet when the same data is tested
@@ -690,35 +690,6 @@ func TestEProcessAlternativeSimulation(t *testing.T) {
 	require.LessOrEqual(t, falseAlarms, 3)
 }
 
-func TestSignaturePValue(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		k, m int64
-		s    float64
-		want float64
-	}{
-		{"METHODS example s=1% k=3", 3, 0, 0.01, 1e-6},
-		{"one occurrence", 1, 0, 0.2, 0.2},
-		{"tiny share, 1e-200", 20, 0, 1e-10, 1e-200},
-		{"k=100 s=1% is 1e-200", 100, 0, 0.01, math.Pow(0.01, 100)},
-		{"some in control", 5, 3, 0.05, exactUpperTail(5, 8, 0.05)},
-		{"mostly control", 2, 500, 0.01, exactUpperTail(2, 502, 0.01)},
-		{"no occurrences", 0, 4, 0.01, 1},
-		{"negative control count", 3, -1, 0.01, 1},
-		{"share 0", 3, 0, 0, 0},
-		{"share 1", 3, 0, 1, 1},
-		{"share NaN", 3, 0, math.NaN(), 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			requireRel(t, tc.want, NewSignaturePValue(tc.k, tc.m, tc.s), 1e-10)
-		})
-	}
-	// m = 0 agrees with the general tail: P(X ≥ k | k, s) = s^k.
-	for k := int64(1); k < 40; k++ {
-		requireRel(t, BinomialUpperTail(k, k, 0.03), NewSignaturePValue(k, 0, 0.03), 1e-10)
-	}
-}
-
 func TestOnsetPValue(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -742,63 +713,6 @@ func TestOnsetPValue(t *testing.T) {
 	}
 }
 
-func TestBH(t *testing.T) {
-	nan := math.NaN()
-	for _, tc := range []struct {
-		name string
-		p    []float64
-		q    float64
-		want []bool
-	}{
-		// Thresholds k·q/m for m = 5, q = 0.05: .01 .02 .03 .04 .05.
-		{"four of five", []float64{0.01, 0.04, 0.03, 0.005, 0.2}, 0.05, []bool{true, true, true, true, false}},
-		{"stops at rank 2", []float64{0.042, 0.01, 0.6, 0.041, 0.02}, 0.05, []bool{false, true, false, false, true}},
-		// Rank 1 fails (.011 > .01) but rank 4 passes (.039 ≤ .04): step-up
-		// rejects all four.
-		{"step-up", []float64{0.039, 0.029, 0.6, 0.011, 0.02}, 0.05, []bool{true, true, false, true, true}},
-		{"none", []float64{0.02, 0.5, 0.9}, 0.05, []bool{false, false, false}},
-		{"all", []float64{0.001, 0.002, 0.003}, 0.01, []bool{true, true, true}},
-		{"ties", []float64{0.02, 0.02, 0.02, 0.9}, 0.1, []bool{true, true, true, false}},
-		// NaN counts as a hypothesis (m = 3): thresholds .01 .02 .03.
-		{"NaN never rejected", []float64{nan, 0.015, 0.001}, 0.03, []bool{false, true, true}},
-		{"empty", nil, 0.05, []bool{}},
-		{"q 0", []float64{0}, 0, []bool{false}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			in := slices.Clone(tc.p)
-			require.Equal(t, tc.want, BenjaminiHochberg(tc.p, tc.q))
-			require.Equal(t, len(in), len(tc.p))
-			for i := range in {
-				require.True(t, in[i] == tc.p[i] || math.IsNaN(in[i]), "input unchanged")
-			}
-		})
-	}
-}
-
-func TestEBH(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		e     []float64
-		alpha float64
-		want  []bool
-	}{
-		// K = 4, α = 0.1: thresholds K/(α·k) = 40, 20, 13.3, 10.
-		{"two", []float64{50, 3, 25, 0.5}, 0.1, []bool{true, false, true, false}},
-		// 35 < 40 at rank 1, but 14 ≥ 13.3 at rank 3: step-up rejects three.
-		{"step-up", []float64{1, 14, 35, 21}, 0.1, []bool{false, true, true, true}},
-		{"none", []float64{39, 19, 13, 9}, 0.1, []bool{false, false, false, false}},
-		{"single", []float64{20}, 0.05, []bool{true}},
-		{"single below", []float64{19.9}, 0.05, []bool{false}},
-		{"infinite", []float64{math.Inf(1), 1}, 0.05, []bool{true, false}},
-		{"NaN never rejected", []float64{math.NaN(), 100}, 0.05, []bool{false, true}},
-		{"empty", nil, 0.05, []bool{}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			require.Equal(t, tc.want, EBH(tc.e, tc.alpha))
-		})
-	}
-}
-
 func TestStatsBonferroni(t *testing.T) {
 	require.Equal(t, 0.05, Bonferroni(0.05, 1))
 	require.InDelta(t, 1e-6, Bonferroni(1e-3, 1000), 1e-20)
@@ -813,7 +727,7 @@ func TestCriticalCount(t *testing.T) {
 		p, alpha float64
 		want     int64
 	}{
-		// METHODS.md section 3: α = 10⁻³, s = 1%, at the listed totals.
+		// docs/methods.md section 3: α = 10⁻³, s = 1%, at the listed totals.
 		{"10x row", 73, 0.01, 1e-3, 5},
 		{"5x row", 235, 0.01, 1e-3, 9},
 		{"3x row", 691, 0.01, 1e-3, 17},
@@ -853,7 +767,7 @@ func TestCriticalCount(t *testing.T) {
 }
 
 func TestStatsPowerDesign(t *testing.T) {
-	// METHODS.md section 3, α = 10⁻³, 80% power, s = 1%. The table's totals
+	// docs/methods.md section 3, α = 10⁻³, 80% power, s = 1%. The table's totals
 	// each reach 80% power; the exact minimum is the same or one less
 	// (72, 235, 690, 2172: power 0.8012, 0.80003, 0.8012, 0.80012), so the
 	// expected counts match the table to its rounding.

@@ -11,8 +11,7 @@ import (
 )
 
 // recordHandler decodes one partition's records into its Sink and counts
-// what it skips and rejects. The Consumer and the GroupConsumer share it,
-// so a record is treated the same whichever reads it.
+// what it skips and rejects, one per partition reader.
 type recordHandler struct {
 	dec        *Decoder
 	sink       Sink

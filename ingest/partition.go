@@ -11,8 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// What the Consumer and the GroupConsumer do alike for each partition they
-// read: the fetch settings, the connection to the leader, the reconnect
+// What the Consumer does for each partition it reads: the fetch settings, the connection to the leader, the reconnect
 // loop and the handling of a failed fetch.
 
 // fetchConfig returns the fetch settings of a partition reader, with

@@ -190,7 +190,7 @@ func kafkaSources(cfg config.Config, clientID string) ([]ingest.Source, error) {
 func detectConfig(cfg config.Config) detect.Config {
 	return detect.Config{
 		Cohort: cfg.Pretrain.Cohort, SharedWith: cfg.Detect.ShareDataWikis,
-		Alpha: cfg.Detect.Alpha, FDR: cfg.Detect.FDR, Margin: cfg.Detect.Margin,
+		Alpha: cfg.Detect.Alpha, Margin: cfg.Detect.Margin,
 		MinPrePeriod: time.Duration(cfg.Detect.MinPrePeriod), Attribution: time.Duration(cfg.Detect.Attribution),
 		ResolveAfter: time.Duration(cfg.Detect.ResolveAfter), AnomalyWindow: time.Duration(cfg.Detect.AnomalyWindow),
 		MinBuckets: cfg.Detect.MinBuckets, MinDistinct: cfg.Detect.MinDistinct, LeakMinEvents: cfg.Detect.LeakMinEvents,

@@ -11,7 +11,7 @@ import (
 )
 
 // JSONL writes each finding once, when it first fires: the findings JSONL
-// contract of DESIGN.md (replay --output). encoding/json escapes <, > and &
+// contract of docs/design.md section 6 (replay --output). encoding/json escapes <, > and &
 // so the lines are safe to embed in HTML.
 type JSONL struct {
 	mu      sync.Mutex

@@ -386,7 +386,7 @@ func TestWebFindingsFilters(t *testing.T) {
 }
 
 // TestWebFindingsContract checks the JSON field names and forms of
-// DESIGN.md's findings contract on the wire, not through our own types.
+// the findings contract of docs/design.md section 6 on the wire, not through our own types.
 func TestWebFindingsContract(t *testing.T) {
 	fs := loadTestFindings(t)
 	f := newWebFixture(t, fs, false)

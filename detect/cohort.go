@@ -39,7 +39,7 @@ func (s wikiSet) len() int {
 }
 
 // topology is what detect knows of who shares data with the Pretrain cohort
-// (DOMAIN.md section 2). For each shared-data class it holds the wikis that
+// (docs/domain.md section 2). For each shared-data class it holds the wikis that
 // share that path with the cohort; a class shared with (nearly) every wiki
 // cannot be told from a fleet-wide problem by where errors land, so its set
 // is marked broad.

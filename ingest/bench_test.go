@@ -4,7 +4,7 @@ package ingest
 //
 //	go test -run '^$' -bench . -benchmem ./ingest
 //
-// Compare runs with benchstat over -count=6 (STYLE.md section 11).
+// Compare runs with benchstat over -count=6 (docs/design.md section 8).
 
 import (
 	"encoding/json"

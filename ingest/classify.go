@@ -10,7 +10,7 @@ import (
 )
 
 // ClassifierConfig says which channels and code paths implicate which
-// shared-data path (DOMAIN.md section 2). Class names are
+// shared-data path (docs/domain.md section 2). Class names are
 // SharedClass.String() values ("core-db", "objectcache", …).
 type ClassifierConfig struct {
 	// Channels maps a MediaWiki log channel (case-sensitive, as logged) to
@@ -28,7 +28,7 @@ type PathRule struct {
 	Class    string `yaml:"class"`
 }
 
-// DefaultClassifierConfig is the classification of DOMAIN.md section 2.
+// DefaultClassifierConfig is the classification of docs/domain.md section 2.
 // Channel names are those MediaWiki and the extensions log under; paths are
 // source directories and files under /srv/mediawiki/php-<version>/.
 func DefaultClassifierConfig() ClassifierConfig {
@@ -187,7 +187,7 @@ func (c *Classifier) channelClass(channel []byte) SharedClass {
 // code; "#4 /srv/…/User.php(45): WANObjectCache->get()" is User's), so a
 // call into a library is attributed by the callee's own frame. Outer frames
 // do count: an error anywhere inside a job runs within the job queue's
-// frames, which is the changeprop path of DOMAIN.md section 1. It does not
+// frames, which is the changeprop path of docs/domain.md section 1. It does not
 // allocate; frame points into the arguments.
 func (c *Classifier) Classify(channel, file, trace []byte) (SharedClass, []byte) {
 	if class := c.channelClass(channel); class != SharedNone {

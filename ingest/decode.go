@@ -287,7 +287,7 @@ type originInfo struct {
 const maxOrigins = 4096
 
 // isPretrain says whether a servergroup, namespace or deployment label
-// names Pretrain (DOMAIN.md section 7).
+// names Pretrain (docs/domain.md section 7).
 func (d *Decoder) isPretrain(servergroup, namespace, deployment []byte) bool {
 	return bytes.HasPrefix(servergroup, d.pretrainSG) ||
 		bytes.Equal(namespace, d.pretrainDep) || bytes.Equal(deployment, d.pretrainDep)

@@ -4,7 +4,7 @@ import "github.com/wikimedia/pretrain-detector/wikimap"
 
 // The MediaWiki httpd access log (topic mediawiki.httpd.accesslog; field
 // map in operations/puppet modules/httpd/files/logformat/
-// accesslog_ecs_1.7.0.yaml; DOMAIN.md section 4). httpd writes flat dotted
+// accesslog_ecs_1.7.0.yaml; docs/domain.md section 4). httpd writes flat dotted
 // ECS keys, every value quoted (generate_logformats.py renders the YAML
 // map as JSON strings), inside rsyslog's envelope, which nests host.name,
 // orchestrator{…} and labels{deployment, release}:

@@ -4,7 +4,7 @@ import (
 	"bytes"
 )
 
-// Event Platform streams (DOMAIN.md section 4): topics <dc>.<stream>,
+// Event Platform streams (docs/domain.md section 4): topics <dc>.<stream>,
 // common meta{dt, domain, …}. Every stream with canary events carries
 // synthetic ones with meta.domain "canary": they are skipped.
 //

@@ -17,7 +17,7 @@ import (
 // by its dotted path, whether the producer wrote it flat
 // ("url.domain": …) or nested ("url": {"domain": …}): httpd writes flat
 // keys inside rsyslog's nested envelope, other ECS producers nest them, and
-// both must decode alike and at the same speed (DOMAIN.md section 4).
+// both must decode alike and at the same speed (docs/domain.md section 4).
 //
 // Each format has a lookup function from path to field slot. Objects whose
 // path is a prefix of a wanted path are descended into; every other value
@@ -605,7 +605,7 @@ func (d *Decoder) nonEmpty(slot int) ([]byte, error) {
 
 // number returns the number in slot, taking a JSON number or a string
 // holding one: producers differ (httpd's generated JSON LogFormat quotes
-// every value, DOMAIN.md shows numbers, webrequest quotes http_status).
+// every value, docs/domain.md section 4 shows numbers, webrequest quotes http_status).
 // ok is false when absent or null; anything else is ErrWrongType.
 func (d *Decoder) number(slot int) (v float64, ok bool, err error) {
 	f := &d.fields[slot]

@@ -7,7 +7,7 @@ import (
 )
 
 // MediaWiki error-log events as Kafka carries them (topics k8s-mw-<dc>,
-// udp_localhost-<severity>; DOMAIN.md section 3): Monolog's LogstashFormatter
+// udp_localhost-<severity>; docs/domain.md section 3): Monolog's LogstashFormatter
 // JSON spliced by rsyslog's syslog_cee template after its own keys and a
 // kubernetes{namespace_name, pod_name, labels{deployment, release}} block.
 // The ECS variant Logstash writes (labels.wiki, service.version,

@@ -142,7 +142,7 @@ func TestOversizeAndSkew(t *testing.T) {
 }
 
 // The decoders allocate nothing per record once warm (interned strings
-// seen, buffers grown): DESIGN.md's hot-path rule, and STYLE.md section 9.
+// seen, buffers grown): the hot-path rule of docs/design.md section 7, and docs/design.md section 7.
 func TestDecodeAllocatesNothing(t *testing.T) {
 	cases := map[string][]byte{}
 	for _, f := range Formats() {

@@ -1,7 +1,7 @@
 package ingest
 
 // Webrequest (varnishkafka/HAProxy at the CDN edge: webrequest_text, since
-// 2025-04 webrequest_frontend_text; DOMAIN.md section 4, the
+// 2025-04 webrequest_frontend_text; docs/domain.md section 4, the
 // development/webrequest/1.0.0 schema): one request as the CDN saw it.
 // http_status is a string; time_firstbyte is in seconds. The edge does not
 // know which MediaWiki deployment answered, so events are ScopeTrain.

@@ -20,7 +20,7 @@ const (
 )
 
 // Scope says which deployment served an event. Pretrain is identified by
-// namespace or servergroup, never by version (DOMAIN.md section 1).
+// namespace or servergroup, never by version (docs/domain.md section 1).
 type Scope uint8
 
 const (
@@ -52,7 +52,7 @@ const (
 )
 
 // SharedClass names the shared-data path an error implicates, if any
-// (DOMAIN.md section 2).
+// (docs/domain.md section 2).
 type SharedClass uint8
 
 const (

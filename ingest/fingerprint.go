@@ -18,7 +18,7 @@ const mwPathPrefix = "/srv/mediawiki/php-"
 // Fingerprint identifies an error signature: an xxhash over the normalized
 // message without the "[{reqId}] {exception_url}   " prefix, the exception
 // class, and the origin file without its ":<line>" suffix (the key of
-// DOMAIN.md section 3). Each part is length-prefixed, so ("ab", "c") and
+// docs/domain.md section 3). Each part is length-prefixed, so ("ab", "c") and
 // ("a", "bc") differ.
 //
 // The version directory in "/srv/mediawiki/php-<version>/" is hashed as

@@ -78,7 +78,7 @@ func browserAgents() []string {
 // appendAccess encodes r as the httpd ECS access log arrives on Kafka:
 // rsyslog's nested envelope (host, orchestrator, labels, ecs, service)
 // followed by httpd's flat dotted keys, so a flat "labels.handler"
-// coexists with the "labels" object (DOMAIN.md section 4).
+// coexists with the "labels" object (docs/domain.md section 4).
 func (g *generator) appendAccess(b []byte, r *request) []byte {
 	rng := g.rng
 	d := &g.deps[r.dep]

@@ -1,7 +1,7 @@
 // Package simulate generates realistic, deterministic Wikimedia traffic for
 // the detector's demo, tests and benchmarks: MediaWiki error-log events as on
 // the k8s-mw-<dc> topics and httpd access-log events as on
-// mediawiki.httpd.accesslog, in their real wire formats (DOMAIN.md sections
+// mediawiki.httpd.accesslog, in their real wire formats (docs/domain.md sections
 // 3 and 4), with Pretrain and train deploys and injected incidents whose
 // ground truth is returned alongside.
 //
@@ -103,7 +103,7 @@ type Deploy struct {
 	At      time.Time `json:"at"`
 }
 
-// Incident is one injected condition. Kind is a DESIGN.md finding kind, or
+// Incident is one injected condition. Kind is a finding kind (docs/design.md section 5), or
 // "fleet-incident" for a fleet-wide problem that must blame no one.
 // NormalizedMessage, ExceptionClass, Channel and File identify the injected
 // error so that a scorer can match findings by fingerprint; File is relative
@@ -138,7 +138,7 @@ func (inc Incident) Matches(kind string, wikis []string, detectedAt time.Time, r
 	return slices.ContainsFunc(wikis, func(w string) bool { return slices.Contains(inc.Wikis, w) })
 }
 
-// Incident kinds besides the finding kinds of DESIGN.md.
+// Incident kinds besides the finding kinds (docs/design.md section 5).
 const KindFleetIncident = "fleet-incident"
 
 // ScenarioInfo describes a scenario.

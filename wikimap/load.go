@@ -18,7 +18,7 @@ const (
 	dblistExt    = ".dblist"
 
 	// defaultSection holds every wiki that is in no sN.dblist
-	// (wmf-config/db-sections.php; DOMAIN.md section 6).
+	// (wmf-config/db-sections.php; docs/domain.md section 6).
 	defaultSection = "s3"
 )
 

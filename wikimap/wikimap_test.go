@@ -95,7 +95,7 @@ func TestDefaultIDsFollowDBNameOrder(t *testing.T) {
 	require.NotEqual(t, "changed", m.Wiki(1).DBName)
 }
 
-// Counts from DOMAIN.md section 6 (MWCONF 349dc094).
+// Counts from docs/domain.md section 6 (MWCONF 349dc094).
 func TestDefaultCounts(t *testing.T) {
 	m := defaultMap(t)
 	for _, tc := range []struct {

@@ -1,4 +1,4 @@
-// Package ingestbench is the ingest benchmark of issue 3 and DESIGN.md's
+// Package ingestbench is the ingest benchmark of issue 3 and the
 // performance bars: it loads realistic httpd access-log records (the
 // simulator's, in the real wire format) into kfake once, then in one run
 // times, over the same records,
@@ -13,7 +13,7 @@
 //	    high-water mark (End set).
 //
 // It reports events/s for each and the ratios b/a and c/a, so that
-// machine noise cancels (STYLE.md section 11), plus wall and client-CPU
+// machine noise cancels (docs/design.md section 8), plus wall and client-CPU
 // µs/msg, allocs/msg and GC counts. Optional runs repeat (a) and (b) with a
 // large read buffer under kafka-go's connection (bufConn) and consume with
 // franz-go (franzStage), to show what the client library costs. The broker should run in its own process (Child):

@@ -12,7 +12,7 @@
 //	    first record to the last.
 //
 // It prints records/s of both and their ratio, so that machine noise
-// cancels (STYLE.md section 11), and extrapolates from the replay's rate
+// cancels (docs/design.md section 8), and extrapolates from the replay's rate
 // how long one simulated day of Wikimedia-scale access logs would take.
 // The broker is best run in its own process (the command's default), so
 // that its CPU and allocations are not the client's. Run it with

@@ -175,6 +175,10 @@ func runDaemon(ctx context.Context, o runOptions) error {
 
 	var stopping atomic.Bool
 	reloads := make(chan chan error)
+	// The reload coordinator ends with the daemon's context or, when the
+	// pipeline stops by itself (a failed start), at shutdown.
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
 	handler := alert.NewHandler(alert.WebOptions{
 		Gatherer: reg,
 		Findings: p.Findings,
@@ -193,7 +197,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 			}
 			return true, ""
 		},
-		Reload:       lifecycle(ctx, o.enableLifecycle, reloads),
+		Reload:       lifecycle(reloadCtx, o.enableLifecycle, reloads),
 		AddDeploy:    addDeploy,
 		DeployMaxAge: time.Duration(cfg.Window.Length), DeployMaxAhead: time.Duration(cfg.DeployMarkers.MaxAhead),
 		Status: func() any {
@@ -242,15 +246,14 @@ func runDaemon(ctx context.Context, o runOptions) error {
 		go func() { defer wg.Done(); notifier.Run(nctx) }()
 	}
 
-	// One goroutine serves SIGHUP and POST /-/reload alike; it ends with
-	// ctx, before wg.Wait below.
+	// One goroutine serves SIGHUP and POST /-/reload alike.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
 			var reply chan error
 			select {
-			case <-ctx.Done():
+			case <-reloadCtx.Done():
 				return
 			case <-hup:
 			case reply = <-reloads:
@@ -286,6 +289,7 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	// /metrics shows the drain, with a slice of the budget of its own.
 	stopping.Store(true)
 	markers.stop()
+	stopReload()
 	start := time.Now()
 	if ns := signalled.Load(); ns != 0 {
 		start = time.Unix(0, ns)

@@ -81,39 +81,21 @@ const (
 	ellipsis           = "…"
 )
 
-// alertname maps each finding kind to its Alertmanager alertname.
+// alertname is the kind's Alertmanager alertname (detect.KindFacts).
 func alertname(k detect.Kind) string {
-	switch k {
-	case detect.KindPretrainRegression:
-		return "PretrainRegression"
-	case detect.KindSharedDataSpillover:
-		return "PretrainSharedDataSpillover"
-	case detect.KindPretrainLeak:
-		return "PretrainLeak"
-	case detect.KindTrainRegression:
-		return "TrainRegression"
-	case detect.KindWikiAnomaly:
-		return "WikiAnomaly"
-	default:
-		// A kind this build does not know still reaches the on-call, under a
-		// name that routes to the default receiver.
-		return "DetectorFinding"
+	if f, ok := k.Facts(); ok {
+		return f.AlertName
 	}
+	// A kind this build does not know still reaches the on-call, under a
+	// name that routes to the default receiver.
+	return "DetectorFinding"
 }
 
-// cohort is whose code a kind blames: routing sends "pretrain" to the Pretrain
-// owners and "train" to the train conductors.
+// cohort is whose code a kind blames (detect.KindFacts): routing sends
+// "pretrain" to the Pretrain owners and "train" to the train conductors.
 func cohort(k detect.Kind) string {
-	switch k {
-	case detect.KindPretrainRegression, detect.KindSharedDataSpillover, detect.KindPretrainLeak:
-		return "pretrain"
-	case detect.KindTrainRegression:
-		return "train"
-	case detect.KindWikiAnomaly:
-		return "wiki"
-	default:
-		return ""
-	}
+	f, _ := k.Facts()
+	return f.Cohort
 }
 
 // reservedLabel reports the label names AlertFor sets; ExtraLabels may not

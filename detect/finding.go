@@ -16,26 +16,46 @@ const (
 // Kinds lists every finding kind.
 var Kinds = []Kind{KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak, KindTrainRegression, KindWikiAnomaly}
 
-// Severity returns the kind's fixed severity.
+// KindFacts are the fixed facts of a finding kind. kindFacts is their one
+// table: detect, the alerts, the page and the scenario suite read them
+// from here instead of keeping switches of their own.
+type KindFacts struct {
+	Severity string // critical, warning or info
+	// BlamesPretrain says whether the kind blames Pretrain's code: the
+	// mistake that costs most when wrong.
+	BlamesPretrain bool
+	AlertName      string // the Alertmanager alertname
+	Cohort         string // whose code it speaks of, the alert's cohort label: pretrain, train or wiki
+}
+
+var kindFacts = map[Kind]KindFacts{
+	KindPretrainRegression:  {Severity: "warning", BlamesPretrain: true, AlertName: "PretrainRegression", Cohort: "pretrain"},
+	KindSharedDataSpillover: {Severity: "critical", BlamesPretrain: true, AlertName: "PretrainSharedDataSpillover", Cohort: "pretrain"},
+	KindPretrainLeak:        {Severity: "critical", BlamesPretrain: true, AlertName: "PretrainLeak", Cohort: "pretrain"},
+	KindTrainRegression:     {Severity: "warning", AlertName: "TrainRegression", Cohort: "train"},
+	KindWikiAnomaly:         {Severity: "info", AlertName: "WikiAnomaly", Cohort: "wiki"},
+}
+
+// Facts returns the kind's facts; ok is false for a kind this build does
+// not know (a finding read back from a newer build's JSONL).
+func (k Kind) Facts() (f KindFacts, ok bool) {
+	f, ok = kindFacts[k]
+	return f, ok
+}
+
+// Severity returns the kind's fixed severity; warning for an unknown kind.
 func (k Kind) Severity() string {
-	switch k {
-	case KindSharedDataSpillover, KindPretrainLeak:
-		return "critical"
-	case KindWikiAnomaly:
-		return "info"
-	default:
-		return "warning"
+	if f, ok := k.Facts(); ok {
+		return f.Severity
 	}
+	return "warning"
 }
 
 // BlamesPretrain says whether a finding of this kind blames Pretrain's
 // code: the mistake that costs most when wrong.
 func (k Kind) BlamesPretrain() bool {
-	switch k {
-	case KindPretrainRegression, KindSharedDataSpillover, KindPretrainLeak:
-		return true
-	}
-	return false
+	f, _ := k.Facts()
+	return f.BlamesPretrain
 }
 
 // State is where a finding is in its lifecycle.

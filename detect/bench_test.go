@@ -79,7 +79,7 @@ func BenchmarkEvaluateBucket(b *testing.B) {
 		w.Flush()
 	}
 	store.Sync()
-	d, err := New(DefaultConfig(), m, store)
+	d, err := New(testConfig(), m, store)
 	require.NoError(b, err)
 	// Evaluate everything but the last ten minutes once, then measure the
 	// buckets of the last ten minutes, one per iteration, starting over when

@@ -155,7 +155,9 @@ import (
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
-// Config tunes detection. DefaultConfig returns the defaults of config.Default.
+// Config tunes detection. Its defaults and validation live in package
+// config alone (config.Default, Config.Validate); New only refuses values
+// no test can run with.
 type Config struct {
 	Cohort        []string // Pretrain cohort dbnames
 	SharedWith    []string // extra wikis known to share data with the cohort
@@ -168,15 +170,6 @@ type Config struct {
 	MinBuckets    int
 	MinDistinct   int
 	LeakMinEvents int
-}
-
-// DefaultConfig returns the defaults of config.Default.
-func DefaultConfig() Config {
-	return Config{
-		Cohort: []string{"testwiki"}, Alpha: 1e-3, Margin: 1.5,
-		MinPrePeriod: 30 * time.Minute, Attribution: time.Hour, ResolveAfter: 15 * time.Minute,
-		AnomalyWindow: 15 * time.Minute, MinBuckets: 3, MinDistinct: 3, LeakMinEvents: 3,
-	}
 }
 
 // Detector holds the sequential state of every test. One goroutine owns it.

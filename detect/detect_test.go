@@ -150,7 +150,7 @@ func (s *synth) emit(ns int64, id wikimap.ID, sc ingest.Scope, rate float64, err
 }
 
 func (s *synth) detector(t *testing.T) *Detector {
-	d, err := New(DefaultConfig(), s.m, s.store)
+	d, err := New(testConfig(), s.m, s.store)
 	require.NoError(t, err)
 	return d
 }
@@ -312,7 +312,7 @@ func TestLeak(t *testing.T) {
 
 func TestBadConfig(t *testing.T) {
 	s := newSynth(t)
-	cfg := DefaultConfig()
+	cfg := testConfig()
 	cfg.Cohort = []string{"nosuchwiki"}
 	_, err := New(cfg, s.m, s.store)
 	require.ErrorContains(t, err, "nosuchwiki")

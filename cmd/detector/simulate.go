@@ -13,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -132,8 +134,19 @@ func ensureTopics(ctx context.Context, brokers []string, topics []string, partit
 	return nil
 }
 
-// simTopics are the production topic names the simulator writes to: the
-// detector's defaults read them.
+// simTopics are the topics the simulator writes to: those of the
+// detector's default configuration, read from config.Default so the
+// production topic list has one source.
 func simTopics() simulate.Topics {
-	return simulate.Topics{ErrorTopics: []string{"k8s-mw-eqiad", "k8s-mw-codfw"}, AccessLog: "mediawiki.httpd.accesslog"}
+	var t simulate.Topics
+	cfg := config.Default()
+	for _, ct := range cfg.Topics() {
+		switch ct.Topic.Format {
+		case string(ingest.FormatMediaWikiLog):
+			t.ErrorTopics = append(t.ErrorTopics, ct.Topic.Name)
+		case string(ingest.FormatAccessLog):
+			t.AccessLog = ct.Topic.Name
+		}
+	}
+	return t
 }

@@ -36,6 +36,12 @@ type daemon struct {
 	logger  *slog.Logger
 	hup     <-chan os.Signal // SIGHUP: reload
 	reloads chan chan error  // POST /-/reload: reload and reply
+	// reloading is the reload coordinator's context, and refuses a POST
+	// /-/reload once done: it ends at the signal, or when shutdown begins
+	// (the pipeline may stop on its own: a broker unreachable at start),
+	// by stopReloads.
+	reloading   context.Context
+	stopReloads context.CancelFunc
 
 	p         *pipeline.Pipeline
 	notifier  *alert.Notifier // nil without an Alertmanager
@@ -65,6 +71,7 @@ func newDaemon(ctx context.Context, o runOptions, cfg config.Config, wikis *wiki
 	if d.p, err = d.newPipeline(wikis, reg); err != nil {
 		return nil, err
 	}
+	d.reloading, d.stopReloads = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
 			d.close()
@@ -141,7 +148,7 @@ func (d *daemon) newHandler(ctx context.Context, wikis *wikimap.Map, reg *promet
 		Gatherer:     reg,
 		Findings:     d.p.Findings,
 		Ready:        func() (bool, string) { return d.ready(ctx) },
-		Reload:       lifecycle(ctx, d.o.enableLifecycle, d.reloads),
+		Reload:       lifecycle(d.reloading, d.o.enableLifecycle, d.reloads),
 		AddDeploy:    addDeploy,
 		DeployMaxAge: time.Duration(d.cfg.Window.Length), DeployMaxAhead: time.Duration(d.cfg.DeployMarkers.MaxAhead),
 		Status: func() any {
@@ -192,6 +199,7 @@ func listen(o runOptions) ([]net.Listener, error) {
 // close releases what newDaemon built: the marker topic's writer, then the
 // pipeline's window. The listeners are the HTTP server's to close (shutdown).
 func (d *daemon) close() {
+	d.stopReloads()
 	if d.markers != nil {
 		_ = d.markers.close()
 	}
@@ -210,8 +218,8 @@ func (d *daemon) Run(ctx context.Context) error {
 		d.wg.Go(func() { d.notifier.Run(nctx) })
 	}
 	// One goroutine serves SIGHUP and POST /-/reload alike; it ends with
-	// ctx, before shutdown waits for the group.
-	d.wg.Go(func() { d.reloadLoop(ctx) })
+	// ctx, or when shutdown begins, before shutdown waits for the group.
+	d.wg.Go(func() { d.reloadLoop(d.reloading) })
 
 	// The shutdown budget runs from the signal, not from whenever ingest
 	// gets round to returning: a slow stop of the readers must eat into the
@@ -253,6 +261,7 @@ func (d *daemon) serve() {
 func (d *daemon) shutdown(runErr error, stopNotifier context.CancelFunc) error {
 	d.stopping.Store(true)
 	d.markers.stop()
+	d.stopReloads() // without a signal (the pipeline failed), nothing else ends it
 	start := time.Now()
 	if ns := d.signalled.Load(); ns != 0 {
 		start = time.Unix(0, ns)

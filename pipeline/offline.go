@@ -20,8 +20,7 @@ import (
 // Records must come in (roughly) event-time order; evaluation follows the
 // watermark exactly as live.
 type Offline struct {
-	store    *window.Store
-	det      *detect.Detector
+	*stages  // the window and the detector, built as live (newStages)
 	w        *window.Writer
 	decoders map[string]*ingest.Decoder
 	ev       ingest.Event
@@ -40,37 +39,24 @@ type Offline struct {
 }
 
 // NewOffline builds the stages from cfg; topics maps topic names to formats.
-func NewOffline(cfg config.Config, wikis *wikimap.Map, topics map[string]ingest.Format) (*Offline, error) {
-	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
-	store, err := window.New(window.Config{
-		Bucket: time.Duration(cfg.Window.Bucket), Length: time.Duration(cfg.Window.Length), Lateness: time.Duration(cfg.Window.Lateness),
-		CacheBytes: cfg.Window.CacheBytes, CatalogueEntries: cfg.Window.CatalogueEntries, CatalogueBytes: cfg.Window.CatalogueBytes,
-	}, wikis, versions, rollouts, prometheus.NewRegistry())
+func NewOffline(cfg config.Config, wikis *wikimap.Map, topics map[string]ingest.Format) (_ *Offline, err error) {
+	st, err := newStages(cfg, wikis, 0, prometheus.NewRegistry())
 	if err != nil {
-		return nil, fmt.Errorf("window: %w", err)
-	}
-	det, err := detect.New(detectConfig(cfg), wikis, store)
-	if err != nil {
-		_ = store.Close()
 		return nil, err
 	}
-	cls, err := classifier(cfg.Classifier)
-	if err != nil {
-		_ = store.Close()
-		return nil, err
-	}
-	o := &Offline{store: store, det: det, w: store.NewWriter(), decoders: map[string]*ingest.Decoder{},
+	defer func() {
+		if err != nil {
+			_ = st.close()
+		}
+	}()
+	o := &Offline{stages: st, w: st.store.NewWriter(), decoders: map[string]*ingest.Decoder{},
 		bucket: int64(time.Duration(cfg.Window.Bucket)), Rejected: map[error]int{}}
 	for topic, f := range topics {
-		d, err := ingest.NewDecoder(f, wikis, versions, rollouts, decoderOptions(cfg, cls))
+		d, err := st.newDecoder(f)
 		if err != nil {
-			_ = store.Close()
 			return nil, fmt.Errorf("topic %s: %w", topic, err)
 		}
 		o.decoders[topic] = d
-	}
-	for _, m := range cfg.Deploys {
-		store.AddDeploy(markerDeploy(m))
 	}
 	return o, nil
 }
@@ -130,4 +116,4 @@ func (o *Offline) Detector() *detect.Detector { return o.det }
 func (o *Offline) Store() *window.Store { return o.store }
 
 // Close releases the window.
-func (o *Offline) Close() error { return o.store.Close() }
+func (o *Offline) Close() error { return o.close() }

@@ -49,6 +49,7 @@ type Options struct {
 // Pipeline is one running detector.
 type Pipeline struct {
 	opts     Options
+	st       *stages // what Store, Detector, Versions and Rollouts belong to
 	Store    *window.Store
 	Detector *detect.Detector
 	Consumer *ingest.Consumer
@@ -75,7 +76,7 @@ type Pipeline struct {
 }
 
 // New builds every stage from the configuration. Errors name the field.
-func New(opts Options) (*Pipeline, error) {
+func New(opts Options) (_ *Pipeline, err error) {
 	cfg := opts.Config
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -89,26 +90,18 @@ func New(opts Options) (*Pipeline, error) {
 	if opts.ClientID == "" {
 		opts.ClientID = "pretrain-detector"
 	}
-	p := &Pipeline{opts: opts, Versions: ingest.NewInterner(), Rollouts: ingest.NewInterner(), logger: opts.Logger, notes: map[string]string{}}
-
-	store, err := window.New(windowConfig(cfg), opts.Wikis, p.Versions, p.Rollouts, opts.Registry)
-	if err != nil {
-		return nil, fmt.Errorf("window: %w", err)
-	}
-	p.Store = store
-	for _, m := range cfg.Deploys {
-		store.AddDeploy(markerDeploy(m))
-	}
-
-	if p.Detector, err = detect.New(detectConfig(cfg), opts.Wikis, store); err != nil {
-		return nil, err
-	}
-
-	cls, err := classifier(cfg.Classifier)
+	st, err := newStages(cfg, opts.Wikis, 0, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
-	decOpts := decoderOptions(cfg, cls)
+	defer func() {
+		if err != nil {
+			_ = st.close()
+		}
+	}()
+	p := &Pipeline{opts: opts, st: st, Store: st.store, Detector: st.det, Versions: st.versions, Rollouts: st.rollouts,
+		logger: opts.Logger, notes: map[string]string{}}
+
 	sources, err := kafkaSources(cfg, opts.ClientID)
 	if err != nil {
 		return nil, err
@@ -125,22 +118,14 @@ func New(opts Options) (*Pipeline, error) {
 			maxAhead = max(time.Duration(cfg.Window.Lateness), time.Second)
 		}
 	}
-	im := ingest.NewMetrics(opts.Registry)
-	topics := make([]string, 0, len(sources))
-	for _, s := range sources {
-		topics = append(topics, s.Topic)
-	}
-	im.InitTopics(topics)
 	p.Consumer, err = ingest.NewConsumer(ingest.ConsumerOptions{
 		Sources: sources, Start: start, End: opts.End,
-		NewSink: func() ingest.Sink { return store.NewWriter() },
-		NewDecoder: func(f ingest.Format) (*ingest.Decoder, error) {
-			return ingest.NewDecoder(f, opts.Wikis, p.Versions, p.Rollouts, decOpts)
-		},
-		MaxWait: time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
+		NewSink:    func() ingest.Sink { return st.store.NewWriter() },
+		NewDecoder: st.newDecoder,
+		MaxWait:    time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
 		TopicRecheck: time.Duration(cfg.Kafka.TopicRecheck), MaxAhead: maxAhead,
 		MaxPartitionStall: time.Duration(cfg.Kafka.MaxPartitionStall),
-	}, opts.Logger.With("component", "ingest"), im)
+	}, opts.Logger.With("component", "ingest"), ingestMetrics(opts.Registry, sources))
 	if err != nil {
 		return nil, err
 	}
@@ -157,17 +142,6 @@ func New(opts Options) (*Pipeline, error) {
 	p.fleet = f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Subsystem: "detect", Name: "fleet_incident",
 		Help: "1 while the train fleet's error rate jumps across DB sections at once (no one's deploy)."})
 	return p, nil
-}
-
-func windowConfig(cfg config.Config) window.Config {
-	return window.Config{
-		Bucket:           time.Duration(cfg.Window.Bucket),
-		Length:           time.Duration(cfg.Window.Length),
-		Lateness:         time.Duration(cfg.Window.Lateness),
-		CacheBytes:       cfg.Window.CacheBytes,
-		CatalogueEntries: cfg.Window.CatalogueEntries,
-		CatalogueBytes:   cfg.Window.CatalogueBytes,
-	}
 }
 
 // kafkaSources lists every configured topic with its cluster's dialer.
@@ -187,51 +161,16 @@ func kafkaSources(cfg config.Config, clientID string) ([]ingest.Source, error) {
 	return sources, nil
 }
 
-func detectConfig(cfg config.Config) detect.Config {
-	return detect.Config{
-		Cohort: cfg.Pretrain.Cohort, SharedWith: cfg.Detect.ShareDataWikis,
-		Alpha: cfg.Detect.Alpha, Margin: cfg.Detect.Margin,
-		MinPrePeriod: time.Duration(cfg.Detect.MinPrePeriod), Attribution: time.Duration(cfg.Detect.Attribution),
-		ResolveAfter: time.Duration(cfg.Detect.ResolveAfter), AnomalyWindow: time.Duration(cfg.Detect.AnomalyWindow),
-		MinBuckets: cfg.Detect.MinBuckets, MinDistinct: cfg.Detect.MinDistinct, LeakMinEvents: cfg.Detect.LeakMinEvents,
+// ingestMetrics registers the consumer's metrics with every source's
+// topic present from the start.
+func ingestMetrics(reg prometheus.Registerer, sources []ingest.Source) *ingest.Metrics {
+	im := ingest.NewMetrics(reg)
+	topics := make([]string, 0, len(sources))
+	for _, s := range sources {
+		topics = append(topics, s.Topic)
 	}
-}
-
-func decoderOptions(cfg config.Config, cls *ingest.Classifier) ingest.DecoderOptions {
-	return ingest.DecoderOptions{
-		MaxRecordBytes:            cfg.Kafka.MaxRecordBytes,
-		MaxSkew:                   time.Duration(cfg.Kafka.MaxSkew),
-		PretrainServergroupPrefix: cfg.Pretrain.ServergroupPrefix,
-		PretrainDeployment:        cfg.Pretrain.Deployment,
-		Classifier:                cls,
-	}
-}
-
-// MarkerDeploy turns a configured deploy marker into a timeline entry.
-func MarkerDeploy(scope, group, version string, at time.Time, source string) window.Deploy {
-	sc := ingest.ScopeTrain
-	if scope == "pretrain" {
-		sc = ingest.ScopePretrain
-	}
-	return window.Deploy{Scope: sc, Group: group, Version: version, At: at.UnixNano(), Source: source}
-}
-
-func markerDeploy(m config.DeployMarker) window.Deploy {
-	return MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config")
-}
-
-// classifier extends the default shared-data classification with the
-// configured rules, which take precedence.
-func classifier(c config.Classifier) (*ingest.Classifier, error) {
-	extra := ingest.ClassifierConfig{Channels: c.Channels}
-	for _, r := range c.Paths {
-		extra.Paths = append(extra.Paths, ingest.PathRule{Contains: r.Contains, Class: r.Class})
-	}
-	cls, err := ingest.NewClassifier(ingest.DefaultClassifierConfig().Extend(extra))
-	if err != nil {
-		return nil, fmt.Errorf("classifier: %w", err)
-	}
-	return cls, nil
+	im.InitTopics(topics)
+	return im
 }
 
 func dialer(clientID string, cl *config.Cluster) (*kafka.Dialer, error) {
@@ -470,4 +409,4 @@ func (p *Pipeline) EvaluatedTo() int64 {
 }
 
 // Close releases the window.
-func (p *Pipeline) Close() error { return p.Store.Close() }
+func (p *Pipeline) Close() error { return p.st.close() }

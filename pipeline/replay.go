@@ -53,10 +53,8 @@ import (
 // one depends on the order), and eviction from the capped fingerprint
 // catalogue and fastcache, which follows the order of application.
 type Replay struct {
+	*stages  // the window and the detector, built as live (newStages)
 	opts     ReplayOptions
-	cfg      config.Config
-	store    *window.Store
-	det      *detect.Detector
 	consumer *ingest.Consumer
 	logger   *slog.Logger
 
@@ -166,7 +164,7 @@ const (
 )
 
 // NewReplay builds the stages. Errors name the field.
-func NewReplay(opts ReplayOptions) (*Replay, error) {
+func NewReplay(opts ReplayOptions) (_ *Replay, err error) {
 	cfg := opts.Config
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -186,53 +184,31 @@ func NewReplay(opts ReplayOptions) (*Replay, error) {
 	if !opts.To.After(opts.From) {
 		return nil, fmt.Errorf("replay: to (%s) must be after from (%s)", opts.To.Format(time.RFC3339), opts.From.Format(time.RFC3339))
 	}
-	r := &Replay{
-		opts: opts, cfg: cfg, logger: opts.Logger,
-		bw: int64(time.Duration(cfg.Window.Bucket)), lateness: int64(time.Duration(cfg.Window.Lateness)),
-	}
-	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
-	wcfg := windowConfig(cfg)
-	wcfg.Shards = opts.Shards
-	store, err := window.New(wcfg, opts.Wikis, versions, rollouts, opts.Registry)
+	st, err := newStages(cfg, opts.Wikis, opts.Shards, opts.Registry)
 	if err != nil {
-		return nil, fmt.Errorf("window: %w", err)
-	}
-	r.store = store
-	for _, m := range cfg.Deploys {
-		store.AddDeploy(markerDeploy(m))
-	}
-	fail := func(err error) (*Replay, error) {
-		_ = store.Close()
 		return nil, err
 	}
-	if r.det, err = detect.New(detectConfig(cfg), opts.Wikis, store); err != nil {
-		return fail(err)
-	}
-	cls, err := classifier(cfg.Classifier)
-	if err != nil {
-		return fail(err)
+	defer func() {
+		if err != nil {
+			_ = st.close()
+		}
+	}()
+	r := &Replay{
+		stages: st, opts: opts, logger: opts.Logger,
+		bw: int64(time.Duration(cfg.Window.Bucket)), lateness: int64(time.Duration(cfg.Window.Lateness)),
 	}
 	sources, err := kafkaSources(cfg, opts.ClientID)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	im := ingest.NewMetrics(opts.Registry)
-	topics := make([]string, 0, len(sources))
-	for _, s := range sources {
-		topics = append(topics, s.Topic)
-	}
-	im.InitTopics(topics)
-	decOpts := decoderOptions(cfg, cls)
 	r.consumer, err = ingest.NewConsumer(ingest.ConsumerOptions{
 		Sources: sources, Start: r.Start(), End: opts.To,
-		NewSink: r.newSink,
-		NewDecoder: func(f ingest.Format) (*ingest.Decoder, error) {
-			return ingest.NewDecoder(f, opts.Wikis, versions, rollouts, decOpts)
-		},
-		MaxWait: time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
-	}, opts.Logger.With("component", "ingest"), im)
+		NewSink:    r.newSink,
+		NewDecoder: st.newDecoder,
+		MaxWait:    time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
+	}, opts.Logger.With("component", "ingest"), ingestMetrics(opts.Registry, sources))
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	return r, nil
 }
@@ -243,7 +219,7 @@ func (r *Replay) Start() time.Time {
 }
 
 // Close releases the window.
-func (r *Replay) Close() error { return r.store.Close() }
+func (r *Replay) Close() error { return r.close() }
 
 // Run replays the range and returns what it read and found; call it once.
 // A configured topic that does not exist is a warning (ReplayResult.Missing):

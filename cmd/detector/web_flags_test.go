@@ -149,7 +149,7 @@ func TestDeployMarkersAcrossDaemons(t *testing.T) {
 	t.Cleanup(cluster.Close)
 	dir := t.TempDir()
 	cfgFile := writeFile(t, dir, "detector.yml", "kafka:\n  max_wait: 100ms\n  topic_recheck: 1s\n")
-	start := func() (*daemon, string) {
+	start := func() (*testDaemon, string) {
 		d := startDaemon(t, daemonOptions{configFile: cfgFile, brokers: cluster.ListenAddrs(), limits: webLimits{enableAdminAPI: true}})
 		base := "http://" + d.addr
 		require.Eventually(t, func() bool {

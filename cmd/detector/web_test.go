@@ -80,8 +80,8 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// daemon is `detector run` running in the test process.
-type daemon struct {
+// testDaemon is `detector run` running in the test process.
+type testDaemon struct {
 	addr   string // bound web address, host:port
 	stdout *syncBuffer
 	logs   *syncBuffer
@@ -106,9 +106,9 @@ type daemonOptions struct {
 // startDaemon runs runDaemon with options as realMain builds them from the
 // flags, listening on 127.0.0.1:0, until stop or the end of the test. Its
 // log is shown if the test fails.
-func startDaemon(t *testing.T, do daemonOptions) *daemon {
+func startDaemon(t *testing.T, do daemonOptions) *testDaemon {
 	t.Helper()
-	d := &daemon{stdout: &syncBuffer{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	d := &testDaemon{stdout: &syncBuffer{}, logs: &syncBuffer{}, done: make(chan error, 1)}
 	lvl := promslog.NewLevel()
 	require.NoError(t, lvl.Set("debug"))
 	listen := []string{"127.0.0.1:0"}
@@ -150,7 +150,7 @@ func startDaemon(t *testing.T, do daemonOptions) *daemon {
 
 // stop cancels the daemon's context, as SIGTERM does, and returns what
 // runDaemon returned. The ordered shutdown is bounded by shutdownTimeout.
-func (d *daemon) stop(t *testing.T) error {
+func (d *testDaemon) stop(t *testing.T) error {
 	t.Helper()
 	d.once.Do(func() {
 		d.cancel()

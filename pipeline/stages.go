@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+	"github.com/wikimedia/pretrain-detector/window"
+)
+
+// stages are what every way of running the detector builds alike from the
+// configuration: New (the daemon, the demo, the benchmarks), NewReplay and
+// NewOffline (the scenario suite). They are the interners every decoder
+// shares, the window with the configured deploy markers, the detector over
+// the window, and the decoders' options with the classifier. Only
+// newStages builds them; close is their one cleanup path, taken on every
+// error return once they exist and by each runner's Close.
+type stages struct {
+	cfg                config.Config
+	wikis              *wikimap.Map
+	versions, rollouts *ingest.Interner
+	store              *window.Store
+	det                *detect.Detector
+	decOpts            ingest.DecoderOptions
+}
+
+// newStages builds the stages from cfg. shards is the window's shard count
+// (0: its default); reg gets the window's metrics. Errors name the field.
+// Once the window exists, a failure releases it (close) before returning.
+func newStages(cfg config.Config, wikis *wikimap.Map, shards int, reg prometheus.Registerer) (_ *stages, err error) {
+	s := &stages{cfg: cfg, wikis: wikis, versions: ingest.NewInterner(), rollouts: ingest.NewInterner()}
+	wcfg := windowConfig(cfg)
+	wcfg.Shards = shards
+	if s.store, err = window.New(wcfg, wikis, s.versions, s.rollouts, reg); err != nil {
+		return nil, fmt.Errorf("window: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = s.close()
+		}
+	}()
+	for _, m := range cfg.Deploys {
+		s.store.AddDeploy(markerDeploy(m))
+	}
+	if s.det, err = detect.New(detectConfig(cfg), wikis, s.store); err != nil {
+		return nil, err
+	}
+	cls, err := classifier(cfg.Classifier)
+	if err != nil {
+		return nil, err
+	}
+	s.decOpts = decoderOptions(cfg, cls)
+	return s, nil
+}
+
+// newDecoder returns a decoder for format f that interns into the stages'
+// interners, as every decoder of one run must (ids agree across topics).
+func (s *stages) newDecoder(f ingest.Format) (*ingest.Decoder, error) {
+	return ingest.NewDecoder(f, s.wikis, s.versions, s.rollouts, s.decOpts)
+}
+
+// close releases the window: its shard goroutines and its fastcache memory.
+func (s *stages) close() error { return s.store.Close() }
+
+func windowConfig(cfg config.Config) window.Config {
+	return window.Config{
+		Bucket:           time.Duration(cfg.Window.Bucket),
+		Length:           time.Duration(cfg.Window.Length),
+		Lateness:         time.Duration(cfg.Window.Lateness),
+		CacheBytes:       cfg.Window.CacheBytes,
+		CatalogueEntries: cfg.Window.CatalogueEntries,
+		CatalogueBytes:   cfg.Window.CatalogueBytes,
+	}
+}
+
+func detectConfig(cfg config.Config) detect.Config {
+	return detect.Config{
+		Cohort: cfg.Pretrain.Cohort, SharedWith: cfg.Detect.ShareDataWikis,
+		Alpha: cfg.Detect.Alpha, Margin: cfg.Detect.Margin,
+		MinPrePeriod: time.Duration(cfg.Detect.MinPrePeriod), Attribution: time.Duration(cfg.Detect.Attribution),
+		ResolveAfter: time.Duration(cfg.Detect.ResolveAfter), AnomalyWindow: time.Duration(cfg.Detect.AnomalyWindow),
+		MinBuckets: cfg.Detect.MinBuckets, MinDistinct: cfg.Detect.MinDistinct, LeakMinEvents: cfg.Detect.LeakMinEvents,
+	}
+}
+
+func decoderOptions(cfg config.Config, cls *ingest.Classifier) ingest.DecoderOptions {
+	return ingest.DecoderOptions{
+		MaxRecordBytes:            cfg.Kafka.MaxRecordBytes,
+		MaxSkew:                   time.Duration(cfg.Kafka.MaxSkew),
+		PretrainServergroupPrefix: cfg.Pretrain.ServergroupPrefix,
+		PretrainDeployment:        cfg.Pretrain.Deployment,
+		Classifier:                cls,
+	}
+}
+
+// MarkerDeploy turns a configured deploy marker into a timeline entry.
+func MarkerDeploy(scope, group, version string, at time.Time, source string) window.Deploy {
+	sc := ingest.ScopeTrain
+	if scope == "pretrain" {
+		sc = ingest.ScopePretrain
+	}
+	return window.Deploy{Scope: sc, Group: group, Version: version, At: at.UnixNano(), Source: source}
+}
+
+func markerDeploy(m config.DeployMarker) window.Deploy {
+	return MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config")
+}
+
+// classifier extends the default shared-data classification with the
+// configured rules, which take precedence.
+func classifier(c config.Classifier) (*ingest.Classifier, error) {
+	extra := ingest.ClassifierConfig{Channels: c.Channels}
+	for _, r := range c.Paths {
+		extra.Paths = append(extra.Paths, ingest.PathRule{Contains: r.Contains, Class: r.Class})
+	}
+	cls, err := ingest.NewClassifier(ingest.DefaultClassifierConfig().Extend(extra))
+	if err != nil {
+		return nil, fmt.Errorf("classifier: %w", err)
+	}
+	return cls, nil
+}

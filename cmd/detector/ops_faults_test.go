@@ -21,17 +21,11 @@ import (
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
-// TestOpsBrokerOutage: the broker's port goes away (connections dropped,
-// new ones refused) for 5 s (30 s with -ops.long) while traffic goes on
-// being written, then comes back. The daemon keeps running, shows the
-// outage in its metrics (reconnects, a growing watermark delay), reconnects
-// by itself and reads every record written meanwhile: none lost, none
-// read twice.
-func TestOpsBrokerOutage(t *testing.T) {
-	outage := 5 * time.Second
-	if *opsLong {
-		outage = 30 * time.Second
-	}
+// opsQuietLiveDaemon starts Kafka (two partitions a topic) fed quiet live traffic (10 min
+// past, 10 min live at 100 records/s) and a daemon on them, and returns
+// once the daemon is ready and has read all that was written.
+func opsQuietLiveDaemon(t *testing.T) (*opsKafka, *opsFeeder, *opsDaemon, opsHTTP) {
+	t.Helper()
 	k := opsStartKafka(t, 2, opsTopics)
 	f := opsStartFeeder(t, k, opsFeed{Scenario: "quiet", Seed: 3, Past: 10 * time.Minute, Live: 10 * time.Minute, Rate: 100})
 	<-f.Caught()
@@ -43,6 +37,21 @@ func TestOpsBrokerOutage(t *testing.T) {
 		_, w := f.Written()
 		return h.Metrics(t).Sum("detector_ingest_records_total") >= float64(w)
 	}, 30*time.Second, 100*time.Millisecond, "caught up with the live traffic")
+	return k, f, d, h
+}
+
+// TestOpsBrokerOutage: the broker's port goes away (connections dropped,
+// new ones refused) for 5 s (30 s with -ops.long) while traffic goes on
+// being written, then comes back. The daemon keeps running, shows the
+// outage in its metrics (reconnects, a growing watermark delay), reconnects
+// by itself and reads every record written meanwhile: none lost, none
+// read twice.
+func TestOpsBrokerOutage(t *testing.T) {
+	outage := 5 * time.Second
+	if *opsLong {
+		outage = 30 * time.Second
+	}
+	k, f, d, h := opsQuietLiveDaemon(t)
 	before := h.Metrics(t)
 	delayBefore := before.Sum("detector_window_watermark_delay_seconds")
 	partitions := before.Sum("detector_ingest_partitions")

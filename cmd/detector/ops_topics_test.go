@@ -190,17 +190,7 @@ func TestOpsLateTopicDoesNotPause(t *testing.T) {
 func TestOpsRequestPartitionStalled(t *testing.T) {
 	stall := 60 * time.Second
 	const lateness = 30 * time.Second
-	k := opsStartKafka(t, 2, opsTopics)
-	f := opsStartFeeder(t, k, opsFeed{Scenario: "quiet", Seed: 3, Past: 10 * time.Minute, Live: 10 * time.Minute, Rate: 100})
-	<-f.Caught()
-	cfg := opsWriteFile(t, t.TempDir(), "detector.yml", opsConfig{Brokers: k.Addr()}.YAML())
-	d := opsStartDaemon(t, opsDaemonOptions{ConfigFile: cfg})
-	h := d.HTTP()
-	h.WaitReady(t, 60*time.Second)
-	require.Eventually(t, func() bool {
-		_, w := f.Written()
-		return h.Metrics(t).Sum("detector_ingest_records_total") >= float64(w)
-	}, 30*time.Second, 100*time.Millisecond, "caught up with the live traffic")
+	k, _, _, h := opsQuietLiveDaemon(t)
 
 	fault := k.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: opsAccessLog, Partitions: []int32{1}, Err: kerr.NotLeaderForPartition, Count: -1})
 	// Everything partition 1 had read was written before now: the

@@ -94,20 +94,16 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 		}()
 		w = f
 	}
-	var reportFile *os.File
-	if o.report != "" {
-		if reportFile, err = os.Create(o.report); err != nil {
-			return fmt.Errorf("--report: %w", err)
-		}
-		defer func() {
-			if cerr := reportFile.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("--report: %w", cerr)
-			}
-			if err != nil {
-				_ = os.Remove(o.report) // no half-written report
-			}
-		}()
+	reportFile, closeReport, err := createArtefact(o.report, "--report")
+	if err != nil {
+		return err
 	}
+	defer closeReport(&err)
+	summaryFile, closeSummary, err := createArtefact(o.summary, "--summary")
+	if err != nil {
+		return err
+	}
+	defer closeSummary(&err)
 
 	reg := newRegistry()
 	var alerts *replayAlerts
@@ -117,21 +113,6 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 		}
 		// Whatever happens, what was sent is resolved before exit.
 		defer func() { err = errors.Join(err, alerts.finish(ctx, o.hold, err == nil)) }()
-	}
-
-	var summaryFile *os.File
-	if o.summary != "" {
-		if summaryFile, err = os.Create(o.summary); err != nil {
-			return fmt.Errorf("--summary: %w", err)
-		}
-		defer func() {
-			if cerr := summaryFile.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("--summary: %w", cerr)
-			}
-			if err != nil {
-				_ = os.Remove(o.summary)
-			}
-		}()
 	}
 
 	jsonl := alert.NewJSONL(w)
@@ -187,6 +168,26 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 		}
 	}
 	return nil
+}
+
+// createArtefact creates the file of an output flag (none when path is
+// empty). finish closes it, reporting a close error into *errp, and
+// removes it when *errp is set: no half-written report or summary stays.
+func createArtefact(path, flag string) (f *os.File, finish func(errp *error), err error) {
+	if path == "" {
+		return nil, func(*error) {}, nil
+	}
+	if f, err = os.Create(path); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return f, func(errp *error) {
+		if cerr := f.Close(); cerr != nil && *errp == nil {
+			*errp = fmt.Errorf("%s: %w", flag, cerr)
+		}
+		if *errp != nil {
+			_ = os.Remove(path)
+		}
+	}, nil
 }
 
 // parseWhen reads a time given as RFC 3339 or relative to now: "now",

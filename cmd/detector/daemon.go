@@ -161,13 +161,20 @@ func (d *daemon) newHandler(ctx context.Context, wikis *wikimap.Map, reg *promet
 	})
 }
 
+// stoppedReason is /-/ready's word, after "shutting down: ", once ingest
+// and the last evaluation have ended.
+const stoppedReason = "ingest and evaluation stopped, draining alerts"
+
 // ready is /-/ready: evaluation runs, the deploy markers are in, and the
 // daemon is not stopping.
 func (d *daemon) ready(ctx context.Context) (bool, string) {
 	switch {
+	case d.stopping.Load():
+		// The pipeline has returned: what remains is the alert drain.
+		return false, "shutting down: " + stoppedReason
 	// ctx is done the moment the signal arrives: not ready from
 	// then on, before ingest has even noticed.
-	case d.stopping.Load() || ctx.Err() != nil:
+	case ctx.Err() != nil:
 		return false, "shutting down"
 	}
 	if ok, why := d.p.Readiness(); !ok {

@@ -147,8 +147,13 @@ func TestOpsLifecycle(t *testing.T) {
 			code, body, err := h.Do(http.MethodGet, "/-/ready", "")
 			return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "shutting down")
 		}, 2*time.Second, 10*time.Millisecond, "not ready once stopping")
-		// (2, 3) Ingest has stopped and so has evaluation: live records
-		// keep arriving in Kafka, the counters stand still.
+		// (2, 3) Ingest has stopped and so has evaluation: once the daemon
+		// says so (an evaluation under way when the signal came may still
+		// end), live records keep arriving in Kafka, the counters stand still.
+		require.Eventually(t, func() bool {
+			_, body, err := h.Do(http.MethodGet, "/-/ready", "")
+			return err == nil && strings.Contains(body, stoppedReason)
+		}, 5*time.Second, 10*time.Millisecond, "the pipeline returns soon after the signal")
 		m1 := h.Metrics(t)
 		_, w1 := f.Written()
 		// The feeder writes about once a second (its batches are 20

@@ -59,11 +59,13 @@ func slowServer(t *testing.T, l webLimits) string {
 func TestReadTimeoutCutsSlowBody(t *testing.T) {
 	const readTimeout = 500 * time.Millisecond
 	addr := slowServer(t, webLimits{readTimeout: readTimeout, maxConnections: 10})
+	// The server's read deadline starts when it accepts the connection,
+	// which can be before Dial returns: the clock starts before Dial.
+	start := time.Now()
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer func() { _ = c.Close() }()
 	const bodyLen = 200 // at one byte per 50 ms: 10 s to send
-	start := time.Now()
 	_, err = fmt.Fprintf(c, "POST /api/v1/deploys HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", addr, bodyLen)
 	require.NoError(t, err)
 	closed := make(chan time.Duration, 1)

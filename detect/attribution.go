@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -194,7 +194,7 @@ func (d *Detector) candidates(dep *window.Deploy, code *CodeTest, set wikiSet, a
 		}
 	}
 	for _, td := range d.deploys {
-		if td.Scope != ingest.ScopeTrain || td.Initial || !groups[td.Group] || td.At > at || at-td.At > int64(d.cfg.Attribution) {
+		if td.Scope != event.ScopeTrain || td.Initial || !groups[td.Group] || td.At > at || at-td.At > int64(d.cfg.Attribution) {
 			continue
 		}
 		out = append(out, Candidate{Cause: "train-deploy", Name: td.Group + " " + td.Version, At: ptrTime(td.At), Fits: true,
@@ -295,9 +295,9 @@ func (d *Detector) sectionCode(s int, since, to int64) *CodeTest {
 	if !d.cohortSections[s] {
 		return nil
 	}
-	d.sumP = d.w.SumWikis(ingest.ScopePretrain, since, to, d.sumP[:0])
-	d.sumT = d.w.SumWikis(ingest.ScopeTrain, since, to, d.sumT[:0])
-	k, rp := d.cohortCounts(d.sumP, ingest.ScopePretrain)
+	d.sumP = d.w.SumWikis(event.ScopePretrain, since, to, d.sumP[:0])
+	d.sumT = d.w.SumWikis(event.ScopeTrain, since, to, d.sumT[:0])
+	k, rp := d.cohortCounts(d.sumP, event.ScopePretrain)
 	var n, rt int64
 	for id := 1; id < len(d.sumT); id++ {
 		if int(d.fleet.sectionOf[id]) == s && !d.topo.cohort.has(wikimap.ID(id)) {

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -22,7 +22,7 @@ import (
 func BenchmarkEvaluateBucket(b *testing.B) {
 	m, err := wikimap.Default()
 	require.NoError(b, err)
-	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
+	versions, rollouts := event.NewInterner(), event.NewInterner()
 	store, err := window.New(window.Config{CatalogueEntries: 200000}, m, versions, rollouts, prometheus.NewRegistry())
 	require.NoError(b, err)
 	defer store.Close()
@@ -36,15 +36,15 @@ func BenchmarkEvaluateBucket(b *testing.B) {
 	ver := versions.ID([]byte("1.47.0-wmf.16"))
 	testwiki := m.ByNameString("testwiki")
 	deployAt := start + (buckets-180)*bw
-	det := ingest.Detail{Message: []byte("synthetic"), Channel: []byte("exception"), ReqID: []byte("r")}
+	det := event.Detail{Message: []byte("synthetic"), Channel: []byte("exception"), ReqID: []byte("r")}
 	fp := uint64(1)
 	errorEvent := func(t int64, id uint64, ro uint32) {
-		sc, wid := ingest.ScopeTrain, wikimap.ID(1+int(id)%n)
+		sc, wid := event.ScopeTrain, wikimap.ID(1+int(id)%n)
 		if id%50 == 0 {
-			sc, wid = ingest.ScopePretrain, testwiki
+			sc, wid = event.ScopePretrain, testwiki
 		}
-		ev := ingest.Event{Time: t, Kind: ingest.KindError, Wiki: wid, Scope: sc, Fingerprint: id, Version: ver, Rollout: ro,
-			Shared: ingest.SharedClass(id % uint64(ingest.NumSharedClasses))}
+		ev := event.Event{Time: t, Kind: event.KindError, Wiki: wid, Scope: sc, Fingerprint: id, Version: ver, Rollout: ro,
+			Shared: event.SharedClass(id % uint64(event.NumSharedClasses))}
 		w.Add(&ev, &det)
 	}
 	for bk := int64(0); bk < buckets; bk++ {
@@ -54,12 +54,12 @@ func BenchmarkEvaluateBucket(b *testing.B) {
 			ro = ro2
 		}
 		for id := 1; id <= n; id++ {
-			ev := ingest.Event{Time: t, Kind: ingest.KindRequest, Wiki: wikimap.ID(id), Status: 200, Version: ver}
+			ev := event.Event{Time: t, Kind: event.KindRequest, Wiki: wikimap.ID(id), Status: 200, Version: ver}
 			for r := 0; r < 3; r++ {
 				w.Add(&ev, &det)
 			}
 		}
-		ev := ingest.Event{Time: t, Kind: ingest.KindRequest, Wiki: testwiki, Scope: ingest.ScopePretrain, Status: 200, Rollout: ro}
+		ev := event.Event{Time: t, Kind: event.KindRequest, Wiki: testwiki, Scope: event.ScopePretrain, Status: 200, Rollout: ro}
 		w.Add(&ev, &det)
 		switch {
 		case bk < buckets/2:

@@ -1,7 +1,7 @@
 package detect
 
 import (
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -45,10 +45,10 @@ func (s wikiSet) len() int {
 // is marked broad.
 type topology struct {
 	cohort   wikiSet
-	byClass  [ingest.NumSharedClasses]wikiSet
-	broad    [ingest.NumSharedClasses]bool
-	names    [ingest.NumSharedClasses]string // what the set is, for evidence
-	anyShare wikiSet                         // union of the non-broad sets: "wikis sharing data with testwiki"
+	byClass  [event.NumSharedClasses]wikiSet
+	broad    [event.NumSharedClasses]bool
+	names    [event.NumSharedClasses]string // what the set is, for evidence
+	anyShare wikiSet                        // union of the non-broad sets: "wikis sharing data with testwiki"
 }
 
 func newTopology(m *wikimap.Map, cohort []wikimap.ID, extra []wikimap.ID) *topology {
@@ -88,12 +88,12 @@ func newTopology(m *wikimap.Map, cohort []wikimap.ID, extra []wikimap.ID) *topol
 		t.broad[c] = true
 		t.names[c] = "all wikis"
 	}
-	t.byClass[ingest.SharedCoreDB], t.broad[ingest.SharedCoreDB], t.names[ingest.SharedCoreDB] = core, false, "the cohort's DB section"
-	t.byClass[ingest.SharedWikibase], t.broad[ingest.SharedWikibase], t.names[ingest.SharedWikibase] = wb, false, "clients of the cohort's Wikibase repo"
+	t.byClass[event.SharedCoreDB], t.broad[event.SharedCoreDB], t.names[event.SharedCoreDB] = core, false, "the cohort's DB section"
+	t.byClass[event.SharedWikibase], t.broad[event.SharedWikibase], t.names[event.SharedWikibase] = wb, false, "clients of the cohort's Wikibase repo"
 	// Commons and metawiki errors surface on every wiki using them, but the
 	// data lives on those wikis: errors there are the concentrated signal.
-	t.byClass[ingest.SharedCommons] = orSet(commons, t.byClass[ingest.SharedCommons])
-	t.byClass[ingest.SharedMetawiki] = orSet(meta, t.byClass[ingest.SharedMetawiki])
+	t.byClass[event.SharedCommons] = orSet(commons, t.byClass[event.SharedCommons])
+	t.byClass[event.SharedMetawiki] = orSet(meta, t.byClass[event.SharedMetawiki])
 	for c := range t.byClass {
 		if !t.broad[c] {
 			for id, b := range t.byClass[c] {

@@ -150,7 +150,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -324,7 +324,7 @@ func (d *Detector) deployContext(end int64) deployContext {
 		if dep.Initial || dep.At >= end {
 			continue
 		}
-		if dep.Scope == ingest.ScopePretrain {
+		if dep.Scope == event.ScopePretrain {
 			dc.pretrain = &d.deploys[i]
 			continue
 		}
@@ -335,8 +335,8 @@ func (d *Detector) deployContext(end int64) deployContext {
 }
 
 func (d *Detector) evalBucket(b0, b1 int64) {
-	d.trainB = d.w.SumWikis(ingest.ScopeTrain, b0, b1, d.trainB[:0])
-	d.preB = d.w.SumWikis(ingest.ScopePretrain, b0, b1, d.preB[:0])
+	d.trainB = d.w.SumWikis(event.ScopeTrain, b0, b1, d.trainB[:0])
+	d.preB = d.w.SumWikis(event.ScopePretrain, b0, b1, d.preB[:0])
 	if d.dataStart == 0 {
 		for i := range d.trainB {
 			if d.trainB[i].Requests+d.trainB[i].Errors+d.preB[i].Requests+d.preB[i].Errors > 0 {

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -26,8 +26,8 @@ type synth struct {
 	store    *window.Store
 	w        *window.Writer
 	rng      *rand.Rand
-	versions *ingest.Interner
-	rollouts *ingest.Interner
+	versions *event.Interner
+	rollouts *event.Interner
 	wikis    []wikimap.ID
 	rate     map[wikimap.ID]float64 // requests per second
 	testwiki wikimap.ID
@@ -40,7 +40,7 @@ type synth struct {
 func newSynth(t *testing.T) *synth {
 	m, err := wikimap.Default()
 	require.NoError(t, err)
-	s := &synth{t: t, m: m, rng: rand.New(rand.NewPCG(1, 2)), versions: ingest.NewInterner(), rollouts: ingest.NewInterner(),
+	s := &synth{t: t, m: m, rng: rand.New(rand.NewPCG(1, 2)), versions: event.NewInterner(), rollouts: event.NewInterner(),
 		rate: map[wikimap.ID]float64{}, groupVer: map[string]uint32{}}
 	s.store, err = window.New(window.Config{}, m, s.versions, s.rollouts, prometheus.NewRegistry())
 	require.NoError(t, err)
@@ -94,16 +94,16 @@ type errorSpec struct {
 	fp      uint64
 	msg     string
 	channel string
-	shared  ingest.SharedClass
+	shared  event.SharedClass
 	perReq  float64
 	onWiki  func(wikimap.ID) bool
 	pretain bool // on the Pretrain scope (testwiki) too
 }
 
 var background = []errorSpec{
-	{fp: 0x1001, msg: "Memcached error for key {memcached-key}", channel: "memcached", shared: ingest.SharedObjectCache, perReq: 2e-4},
+	{fp: 0x1001, msg: "Memcached error for key {memcached-key}", channel: "memcached", shared: event.SharedObjectCache, perReq: 2e-4},
 	{fp: 0x1002, msg: "PHP Warning: Undefined array key \"title\"", channel: "error", perReq: 3e-4},
-	{fp: 0x1003, msg: "Wikimedia\\Rdbms\\DBQueryError: Error 1213: Deadlock found", channel: "DBQuery", shared: ingest.SharedCoreDB, perReq: 1e-4},
+	{fp: 0x1003, msg: "Wikimedia\\Rdbms\\DBQueryError: Error 1213: Deadlock found", channel: "DBQuery", shared: event.SharedCoreDB, perReq: 1e-4},
 }
 
 // run generates traffic for [from, to) in 1-s steps; extra errors apply.
@@ -112,38 +112,38 @@ func (s *synth) run(from, to time.Time, extra ...errorSpec) {
 	for t := from; t.Before(to); t = t.Add(time.Second) {
 		ns := t.UnixNano()
 		for _, id := range s.wikis {
-			s.emit(ns, id, ingest.ScopeTrain, s.rate[id], all)
+			s.emit(ns, id, event.ScopeTrain, s.rate[id], all)
 		}
-		s.emit(ns, s.testwiki, ingest.ScopePretrain, 2, all)
+		s.emit(ns, s.testwiki, event.ScopePretrain, 2, all)
 		s.w.Flush()
 	}
 	s.store.Sync()
 }
 
-func (s *synth) emit(ns int64, id wikimap.ID, sc ingest.Scope, rate float64, errs []errorSpec) {
+func (s *synth) emit(ns int64, id wikimap.ID, sc event.Scope, rate float64, errs []errorSpec) {
 	n := poisson(s.rng, rate)
 	ver := s.groupVer[s.m.Wiki(id).Group]
 	ro := uint32(0)
-	if sc == ingest.ScopePretrain {
+	if sc == event.ScopePretrain {
 		ver, ro = s.versions.ID([]byte("1.47.0-alpha")), s.rollout
 	}
 	for i := 0; i < n; i++ {
 		s.reqs++
-		ev := ingest.Event{Time: ns + int64(i), Kind: ingest.KindRequest, Wiki: id, Scope: sc, Status: 200, Version: ver, Rollout: ro}
-		s.w.Add(&ev, &ingest.Detail{})
+		ev := event.Event{Time: ns + int64(i), Kind: event.KindRequest, Wiki: id, Scope: sc, Status: 200, Version: ver, Rollout: ro}
+		s.w.Add(&ev, &event.Detail{})
 		for _, e := range errs {
 			if e.onWiki != nil && !e.onWiki(id) {
 				continue
 			}
-			if sc == ingest.ScopePretrain && e.onWiki == nil && !e.pretain && e.fp > 0x2000 {
+			if sc == event.ScopePretrain && e.onWiki == nil && !e.pretain && e.fp > 0x2000 {
 				continue
 			}
 			if s.rng.Float64() >= e.perReq {
 				continue
 			}
 			req := fmt.Sprintf("req-%d", s.reqs)
-			ev := ingest.Event{Time: ns + int64(i), Kind: ingest.KindError, Wiki: id, Scope: sc, Version: ver, Rollout: ro, Fingerprint: e.fp, Shared: e.shared}
-			d := ingest.Detail{Message: []byte(e.msg), Exemplar: []byte(e.msg), Channel: []byte(e.channel), ReqID: []byte(req), Version: []byte(s.versions.String(ver))}
+			ev := event.Event{Time: ns + int64(i), Kind: event.KindError, Wiki: id, Scope: sc, Version: ver, Rollout: ro, Fingerprint: e.fp, Shared: e.shared}
+			d := event.Detail{Message: []byte(e.msg), Exemplar: []byte(e.msg), Channel: []byte(e.channel), ReqID: []byte(req), Version: []byte(s.versions.String(ver))}
 			s.w.Add(&ev, &d)
 		}
 	}
@@ -194,7 +194,7 @@ func TestQuietTrafficWithDeployMakesNoFinding(t *testing.T) {
 	deps := s.store.Deploys(nil)
 	found := false
 	for _, dep := range deps {
-		if dep.Scope == ingest.ScopePretrain && !dep.Initial {
+		if dep.Scope == event.ScopePretrain && !dep.Initial {
 			found = true
 		}
 	}
@@ -213,7 +213,7 @@ func TestSpilloverOnS3WikisAfterPretrainDeploy(t *testing.T) {
 	onset := deployAt.Add(5 * time.Minute)
 	s3 := func(id wikimap.ID) bool { return s.m.Wiki(id).Section == "s3" && id != s.testwiki }
 	bug := errorSpec{fp: 0x3001, msg: "Wikimedia\\Rdbms\\DBQueryError: Error 1054: Unknown column 'foo_bar' in 'field list'", channel: "DBQuery",
-		shared: ingest.SharedCoreDB, perReq: 5e-3, onWiki: s3}
+		shared: event.SharedCoreDB, perReq: 5e-3, onWiki: s3}
 	s.run(onset, onset.Add(15*time.Minute), bug)
 	fired := evaluate(d, s)
 	st, _ := json.MarshalIndent(d.CohortStatus(), "", " ")
@@ -256,7 +256,7 @@ func TestFleetWideErrorAfterPretrainDeployBlamesNoOne(t *testing.T) {
 	// A database incident: connection errors on every wiki and both scopes,
 	// proportional to traffic.
 	incident := errorSpec{fp: 0x3002, msg: "Wikimedia\\Rdbms\\DBConnectionError: Cannot access the database", channel: "DBConnection",
-		shared: ingest.SharedCoreDB, perReq: 5e-3, pretain: true}
+		shared: event.SharedCoreDB, perReq: 5e-3, pretain: true}
 	s.run(onset, onset.Add(15*time.Minute), incident)
 	fired := evaluate(d, s)
 	require.Empty(t, blames(fired), "a fleet-wide incident must not be blamed on Pretrain: %v", fired)
@@ -300,8 +300,8 @@ func TestLeak(t *testing.T) {
 	leakAt := t0.Add(40 * time.Minute)
 	other := s.m.ByNameString("test2wiki")
 	for i := 0; i < 5; i++ {
-		ev := ingest.Event{Time: leakAt.Add(time.Duration(i) * 20 * time.Second).UnixNano(), Kind: ingest.KindRequest, Wiki: other, Scope: ingest.ScopePretrain, Status: 200}
-		s.w.Add(&ev, &ingest.Detail{})
+		ev := event.Event{Time: leakAt.Add(time.Duration(i) * 20 * time.Second).UnixNano(), Kind: event.KindRequest, Wiki: other, Scope: event.ScopePretrain, Status: 200}
+		s.w.Add(&ev, &event.Detail{})
 	}
 	s.run(leakAt, leakAt.Add(5*time.Minute))
 	fired := evaluate(d, s)
@@ -445,8 +445,8 @@ func TestDebugReleaseIsNoLeak(t *testing.T) {
 	require.Empty(t, evaluate(d, s))
 	enwiki := s.m.ByNameString("enwiki")
 	for i := range 50 {
-		ev := ingest.Event{Time: t0.Add(35*time.Minute + time.Duration(i)*time.Second).UnixNano(), Kind: ingest.KindRequest, Wiki: enwiki,
-			Scope: ingest.ScopePretrain, Role: ingest.RoleDebug, Status: 500, Rollout: s.rollout}
+		ev := event.Event{Time: t0.Add(35*time.Minute + time.Duration(i)*time.Second).UnixNano(), Kind: event.KindRequest, Wiki: enwiki,
+			Scope: event.ScopePretrain, Role: event.RoleDebug, Status: 500, Rollout: s.rollout}
 		s.w.Add(&ev, nil)
 	}
 	s.run(t0.Add(35*time.Minute), t0.Add(40*time.Minute))
@@ -456,8 +456,8 @@ func TestDebugReleaseIsNoLeak(t *testing.T) {
 	require.Equal(t, "enwiki", st.Debug[0].Wiki)
 	require.Equal(t, int64(50), st.Debug[0].Requests)
 	for i := range 5 {
-		ev := ingest.Event{Time: t0.Add(40*time.Minute + time.Duration(i)*time.Second).UnixNano(), Kind: ingest.KindRequest, Wiki: enwiki,
-			Scope: ingest.ScopePretrain, Role: ingest.RoleWeb, Status: 200, Rollout: s.rollout}
+		ev := event.Event{Time: t0.Add(40*time.Minute + time.Duration(i)*time.Second).UnixNano(), Kind: event.KindRequest, Wiki: enwiki,
+			Scope: event.ScopePretrain, Role: event.RoleWeb, Status: 200, Rollout: s.rollout}
 		s.w.Add(&ev, nil)
 	}
 	s.run(t0.Add(40*time.Minute), t0.Add(42*time.Minute))

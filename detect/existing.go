@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -104,11 +104,11 @@ func (d *Detector) existingKey(id uint64) string {
 func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy, b1 int64) {
 	from := max(d.dataStart, d.w.Oldest(), dep.At-int64(d.cfg.Attribution))
 	if st.pre < 0 {
-		st.pre = d.w.FingerprintDistinct(id, ingest.ScopeTrain, from, dep.At)
+		st.pre = d.w.FingerprintDistinct(id, event.ScopeTrain, from, dep.At)
 	}
 	// Own history first: the fleet's train-served rate of it per request
 	// (distinct requests, not lines) after the deploy against before.
-	post := d.w.FingerprintDistinct(id, ingest.ScopeTrain, dep.At, b1)
+	post := d.w.FingerprintDistinct(id, event.ScopeTrain, dep.At, b1)
 	postReq, preReq := d.trainRequests(dep.At, b1), d.trainRequests(from, dep.At)
 	pOwn := RateRatioPValue(post, st.pre, float64(postReq), float64(preReq), d.cfg.Margin, false)
 	if pOwn > math.Sqrt(d.cfg.Alpha) {
@@ -124,7 +124,7 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 	sumPost := d.trainSince(dep.At, b1)
 	type secCount struct{ a1, a0, r1, r0 int64 }
 	counts := make([]secCount, len(secs))
-	d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, dep.At, d.sumT[:0])
+	d.sumT = d.w.SumWikis(event.ScopeTrain, from, dep.At, d.sumT[:0])
 	for wid := 1; wid < len(sumPost); wid++ {
 		s := d.w.SectionOf(wikimap.ID(wid))
 		if d.topo.cohort.has(wikimap.ID(wid)) {
@@ -136,17 +136,17 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 	// Sections are counted in lines; scaled by each period's share of
 	// distinct requests, so a looping request weighs as one.
 	scale := func(from, to int64) float64 {
-		tot := d.w.FingerprintTotal(id, ingest.ScopeTrain, from, to)
+		tot := d.w.FingerprintTotal(id, event.ScopeTrain, from, to)
 		if tot == 0 {
 			return 1
 		}
-		return math.Min(1, float64(d.w.FingerprintDistinct(id, ingest.ScopeTrain, from, to))/float64(tot))
+		return math.Min(1, float64(d.w.FingerprintDistinct(id, event.ScopeTrain, from, to))/float64(tot))
 	}
 	k1, k0 := scale(dep.At, b1), scale(from, dep.At)
 	var tot secCount
 	for s := range secs {
-		counts[s].a1 = int64(math.Round(float64(d.w.FingerprintSection(id, s, ingest.ScopeTrain, dep.At, b1)) * k1))
-		counts[s].a0 = int64(math.Round(float64(d.w.FingerprintSection(id, s, ingest.ScopeTrain, from, dep.At)) * k0))
+		counts[s].a1 = int64(math.Round(float64(d.w.FingerprintSection(id, s, event.ScopeTrain, dep.At, b1)) * k1))
+		counts[s].a0 = int64(math.Round(float64(d.w.FingerprintSection(id, s, event.ScopeTrain, from, dep.At)) * k0))
 		tot.a1, tot.a0, tot.r1, tot.r0 = tot.a1+counts[s].a1, tot.a0+counts[s].a0, tot.r1+counts[s].r1, tot.r0+counts[s].r0
 	}
 	best, bestP, bestRho := -1, 1.0, 0.0
@@ -155,7 +155,7 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 		if c.a1 < existingMinPost || c.r1 == 0 || c.r0 == 0 {
 			continue
 		}
-		if info.Shared == ingest.SharedCoreDB && !d.cohortSections[d.fleet.sectionIndexOf(secs[s])] {
+		if info.Shared == event.SharedCoreDB && !d.cohortSections[d.fleet.sectionIndexOf(secs[s])] {
 			continue // a core-DB error reaches Pretrain's data only on the cohort's section
 		}
 		ob1, ob0, or1, or0 := tot.a1-c.a1, tot.a0-c.a0, tot.r1-c.r1, tot.r0-c.r0
@@ -185,9 +185,9 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 	// deploy against the section's train-served ones.
 	var k int64
 	for _, cid := range d.cohortIDs {
-		k += d.w.FingerprintCount(id, cid, ingest.ScopePretrain, dep.At, b1)
+		k += d.w.FingerprintCount(id, cid, event.ScopePretrain, dep.At, b1)
 	}
-	k = min(k, d.w.FingerprintDistinct(id, ingest.ScopePretrain, dep.At, b1))
+	k = min(k, d.w.FingerprintDistinct(id, event.ScopePretrain, dep.At, b1))
 	code := codeTest("train-served wikis of "+sec, k, d.cohortRate.rc, c.a1, c.r1, d.cfg.Margin)
 	set := newWikiSet(d.wikis.Len())
 	for wid := 1; wid <= d.wikis.Len(); wid++ {
@@ -203,7 +203,7 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 	if pOwn > level {
 		notes = append(notes, fmt.Sprintf("insufficient evidence: own-history p=%s above %s", fmtP(pOwn), fmtP(level)))
 	}
-	distinct := d.w.FingerprintDistinct(id, ingest.ScopeTrain, dep.At, b1)
+	distinct := d.w.FingerprintDistinct(id, event.ScopeTrain, dep.At, b1)
 	if distinct < int64(d.cfg.MinDistinct) || st.buckets < d.cfg.MinBuckets {
 		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests in %d buckets", distinct, st.buckets))
 	}
@@ -231,13 +231,13 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 		return
 	}
 	d.upsert(KindSharedDataSpillover, key, b1, true, func(f *Finding) {
-		d.fillFingerprint(f, &info, ingest.ScopeTrain, dep.At, b1)
+		d.fillFingerprint(f, &info, event.ScopeTrain, dep.At, b1)
 		var top []WikiCount
 		for wid := 1; wid < len(set); wid++ {
 			if !set[wid] {
 				continue
 			}
-			if n := d.w.FingerprintCount(id, wikimap.ID(wid), ingest.ScopeTrain, dep.At, b1); n > 0 {
+			if n := d.w.FingerprintCount(id, wikimap.ID(wid), event.ScopeTrain, dep.At, b1); n > 0 {
 				top = append(top, WikiCount{Wiki: d.wikiName(wikimap.ID(wid)), Errors: n})
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -50,11 +50,11 @@ func (d *Detector) fingerprintTests(b0, b1 int64, dc deployContext) {
 		}
 		var cp, ct int64
 		for _, id := range d.cohortIDs {
-			cp += d.w.FingerprintCount(info.ID, id, ingest.ScopePretrain, b0, b1)
-			ct += d.w.FingerprintCount(info.ID, id, ingest.ScopeTrain, b0, b1)
+			cp += d.w.FingerprintCount(info.ID, id, event.ScopePretrain, b0, b1)
+			ct += d.w.FingerprintCount(info.ID, id, event.ScopeTrain, b0, b1)
 		}
-		tr := d.w.FingerprintTotal(info.ID, ingest.ScopeTrain, b0, b1)
-		pr := d.w.FingerprintTotal(info.ID, ingest.ScopePretrain, b0, b1)
+		tr := d.w.FingerprintTotal(info.ID, event.ScopeTrain, b0, b1)
+		pr := d.w.FingerprintTotal(info.ID, event.ScopePretrain, b0, b1)
 		if cp+tr+pr == 0 {
 			continue
 		}
@@ -63,7 +63,7 @@ func (d *Detector) fingerprintTests(b0, b1 int64, dc deployContext) {
 		if tr > 0 {
 			for sec, ok := range d.cohortSections {
 				if ok {
-					st.scopeTrain += d.w.FingerprintSection(info.ID, sec, ingest.ScopeTrain, b0, b1)
+					st.scopeTrain += d.w.FingerprintSection(info.ID, sec, event.ScopeTrain, b0, b1)
 				}
 			}
 		}
@@ -80,7 +80,7 @@ func (d *Detector) fingerprintTests(b0, b1 int64, dc deployContext) {
 			if cp > 0 {
 				d.pretrainNewFingerprint(info, st, b1, dc)
 			}
-			if tr > 0 && (info.Shared != ingest.SharedNone || st.cohortTrain > 0) {
+			if tr > 0 && (info.Shared != event.SharedNone || st.cohortTrain > 0) {
 				d.spillover(info, st, b1, dc)
 			}
 		}
@@ -100,7 +100,7 @@ func (d *Detector) fingerprintTests(b0, b1 int64, dc deployContext) {
 // computed once per bucket evaluation however many candidates ask.
 func (d *Detector) trainSince(from, to int64) []window.Counts {
 	if d.sinceFrom != from || d.sinceTo != to {
-		d.sinceBuf = d.w.SumWikis(ingest.ScopeTrain, from, to, d.sinceBuf[:0])
+		d.sinceBuf = d.w.SumWikis(event.ScopeTrain, from, to, d.sinceBuf[:0])
 		d.sinceFrom, d.sinceTo = from, to
 	}
 	return d.sinceBuf
@@ -128,7 +128,7 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 	// requests) against the train-served wikis that share its data (its DB
 	// sections), not the whole fleet: an error of the section's database
 	// hits both alike and is nobody's code.
-	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopePretrain, dep.At, b1)
+	distinct := d.w.FingerprintDistinct(info.ID, event.ScopePretrain, dep.At, b1)
 	k := min(st.cohortPre, distinct)
 	m := st.scopeTrain + st.pre - st.cohortPre
 	code := codeTest(d.scopeName(), k, rs.rc, m, rs.rk, d.cfg.Margin)
@@ -156,7 +156,7 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 	cands := d.candidates(dep, &code, d.scopeSet, b1)
 	fire := len(notes) == 0
 	d.upsert(KindPretrainRegression, keyCohort, b1, fire, func(f *Finding) {
-		d.fillFingerprint(f, info, ingest.ScopePretrain, dep.At, b1)
+		d.fillFingerprint(f, info, event.ScopePretrain, dep.At, b1)
 		f.Wikis = d.cohortNames()
 		f.StartedAt = ts(info.FirstSeen)
 		f.Deploy = deployOf(dep)
@@ -178,7 +178,7 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 func (d *Detector) newTrainVersions(after int64, before int64) map[string]window.Deploy {
 	out := map[string]window.Deploy{}
 	for _, dep := range d.deploys {
-		if dep.Scope == ingest.ScopeTrain && !dep.Initial && dep.At > after && dep.At <= before {
+		if dep.Scope == event.ScopeTrain && !dep.Initial && dep.At > after && dep.At <= before {
 			out[dep.Version] = dep
 		}
 	}
@@ -205,7 +205,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	level := Bonferroni(d.cfg.Alpha, len(rs.spillTested))
 	var notes []string
 	// Distinct requests, not lines: one request looping on an error is one.
-	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+	distinct := d.w.FingerprintDistinct(info.ID, event.ScopeTrain, dep.At, b1)
 	n := min(st.train, distinct)
 	pre := float64(dep.At - max(d.dataStart, d.w.Oldest()))
 	post := float64(b1 - dep.At)
@@ -251,8 +251,8 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			rSet += sum[id].Requests
 		}
 	}
-	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
-	if info.Shared == ingest.SharedCoreDB && !jobrunner {
+	top, inSet := d.topWikis(info, event.ScopeTrain, dep.At, b1, set)
+	if info.Shared == event.SharedCoreDB && !jobrunner {
 		inSet = st.scopeTrain // the section count covers every wiki, not only the catalogue's first ones
 	}
 	if st.train > 0 && n < st.train {
@@ -343,7 +343,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 		stat += fmt.Sprintf(", code test p=%s", fmtP(code.PSpared))
 	}
 	d.upsert(KindSharedDataSpillover, key, b1, fire, func(f *Finding) {
-		d.fillFingerprint(f, info, ingest.ScopeTrain, dep.At, b1)
+		d.fillFingerprint(f, info, event.ScopeTrain, dep.At, b1)
 		f.Wikis = wikisOf(top)
 		f.StartedAt = ts(info.FirstSeen)
 		f.Deploy = deployOf(dep)
@@ -369,7 +369,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 
 // spillKey is the key of a spillover finding: one per shared-data path, so
 // that the fingerprints (new or raised) of one incident share a finding.
-func spillKey(c ingest.SharedClass, jobrunner bool) string {
+func spillKey(c event.SharedClass, jobrunner bool) string {
 	if jobrunner {
 		return "spill:jobrunner"
 	}
@@ -392,8 +392,8 @@ func (d *Detector) cohortTrainRequests(from, to int64) int64 {
 // the "incident" is this one error, whatever its cause.
 func (d *Detector) explainsFleet(fp uint64, to int64) bool {
 	from := d.fleet.since
-	n := d.w.FingerprintDistinct(fp, ingest.ScopeTrain, from, to)
-	d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, to, d.sumT[:0])
+	n := d.w.FingerprintDistinct(fp, event.ScopeTrain, from, to)
+	d.sumT = d.w.SumWikis(event.ScopeTrain, from, to, d.sumT[:0])
 	var all int64
 	for id := 1; id < len(d.sumT); id++ {
 		all += d.sumT[id].ErrorRequests
@@ -422,8 +422,8 @@ func (d *Detector) otherIncident(fp uint64, set wikiSet, to int64) string {
 			continue
 		}
 		from := fs.secSince[s]
-		n := d.w.FingerprintSection(fp, d.w.SectionOf(d.firstWikiOf(s)), ingest.ScopeTrain, from, to)
-		d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, to, d.sumT[:0])
+		n := d.w.FingerprintSection(fp, d.w.SectionOf(d.firstWikiOf(s)), event.ScopeTrain, from, to)
+		d.sumT = d.w.SumWikis(event.ScopeTrain, from, to, d.sumT[:0])
 		var all int64
 		for id := 1; id < len(d.sumT); id++ {
 			if int(fs.sectionOf[id]) == s {
@@ -471,11 +471,11 @@ var infraWords = []string{
 	"dbreadonly", "read-only", "readonly", "dbreplication", "replica lag", "lagged", "lock wait", "deadlock",
 }
 
-func sharedName(c ingest.SharedClass, jobrunner bool) string {
-	if jobrunner && c == ingest.SharedNone {
+func sharedName(c event.SharedClass, jobrunner bool) string {
+	if jobrunner && c == event.SharedNone {
 		return "the job queue"
 	}
-	if c == ingest.SharedNone {
+	if c == event.SharedNone {
 		return "no shared-data class"
 	}
 	return c.String()
@@ -513,9 +513,9 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 			set[id] = true
 		}
 	}
-	distinctAll := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+	distinctAll := d.w.FingerprintDistinct(info.ID, event.ScopeTrain, dep.At, b1)
 	n := min(st.train, distinctAll)
-	top, inSet := d.topWikis(info, ingest.ScopeTrain, dep.At, b1, set)
+	top, inSet := d.topWikis(info, event.ScopeTrain, dep.At, b1, set)
 	if st.train > 0 && n < st.train {
 		inSet = inSet * n / st.train // lines scaled to distinct requests
 	}
@@ -532,7 +532,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 		return
 	}
 	var notes []string
-	distinct := d.w.FingerprintDistinct(info.ID, ingest.ScopeTrain, dep.At, b1)
+	distinct := d.w.FingerprintDistinct(info.ID, event.ScopeTrain, dep.At, b1)
 	if distinct < int64(d.cfg.MinDistinct) {
 		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests of the %d needed", distinct, d.cfg.MinDistinct))
 	}
@@ -552,7 +552,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 	}
 	sort.Strings(gs)
 	d.upsert(KindTrainRegression, key, b1, fire, func(f *Finding) {
-		d.fillFingerprint(f, info, ingest.ScopeTrain, dep.At, b1)
+		d.fillFingerprint(f, info, event.ScopeTrain, dep.At, b1)
 		f.Wikis = wikisOf(top)
 		f.StartedAt = ts(info.FirstSeen)
 		f.Deploy = deployOf(&dep)
@@ -569,7 +569,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 
 // topWikis counts a fingerprint on the wikis the catalogue saw it on, and
 // how many of its occurrences fell in set.
-func (d *Detector) topWikis(info *window.FingerprintInfo, sc ingest.Scope, from, to int64, set wikiSet) (top []WikiCount, inSet int64) {
+func (d *Detector) topWikis(info *window.FingerprintInfo, sc event.Scope, from, to int64, set wikiSet) (top []WikiCount, inSet int64) {
 	for _, id := range info.Wikis {
 		c := d.w.FingerprintCount(info.ID, id, sc, from, to)
 		if c == 0 {
@@ -589,7 +589,7 @@ func (d *Detector) topWikis(info *window.FingerprintInfo, sc ingest.Scope, from,
 	return top, inSet
 }
 
-func (d *Detector) fillFingerprint(f *Finding, info *window.FingerprintInfo, sc ingest.Scope, from, to int64) {
+func (d *Detector) fillFingerprint(f *Finding, info *window.FingerprintInfo, sc event.Scope, from, to int64) {
 	f.NormalizedMessage = info.Message
 	f.ExceptionClass = info.Class
 	f.Channel = info.Channel
@@ -598,7 +598,7 @@ func (d *Detector) fillFingerprint(f *Finding, info *window.FingerprintInfo, sc 
 	f.Evidence.Versions = append([]string(nil), info.Versions...)
 	f.Evidence.SharedData = info.Shared.String()
 	f.Evidence.Frame = info.Frame
-	if f.Evidence.Frame == "" && info.Shared != ingest.SharedNone {
+	if f.Evidence.Frame == "" && info.Shared != event.SharedNone {
 		f.Evidence.Frame = "channel " + info.Channel
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/montanaflynn/stats"
 	"gonum.org/v1/gonum/mathext"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -33,7 +33,7 @@ type rateState struct {
 
 // cohortCounts sums the cohort's erroring requests (distinct reqIds, not
 // log lines) and requests.
-func (d *Detector) cohortCounts(c []window.Counts, scope ingest.Scope) (errs, reqs int64) {
+func (d *Detector) cohortCounts(c []window.Counts, scope event.Scope) (errs, reqs int64) {
 	for _, id := range d.cohortIDs {
 		errs += c[id].ErrorRequests
 		reqs += c[id].Requests
@@ -90,7 +90,7 @@ func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
 	if rs.anchor != dc.pretrain.At {
 		d.resetCohortRate(dc.pretrain.At)
 	}
-	x, rc := d.cohortCounts(d.preB, ingest.ScopePretrain)
+	x, rc := d.cohortCounts(d.preB, event.ScopePretrain)
 	y, rk := d.scopeCounts(d.trainB)
 	rs.x, rs.y, rs.rc, rs.rk = rs.x+x, rs.y+y, rs.rc+rc, rs.rk+rk
 	if rs.insufficient != "" || b1-rs.anchor > int64(d.cfg.Attribution) {
@@ -170,9 +170,9 @@ func (d *Detector) resetCohortRate(at int64) {
 		rs.insufficient = fmt.Sprintf("only %s of data before the deploy; %s needed", time.Duration(at-from), d.cfg.MinPrePeriod)
 		return
 	}
-	d.sumP = d.w.SumWikis(ingest.ScopePretrain, from, at, d.sumP[:0])
-	d.sumT = d.w.SumWikis(ingest.ScopeTrain, from, at, d.sumT[:0])
-	rs.bx, rs.brc = d.cohortCounts(d.sumP, ingest.ScopePretrain)
+	d.sumP = d.w.SumWikis(event.ScopePretrain, from, at, d.sumP[:0])
+	d.sumT = d.w.SumWikis(event.ScopeTrain, from, at, d.sumT[:0])
+	rs.bx, rs.brc = d.cohortCounts(d.sumP, event.ScopePretrain)
 	rs.by, rs.brk = d.scopeCounts(d.sumT)
 	if rs.brc == 0 || rs.brk == 0 || rs.by == 0 {
 		rs.insufficient = "no cohort or control traffic before the deploy"
@@ -680,7 +680,7 @@ func (d *Detector) status5xxTest(wid wikimap.ID, st *wikiState, testing bool, a,
 func (d *Detector) anomalyExplained(wid wikimap.ID, onset, b1 int64, x int64) string {
 	w := d.wikis.Wiki(wid)
 	for _, dep := range d.deploys {
-		if dep.Scope == ingest.ScopeTrain && !dep.Initial && dep.Group == w.Group && dep.At <= b1 && onset-dep.At <= int64(d.cfg.Attribution) {
+		if dep.Scope == event.ScopeTrain && !dep.Initial && dep.Group == w.Group && dep.At <= b1 && onset-dep.At <= int64(d.cfg.Attribution) {
 			return "train deploy"
 		}
 	}
@@ -744,7 +744,7 @@ func (d *Detector) explainedErrors(wid wikimap.ID, from, to int64) int64 {
 		if err != nil {
 			continue // not one of ours (fpHex); cannot happen
 		}
-		n += d.w.FingerprintCount(fp, wid, ingest.ScopeTrain, from, to)
+		n += d.w.FingerprintCount(fp, wid, event.ScopeTrain, from, to)
 	}
 	return n
 }

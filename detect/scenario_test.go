@@ -14,8 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
@@ -39,9 +40,9 @@ var suite = []string{
 // seeds: every scenario runs on each, and every bar holds on each.
 var seeds = []int64{1, 2, 3}
 
-var topics = map[string]ingest.Format{
-	"k8s-mw-eqiad": ingest.FormatMediaWikiLog, "k8s-mw-codfw": ingest.FormatMediaWikiLog,
-	"mediawiki.httpd.accesslog": ingest.FormatAccessLog,
+var topics = map[string]decode.Format{
+	"k8s-mw-eqiad": decode.FormatMediaWikiLog, "k8s-mw-codfw": decode.FormatMediaWikiLog,
+	"mediawiki.httpd.accesslog": decode.FormatAccessLog,
 }
 
 func simTopics() simulate.Topics {
@@ -65,8 +66,8 @@ func newGuardrail() *guardrail {
 	return &guardrail{counts: map[int64]*[2]int{}, trainThreshold: 150}
 }
 
-func (g *guardrail) tap(ev *ingest.Event) {
-	if ev.Kind != ingest.KindError {
+func (g *guardrail) tap(ev *event.Event) {
+	if ev.Kind != event.KindError {
 		return
 	}
 	k := ev.Time / int64(20*time.Second)
@@ -83,7 +84,7 @@ func (g *guardrail) alarm(k int64) (pretrain, train bool) {
 	if c == nil {
 		return false, false
 	}
-	return c[ingest.ScopePretrain] >= 20, c[ingest.ScopeTrain] >= g.trainThreshold
+	return c[event.ScopePretrain] >= 20, c[event.ScopeTrain] >= g.trainThreshold
 }
 
 // atDeploy is scap as it runs: the check looks at the first two minutes

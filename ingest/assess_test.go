@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -26,13 +28,13 @@ func TestAssessEmptyTopicsWarmUp(t *testing.T) {
 	var mu sync.Mutex
 	cons, err := NewConsumer(ConsumerOptions{
 		Sources: []Source{
-			{Cluster: "t", Brokers: c.ListenAddrs(), Dialer: NewDialer("t", nil, nil), Topic: "a", Format: FormatAccessLog},
-			{Cluster: "t", Brokers: c.ListenAddrs(), Dialer: NewDialer("t", nil, nil), Topic: "b", Format: FormatMediaWikiLog},
+			{Cluster: "t", Brokers: c.ListenAddrs(), Dialer: NewDialer("t", nil, nil), Topic: "a", Format: decode.FormatAccessLog},
+			{Cluster: "t", Brokers: c.ListenAddrs(), Dialer: NewDialer("t", nil, nil), Topic: "b", Format: decode.FormatMediaWikiLog},
 		},
 		Start:   time.Now().Add(-time.Hour),
-		NewSink: func() Sink { return collect{&mu, &[]Event{}, new(int)} },
-		NewDecoder: func(f Format) (*Decoder, error) {
-			return NewDecoder(f, wikis, NewInterner(), NewInterner(), DecoderOptions{})
+		NewSink: func() Sink { return collect{&mu, &[]event.Event{}, new(int)} },
+		NewDecoder: func(f decode.Format) (*decode.Decoder, error) {
+			return decode.New(f, wikis, event.NewInterner(), event.NewInterner(), decode.Options{})
 		},
 		MaxWait: 50 * time.Millisecond,
 	}, slog.New(slog.DiscardHandler), NewMetrics(prometheus.NewRegistry()))
@@ -71,10 +73,10 @@ func TestAssessHoldsSetsAsideAndRejoins(t *testing.T) {
 	const bound = time.Minute
 	const lateness = 30 * time.Second
 	m := NewMetrics(prometheus.NewRegistry())
-	src := Source{Cluster: "c", Topic: "access", Format: FormatAccessLog}
+	src := Source{Cluster: "c", Topic: "access", Format: decode.FormatAccessLog}
 	cons, err := NewConsumer(ConsumerOptions{Sources: []Source{src},
-		NewSink:           func() Sink { return collect{&sync.Mutex{}, &[]Event{}, new(int)} },
-		NewDecoder:        func(Format) (*Decoder, error) { return &Decoder{}, nil },
+		NewSink:           func() Sink { return collect{&sync.Mutex{}, &[]event.Event{}, new(int)} },
+		NewDecoder:        func(decode.Format) (*decode.Decoder, error) { return &decode.Decoder{}, nil },
 		MaxPartitionStall: bound}, slog.New(slog.DiscardHandler), m)
 	require.NoError(t, err)
 	s := func(sec int64) int64 { return sec * 1e9 }

@@ -8,18 +8,20 @@ import (
 	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // recordHandler decodes one partition's records into its Sink and counts
 // what it skips and rejects, one per partition reader.
 type recordHandler struct {
-	dec        *Decoder
+	dec        *decode.Decoder
 	sink       Sink
 	timed      TimedSink // the sink, when it wants Kafka times; nil otherwise
 	pm         *partitionMetricsHandle
 	logger     *slog.Logger
-	ev         Event
-	det        Detail
+	ev         event.Event
+	det        event.Detail
 	lastSample time.Time
 	notAfter   int64 // with MaxAhead: the latest event time accepted, Unix ns; 0 = no limit
 	// newest is the newest Kafka time read, Unix ns, not past notAfter (a
@@ -27,7 +29,7 @@ type recordHandler struct {
 	newest int64
 }
 
-func newRecordHandler(dec *Decoder, sink Sink, pm *partitionMetricsHandle, logger *slog.Logger) recordHandler {
+func newRecordHandler(dec *decode.Decoder, sink Sink, pm *partitionMetricsHandle, logger *slog.Logger) recordHandler {
 	h := recordHandler{dec: dec, sink: sink, pm: pm, logger: logger}
 	if ts, ok := sink.(TimedSink); ok {
 		h.timed = ts
@@ -48,15 +50,15 @@ func (r *recordHandler) handle(msg *kafka.Message) {
 	}
 	r.pm.records.Inc()
 	r.pm.bytes.Add(float64(len(msg.Value)))
-	r.det = Detail{}
+	r.det = event.Detail{}
 	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
 	switch {
 	case err == nil && r.notAfter != 0 && r.ev.Time > r.notAfter:
-		r.pm.reject(ErrTimeRange)
-		r.sample(msg, ErrTimeRange)
+		r.pm.reject(decode.ErrTimeRange)
+		r.sample(msg, decode.ErrTimeRange)
 	case err == nil:
 		r.sink.Add(&r.ev, &r.det)
-	case errors.Is(err, ErrSkip):
+	case errors.Is(err, decode.ErrSkip):
 		r.pm.skip(err)
 	default:
 		r.pm.reject(err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/wikimedia/pretrain-detector/decode"
 )
 
 const (
@@ -134,10 +135,10 @@ func (m *Metrics) forTopic(topic string) *partitionMetricsHandle {
 			lastRecord: m.lastRecord,
 			topic:      topic,
 		}
-		for _, r := range SkipReasons {
+		for _, r := range decode.SkipReasons {
 			pm.skipped[r] = m.skipped.WithLabelValues(topic, r)
 		}
-		for _, r := range RejectReasons {
+		for _, r := range decode.RejectReasons {
 			pm.rejected[r] = m.rejected.WithLabelValues(topic, r.Error())
 		}
 		m.topics[topic] = pm
@@ -152,7 +153,7 @@ type partitionMetricsHandle struct {
 }
 
 func (p *partitionMetricsHandle) skip(err error) {
-	if c, ok := p.skipped[SkipReason(err)]; ok {
+	if c, ok := p.skipped[decode.SkipReason(err)]; ok {
 		c.Inc()
 		return
 	}
@@ -164,7 +165,7 @@ func (p *partitionMetricsHandle) reject(err error) {
 		c.Inc()
 		return
 	}
-	p.rejected[ErrInvalidJSON].Inc() // decoders return only known reasons; be safe
+	p.rejected[decode.ErrInvalidJSON].Inc() // decoders return only known reasons; be safe
 }
 
 // InitTopics initialises per-topic series to 0 so they exist before the first record.

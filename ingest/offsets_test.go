@@ -17,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -27,7 +29,7 @@ type offsetsFixture struct {
 	c      *kfake.Cluster
 	cons   *Consumer
 	m      *Metrics
-	events *[]Event
+	events *[]event.Event
 	mu     *sync.Mutex
 	drop   atomic.Bool
 	drops  atomic.Int64
@@ -44,7 +46,7 @@ func newOffsetsFixture(t *testing.T) *offsetsFixture {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, offsetsTopic))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	f := &offsetsFixture{c: c, events: &[]Event{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	f := &offsetsFixture{c: c, events: &[]event.Event{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
 	f.good = readLines(t, "accesslog.jsonl")[0]
 	f.at = recordTime(t, f.good)
 	// Fetches and offset look-ups: what the reader asks of a broker (the
@@ -64,11 +66,11 @@ func newOffsetsFixture(t *testing.T) *offsetsFixture {
 	f.m = NewMetrics(prometheus.NewRegistry())
 	flushes := 0
 	f.cons, err = NewConsumer(ConsumerOptions{
-		Sources: []Source{{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: NewDialer("test", nil, nil), Topic: offsetsTopic, Format: FormatAccessLog}},
+		Sources: []Source{{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: NewDialer("test", nil, nil), Topic: offsetsTopic, Format: decode.FormatAccessLog}},
 		Start:   f.at.Add(-time.Hour),
 		NewSink: func() Sink { return collect{f.mu, f.events, &flushes} },
-		NewDecoder: func(fm Format) (*Decoder, error) {
-			return NewDecoder(fm, wikis, NewInterner(), NewInterner(), DecoderOptions{})
+		NewDecoder: func(fm decode.Format) (*decode.Decoder, error) {
+			return decode.New(fm, wikis, event.NewInterner(), event.NewInterner(), decode.Options{})
 		},
 		MaxWait: 50 * time.Millisecond,
 	}, slog.New(slog.DiscardHandler), f.m)

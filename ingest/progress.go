@@ -23,16 +23,6 @@ import (
 // the start position without holding the others back until it has reached
 // the high-water mark it saw first.
 
-// Requests tells whether the format carries requests (the denominators of
-// every rate) rather than errors.
-func (f Format) Requests() bool {
-	switch f {
-	case FormatAccessLog, FormatAPIRequest, FormatWebrequest:
-		return true
-	}
-	return false
-}
-
 // partState is one partition's progress. The partition's goroutine
 // updates it once per fetch, under Consumer.mu; Assess reads it.
 type partState struct {

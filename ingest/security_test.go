@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest/kafkatest"
 
 	"github.com/wikimedia/pretrain-detector/wikimap"
@@ -83,19 +85,19 @@ func writePassword(t *testing.T, pass string) string {
 
 // secureConsumer reads every partition of topic through a dialer built by
 // NewDialer, from the oldest record, and counts the events.
-func secureConsumer(t *testing.T, brokers []string, topic string, d *kafka.Dialer) (*Consumer, *sync.Mutex, *[]Event) {
+func secureConsumer(t *testing.T, brokers []string, topic string, d *kafka.Dialer) (*Consumer, *sync.Mutex, *[]event.Event) {
 	t.Helper()
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	var mu sync.Mutex
-	var events []Event
+	var events []event.Event
 	flushes := 0
 	c, err := NewConsumer(ConsumerOptions{
-		Sources: []Source{{Cluster: "secure", Brokers: brokers, Dialer: d, Topic: topic, Format: FormatAccessLog}},
+		Sources: []Source{{Cluster: "secure", Brokers: brokers, Dialer: d, Topic: topic, Format: decode.FormatAccessLog}},
 		NewSink: func() Sink { return collect{mu: &mu, events: &events, flush: &flushes} },
 		MaxWait: 100 * time.Millisecond,
-		NewDecoder: func(f Format) (*Decoder, error) {
-			return NewDecoder(f, wikis, NewInterner(), NewInterner(), DecoderOptions{MaxSkew: -1})
+		NewDecoder: func(f decode.Format) (*decode.Decoder, error) {
+			return decode.New(f, wikis, event.NewInterner(), event.NewInterner(), decode.Options{MaxSkew: -1})
 		},
 		MissingTopicIsError: true,
 	}, slog.New(slog.DiscardHandler), NewMetrics(prometheus.NewRegistry()))
@@ -119,7 +121,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	require.NoError(t, err)
 	want := 0
 	for _, r := range recs {
-		if decodeOK(t, wikis, FormatAccessLog, r) {
+		if decodeOK(t, wikis, decode.FormatAccessLog, r) {
 			want++
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -19,7 +19,7 @@ func TestLivePlot(t *testing.T) {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	store, err := window.New(window.Config{Bucket: 10 * time.Second, Length: 2 * time.Hour, Lateness: 30 * time.Second,
-		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, ingest.NewInterner(), ingest.NewInterner(), nil)
+		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, event.NewInterner(), event.NewInterner(), nil)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, store.Close()) }()
 	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -31,12 +31,12 @@ func TestLivePlot(t *testing.T) {
 		at := t0.Add(time.Duration(m) * time.Minute).UnixNano()
 		for _, id := range []wikimap.ID{frwiki, enwiki} {
 			for i := range 10 {
-				w.Add(&ingest.Event{Time: at + int64(i), Kind: ingest.KindRequest, Wiki: id, Scope: ingest.ScopeTrain, Status: 200}, nil)
+				w.Add(&event.Event{Time: at + int64(i), Kind: event.KindRequest, Wiki: id, Scope: event.ScopeTrain, Status: 200}, nil)
 			}
 		}
 		if m >= 40 {
-			w.Add(&ingest.Event{Time: at, Kind: ingest.KindError, Wiki: frwiki, Scope: ingest.ScopeTrain, Fingerprint: 0xbeef},
-				&ingest.Detail{Message: []byte("m"), ReqID: []byte("r")})
+			w.Add(&event.Event{Time: at, Kind: event.KindError, Wiki: frwiki, Scope: event.ScopeTrain, Fingerprint: 0xbeef},
+				&event.Detail{Message: []byte("m"), ReqID: []byte("r")})
 		}
 	}
 	w.Flush()

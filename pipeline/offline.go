@@ -8,8 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -22,9 +23,9 @@ import (
 type Offline struct {
 	*stages  // the window and the detector, built as live (newStages)
 	w        *window.Writer
-	decoders map[string]*ingest.Decoder
-	ev       ingest.Event
-	detail   ingest.Detail
+	decoders map[string]*decode.Decoder
+	ev       event.Event
+	detail   event.Detail
 
 	bucket   int64
 	nextEval int64
@@ -35,11 +36,11 @@ type Offline struct {
 	Records  int
 	// Tap, when set, sees every decoded event (baselines such as the scap
 	// guardrail are scored on the same events).
-	Tap func(*ingest.Event)
+	Tap func(*event.Event)
 }
 
 // NewOffline builds the stages from cfg; topics maps topic names to formats.
-func NewOffline(cfg config.Config, wikis *wikimap.Map, topics map[string]ingest.Format) (_ *Offline, err error) {
+func NewOffline(cfg config.Config, wikis *wikimap.Map, topics map[string]decode.Format) (_ *Offline, err error) {
 	st, err := newStages(cfg, wikis, 0, prometheus.NewRegistry())
 	if err != nil {
 		return nil, err
@@ -49,7 +50,7 @@ func NewOffline(cfg config.Config, wikis *wikimap.Map, topics map[string]ingest.
 			_ = st.close()
 		}
 	}()
-	o := &Offline{stages: st, w: st.store.NewWriter(), decoders: map[string]*ingest.Decoder{},
+	o := &Offline{stages: st, w: st.store.NewWriter(), decoders: map[string]*decode.Decoder{},
 		bucket: int64(time.Duration(cfg.Window.Bucket)), Rejected: map[error]int{}}
 	for topic, f := range topics {
 		d, err := st.newDecoder(f)
@@ -68,14 +69,14 @@ func (o *Offline) Add(topic string, value []byte, ts time.Time) error {
 		return fmt.Errorf("no format for topic %q", topic)
 	}
 	o.Records++
-	o.detail = ingest.Detail{}
+	o.detail = event.Detail{}
 	switch err := d.Decode(value, ts, &o.ev, &o.detail); {
 	case err == nil:
 		o.w.Add(&o.ev, &o.detail)
 		if o.Tap != nil {
 			o.Tap(&o.ev)
 		}
-	case errors.Is(err, ingest.ErrSkip):
+	case errors.Is(err, decode.ErrSkip):
 		o.Skipped++
 	default:
 		o.Rejected[err]++

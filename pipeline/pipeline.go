@@ -17,7 +17,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
@@ -53,8 +55,8 @@ type Pipeline struct {
 	Store    *window.Store
 	Detector *detect.Detector
 	Consumer *ingest.Consumer
-	Versions *ingest.Interner
-	Rollouts *ingest.Interner
+	Versions *event.Interner
+	Rollouts *event.Interner
 	logger   *slog.Logger
 	evalDur  prometheus.Histogram
 	active   *prometheus.GaugeVec
@@ -152,7 +154,7 @@ func kafkaSources(cfg config.Config, clientID string) ([]ingest.Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kafka cluster %s: %w", ct.Cluster.Name, err)
 		}
-		format, err := ingest.ParseFormat(ct.Topic.Format)
+		format, err := decode.ParseFormat(ct.Topic.Format)
 		if err != nil {
 			return nil, fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
 		}

@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
@@ -337,7 +339,7 @@ func needBothKinds(cfg config.Config, missing []string) error {
 	var errTopics, reqTopics []string
 	errLeft, reqLeft := false, false
 	for _, ct := range cfg.Topics() {
-		f, err := ingest.ParseFormat(ct.Topic.Format)
+		f, err := decode.ParseFormat(ct.Topic.Format)
 		if err != nil {
 			return fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
 		}
@@ -407,7 +409,7 @@ func topicStats(g prometheus.Gatherer, cfg config.Config) ([]TopicStats, error) 
 type chunk struct {
 	sink  *replaySink
 	segs  []segment
-	reqs  []ingest.Event
+	reqs  []event.Event
 	errs  []replayErr
 	arena []byte
 	// next is the sink's step after this chunk: every later record of the
@@ -424,7 +426,7 @@ type segment struct {
 // replayErr is an error event with its Detail copied into the chunk's arena
 // and the hashes that make its order canonical.
 type replayErr struct {
-	ev        ingest.Event
+	ev        event.Event
 	req, text uint64
 	offs      [numReplayText + 1]uint32
 }
@@ -454,9 +456,9 @@ func (c *chunk) segEnd(i int) (req1, err1 int) {
 	return len(c.reqs), len(c.errs)
 }
 
-func (c *chunk) detail(e *replayErr) ingest.Detail {
+func (c *chunk) detail(e *replayErr) event.Detail {
 	f := func(i int) []byte { return c.arena[e.offs[i]:e.offs[i+1]:e.offs[i+1]] }
-	return ingest.Detail{
+	return event.Detail{
 		Message: f(rtMessage), Exemplar: f(rtExemplar), Class: f(rtClass), Channel: f(rtChannel),
 		File: f(rtFile), Frame: f(rtFrame), Trace: f(rtTrace), ReqID: f(rtReqID),
 	}

@@ -10,14 +10,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
 // fedRecord is one record handed to a partition's sink.
 type fedRecord struct {
 	kafkaTime int64
-	ev        ingest.Event
+	ev        event.Event
 	reqID     string
 }
 
@@ -49,7 +49,7 @@ func mergeRecords(t *testing.T, wikis *wikimap.Map, parts [][]fedRecord, perBatc
 			s := sinks[i]
 			for j, rec := range recs {
 				s.Record(rec.kafkaTime)
-				s.Add(&rec.ev, &ingest.Detail{Message: []byte("m"), Exemplar: []byte("x"), ReqID: []byte(rec.reqID)})
+				s.Add(&rec.ev, &event.Detail{Message: []byte("m"), Exemplar: []byte("x"), ReqID: []byte(rec.reqID)})
 				if (j+1)%perBatch == 0 {
 					s.Flush()
 				}
@@ -77,13 +77,13 @@ func TestMergeStepLongerThanCredits(t *testing.T) {
 	parts := make([][]fedRecord, 2)
 	for i := range 2000 {
 		at := t0.Add(time.Duration(i) * 10 * time.Millisecond).UnixNano() // 20 s: two steps
-		ev := ingest.Event{Time: at, Kind: ingest.KindRequest, Wiki: wikimap.ID(1 + i%50), Status: 200}
+		ev := event.Event{Time: at, Kind: event.KindRequest, Wiki: wikimap.ID(1 + i%50), Status: 200}
 		parts[i%2] = append(parts[i%2], fedRecord{kafkaTime: at, ev: ev})
 	}
 	r := mergeRecords(t, wikis, parts, 10, t0.Add(time.Hour), t0.Add(2*time.Hour)) // 100 batches per step and partition
 	require.Equal(t, int64(2000), r.events.Load())
 	var n int64
-	for _, c := range r.store.SumWikis(ingest.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano(), nil) {
+	for _, c := range r.store.SumWikis(event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano(), nil) {
 		n += c.Requests
 	}
 	require.Equal(t, int64(2000), n)
@@ -105,7 +105,7 @@ func TestMergeOrderDoesNotCount(t *testing.T) {
 	var recs []fedRecord
 	for i, id := range []string{"A", "B", "C", "D", "E", "A"} {
 		at := t0.Add(time.Duration(i) * time.Second).UnixNano()
-		ev := ingest.Event{Time: at, Kind: ingest.KindError, Wiki: wikimap.ID(1 + defaultReplayShards*(i%5)), Fingerprint: 42}
+		ev := event.Event{Time: at, Kind: event.KindError, Wiki: wikimap.ID(1 + defaultReplayShards*(i%5)), Fingerprint: 42}
 		recs = append(recs, fedRecord{kafkaTime: at, ev: ev, reqID: id})
 	}
 	layouts := map[string][][]fedRecord{
@@ -119,8 +119,8 @@ func TestMergeOrderDoesNotCount(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 				r := mergeRecords(t, wikis, parts, 1, t0.Add(time.Hour), t0.Add(2*time.Hour))
-				got = append(got, r.store.FingerprintDistinct(42, ingest.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
-				require.Equal(t, int64(6), r.store.FingerprintTotal(42, ingest.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
+				got = append(got, r.store.FingerprintDistinct(42, event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
+				require.Equal(t, int64(6), r.store.FingerprintTotal(42, event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
 				require.Equal(t, int64(6), r.events.Load())
 			})
 		}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -50,7 +50,7 @@ type plotRecorder struct {
 type plotState struct {
 	RatePlot
 	ids       []wikimap.ID
-	scope     ingest.Scope
+	scope     event.Scope
 	fp        uint64
 	next, end int64 // next minute to fill, and the end of the plot, ns
 }
@@ -73,9 +73,9 @@ func (p *plotRecorder) add(f detect.Finding) {
 	if _, ok := p.plots[f.ID]; ok {
 		return
 	}
-	st := &plotState{scope: ingest.ScopeTrain}
+	st := &plotState{scope: event.ScopeTrain}
 	if f.Kind == detect.KindPretrainRegression || f.Kind == detect.KindPretrainLeak {
-		st.scope = ingest.ScopePretrain
+		st.scope = event.ScopePretrain
 	}
 	for _, name := range f.Wikis {
 		if id := p.wikis.ByNameString(name); id != 0 {
@@ -114,8 +114,8 @@ func (p *plotRecorder) fill(wm int64) {
 func (p *plotRecorder) point(st *plotState, m0 int64) RatePoint {
 	m1 := m0 + plotStep
 	if p.minute != m0 {
-		p.train = p.store.SumWikis(ingest.ScopeTrain, m0, m1, p.train)
-		p.pre = p.store.SumWikis(ingest.ScopePretrain, m0, m1, p.pre)
+		p.train = p.store.SumWikis(event.ScopeTrain, m0, m1, p.train)
+		p.pre = p.store.SumWikis(event.ScopePretrain, m0, m1, p.pre)
 		p.minute = m0
 	}
 	var pt RatePoint
@@ -124,7 +124,7 @@ func (p *plotRecorder) point(st *plotState, m0 int64) RatePoint {
 		pt.ControlErrors += p.train[w].Errors
 	}
 	cohort := p.train
-	if st.scope == ingest.ScopePretrain {
+	if st.scope == event.ScopePretrain {
 		cohort = p.pre
 	}
 	for _, id := range st.ids {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
 )
 
@@ -53,17 +54,17 @@ func (s *replaySink) Record(kafkaTime int64) {
 
 // Add buffers a decoded event. An error's Detail points into the record or
 // the decoder's scratch space, so what the window may keep is copied.
-func (s *replaySink) Add(ev *ingest.Event, d *ingest.Detail) {
+func (s *replaySink) Add(ev *event.Event, d *event.Detail) {
 	c := s.cur
 	if len(c.segs) == 0 {
 		c.segs = append(c.segs, segment{step: s.step, req0: len(c.reqs), err0: len(c.errs)})
 	}
-	if ev.Kind != ingest.KindError {
+	if ev.Kind != event.KindError {
 		c.reqs = append(c.reqs, *ev)
 		return
 	}
 	e := replayErr{ev: *ev}
-	var dd ingest.Detail
+	var dd event.Detail
 	if d != nil {
 		dd = *d
 	}
@@ -121,7 +122,7 @@ func (r *Replay) getChunk(s *replaySink) *chunk {
 // putChunk recycles c, keeping its buffers unless a burst grew them large.
 func (r *Replay) putChunk(c *chunk) {
 	const keep = 4 << 20
-	if cap(c.arena) > keep || cap(c.reqs)*int(unsafe.Sizeof(ingest.Event{})) > keep {
+	if cap(c.arena) > keep || cap(c.reqs)*int(unsafe.Sizeof(event.Event{})) > keep {
 		return
 	}
 	*c = chunk{segs: c.segs[:0], reqs: c.reqs[:0], errs: c.errs[:0], arena: c.arena[:0]}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
@@ -74,7 +74,7 @@ type replayRun struct {
 
 type fingerprintState struct {
 	Info               window.FingerprintInfo
-	Distinct, Total    [ingest.NumScopes]int64
+	Distinct, Total    [event.NumScopes]int64
 	PerWikiFirstWikiTr int64
 }
 
@@ -98,12 +98,12 @@ func runReplay(t *testing.T, cfg config.Config, wikis *wikimap.Map, from, to tim
 	lo, hi := r.store.Oldest(), r.store.Newest()+1
 	for _, fi := range r.store.ActiveFingerprints(0, nil) {
 		st := fingerprintState{Info: fi}
-		for sc := range ingest.Scope(ingest.NumScopes) {
+		for sc := range event.Scope(event.NumScopes) {
 			st.Distinct[sc] = r.store.FingerprintDistinct(fi.ID, sc, lo, hi)
 			st.Total[sc] = r.store.FingerprintTotal(fi.ID, sc, lo, hi)
 		}
 		if len(fi.Wikis) > 0 {
-			st.PerWikiFirstWikiTr = r.store.FingerprintCount(fi.ID, fi.Wikis[0], ingest.ScopeTrain, lo, hi)
+			st.PerWikiFirstWikiTr = r.store.FingerprintCount(fi.ID, fi.Wikis[0], event.ScopeTrain, lo, hi)
 		}
 		run.catalogue = append(run.catalogue, st)
 	}

@@ -7,8 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -23,17 +24,17 @@ import (
 type stages struct {
 	cfg                config.Config
 	wikis              *wikimap.Map
-	versions, rollouts *ingest.Interner
+	versions, rollouts *event.Interner
 	store              *window.Store
 	det                *detect.Detector
-	decOpts            ingest.DecoderOptions
+	decOpts            decode.Options
 }
 
 // newStages builds the stages from cfg. shards is the window's shard count
 // (0: its default); reg gets the window's metrics. Errors name the field.
 // Once the window exists, a failure releases it (close) before returning.
 func newStages(cfg config.Config, wikis *wikimap.Map, shards int, reg prometheus.Registerer) (_ *stages, err error) {
-	s := &stages{cfg: cfg, wikis: wikis, versions: ingest.NewInterner(), rollouts: ingest.NewInterner()}
+	s := &stages{cfg: cfg, wikis: wikis, versions: event.NewInterner(), rollouts: event.NewInterner()}
 	wcfg := windowConfig(cfg)
 	wcfg.Shards = shards
 	if s.store, err = window.New(wcfg, wikis, s.versions, s.rollouts, reg); err != nil {
@@ -60,8 +61,8 @@ func newStages(cfg config.Config, wikis *wikimap.Map, shards int, reg prometheus
 
 // newDecoder returns a decoder for format f that interns into the stages'
 // interners, as every decoder of one run must (ids agree across topics).
-func (s *stages) newDecoder(f ingest.Format) (*ingest.Decoder, error) {
-	return ingest.NewDecoder(f, s.wikis, s.versions, s.rollouts, s.decOpts)
+func (s *stages) newDecoder(f decode.Format) (*decode.Decoder, error) {
+	return decode.New(f, s.wikis, s.versions, s.rollouts, s.decOpts)
 }
 
 // close releases the window: its shard goroutines and its fastcache memory.
@@ -88,8 +89,8 @@ func detectConfig(cfg config.Config) detect.Config {
 	}
 }
 
-func decoderOptions(cfg config.Config, cls *ingest.Classifier) ingest.DecoderOptions {
-	return ingest.DecoderOptions{
+func decoderOptions(cfg config.Config, cls *decode.Classifier) decode.Options {
+	return decode.Options{
 		MaxRecordBytes:            cfg.Kafka.MaxRecordBytes,
 		MaxSkew:                   time.Duration(cfg.Kafka.MaxSkew),
 		PretrainServergroupPrefix: cfg.Pretrain.ServergroupPrefix,
@@ -100,9 +101,9 @@ func decoderOptions(cfg config.Config, cls *ingest.Classifier) ingest.DecoderOpt
 
 // MarkerDeploy turns a configured deploy marker into a timeline entry.
 func MarkerDeploy(scope, group, version string, at time.Time, source string) window.Deploy {
-	sc := ingest.ScopeTrain
+	sc := event.ScopeTrain
 	if scope == "pretrain" {
-		sc = ingest.ScopePretrain
+		sc = event.ScopePretrain
 	}
 	return window.Deploy{Scope: sc, Group: group, Version: version, At: at.UnixNano(), Source: source}
 }
@@ -113,12 +114,12 @@ func markerDeploy(m config.DeployMarker) window.Deploy {
 
 // classifier extends the default shared-data classification with the
 // configured rules, which take precedence.
-func classifier(c config.Classifier) (*ingest.Classifier, error) {
-	extra := ingest.ClassifierConfig{Channels: c.Channels}
+func classifier(c config.Classifier) (*decode.Classifier, error) {
+	extra := decode.ClassifierConfig{Channels: c.Channels}
 	for _, r := range c.Paths {
-		extra.Paths = append(extra.Paths, ingest.PathRule{Contains: r.Contains, Class: r.Class})
+		extra.Paths = append(extra.Paths, decode.PathRule{Contains: r.Contains, Class: r.Class})
 	}
-	cls, err := ingest.NewClassifier(ingest.DefaultClassifierConfig().Extend(extra))
+	cls, err := decode.NewClassifier(decode.DefaultClassifierConfig().Extend(extra))
 	if err != nil {
 		return nil, fmt.Errorf("classifier: %w", err)
 	}

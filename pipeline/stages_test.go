@@ -8,7 +8,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -46,7 +46,7 @@ func TestStagesReleasedOnFailure(t *testing.T) {
 			return err
 		}},
 		{"NewOffline", func(cfg config.Config) error {
-			o, err := NewOffline(cfg, wikis, map[string]ingest.Format{"t": ingest.Format(cfg.Kafka.Clusters[0].Topics[0].Format)})
+			o, err := NewOffline(cfg, wikis, map[string]decode.Format{"t": decode.Format(cfg.Kafka.Clusters[0].Topics[0].Format)})
 			require.Nil(t, o)
 			return err
 		}},

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/render"
 	"github.com/wikimedia/pretrain-detector/verdict"
 	"github.com/wikimedia/pretrain-detector/wikimap"
@@ -68,27 +68,27 @@ func newFixtureRefresh(t *testing.T, refresh time.Duration) *fixture {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	store, err := window.New(window.Config{Bucket: 10 * time.Second, Length: 2 * time.Hour, Lateness: 30 * time.Second,
-		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, ingest.NewInterner(), ingest.NewInterner(), nil)
+		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, event.NewInterner(), event.NewInterner(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, store.Close()) })
 	w := store.NewWriter()
 	testwiki, enwiki := wikis.ByNameString("testwiki"), wikis.ByNameString("enwiki")
-	add := func(tm time.Time, id wikimap.ID, sc ingest.Scope, n int, kind ingest.Kind) {
+	add := func(tm time.Time, id wikimap.ID, sc event.Scope, n int, kind event.Kind) {
 		for i := range n {
-			ev := ingest.Event{Time: tm.Add(time.Duration(i) * time.Second).UnixNano(), Kind: kind, Wiki: id, Scope: sc, Status: 200}
-			var d *ingest.Detail
-			if kind == ingest.KindError {
+			ev := event.Event{Time: tm.Add(time.Duration(i) * time.Second).UnixNano(), Kind: kind, Wiki: id, Scope: sc, Status: 200}
+			var d *event.Detail
+			if kind == event.KindError {
 				ev.Fingerprint = 7
-				d = &ingest.Detail{Message: []byte("m"), ReqID: []byte(fmt.Sprint(i))}
+				d = &event.Detail{Message: []byte("m"), ReqID: []byte(fmt.Sprint(i))}
 			}
 			w.Add(&ev, d)
 		}
 	}
 	for m := range 110 {
-		add(at(m), testwiki, ingest.ScopePretrain, 20, ingest.KindRequest)
-		add(at(m), testwiki, ingest.ScopePretrain, 1, ingest.KindError)
-		add(at(m), enwiki, ingest.ScopeTrain, 40, ingest.KindRequest)
-		add(at(m), enwiki, ingest.ScopeTrain, 2, ingest.KindError)
+		add(at(m), testwiki, event.ScopePretrain, 20, event.KindRequest)
+		add(at(m), testwiki, event.ScopePretrain, 1, event.KindError)
+		add(at(m), enwiki, event.ScopeTrain, 40, event.KindRequest)
+		add(at(m), enwiki, event.ScopeTrain, 2, event.KindError)
 	}
 	w.Flush()
 	store.Sync()

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -76,7 +76,7 @@ func (s *WindowSource) DataStart() time.Time {
 	if s.dataStart == 0 {
 		bw, end := s.store.BucketWidth(), s.store.Watermark()
 		for b := oldest; b < end; b += bw {
-			s.buf = s.store.SumWikis(ingest.ScopeTrain, b, b+bw, s.buf[:0])
+			s.buf = s.store.SumWikis(event.ScopeTrain, b, b+bw, s.buf[:0])
 			if total(s.buf).Requests > 0 {
 				s.dataStart = b
 				break
@@ -104,14 +104,14 @@ func (s *WindowSource) Cohort(d Deploy) string {
 func (s *WindowSource) Counts(d Deploy, from, to time.Time) Counts {
 	c := Counts{From: from.UTC(), To: to.UTC()}
 	f, t := from.UnixNano(), to.UnixNano()
-	train := s.store.SumWikis(ingest.ScopeTrain, f, t, nil)
+	train := s.store.SumWikis(event.ScopeTrain, f, t, nil)
 	inCohort := make([]bool, len(train))
 	for _, id := range s.cohort {
 		inCohort[id] = true
 	}
 	switch {
 	case d.Scope == "pretrain":
-		pre := s.store.SumWikis(ingest.ScopePretrain, f, t, nil)
+		pre := s.store.SumWikis(event.ScopePretrain, f, t, nil)
 		for _, id := range s.cohort {
 			c.CohortErrors += pre[id].Errors
 			c.CohortRequests += pre[id].Requests

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -18,35 +18,35 @@ func TestWindowSource(t *testing.T) {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	store, err := window.New(window.Config{Bucket: 10 * time.Second, Length: 2 * time.Hour, Lateness: 30 * time.Second,
-		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, ingest.NewInterner(), ingest.NewInterner(), nil)
+		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, event.NewInterner(), event.NewInterner(), nil)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, store.Close()) }()
 	w := store.NewWriter()
 	testwiki, enwiki := wikis.ByNameString("testwiki"), wikis.ByNameString("enwiki")
 	g0 := wikis.InGroup("group0")[0]
 	require.NotEqual(t, testwiki, g0)
-	add := func(at time.Time, id wikimap.ID, sc ingest.Scope, kind ingest.Kind) {
-		ev := ingest.Event{Time: at.UnixNano(), Kind: kind, Wiki: id, Scope: sc, Status: 200}
-		var d *ingest.Detail
-		if kind == ingest.KindError {
+	add := func(at time.Time, id wikimap.ID, sc event.Scope, kind event.Kind) {
+		ev := event.Event{Time: at.UnixNano(), Kind: kind, Wiki: id, Scope: sc, Status: 200}
+		var d *event.Detail
+		if kind == event.KindError {
 			ev.Fingerprint = 42
-			d = &ingest.Detail{Message: []byte("x"), ReqID: []byte("r")}
+			d = &event.Detail{Message: []byte("x"), ReqID: []byte("r")}
 		}
 		w.Add(&ev, d)
 	}
 	for m := range 10 {
 		at := min_(m)
-		add(at, testwiki, ingest.ScopePretrain, ingest.KindRequest)
-		add(at, testwiki, ingest.ScopeTrain, ingest.KindRequest) // not the cohort's Pretrain-served traffic
-		add(at, enwiki, ingest.ScopeTrain, ingest.KindRequest)
-		add(at, enwiki, ingest.ScopeTrain, ingest.KindRequest)
-		add(at, g0, ingest.ScopeTrain, ingest.KindRequest)
+		add(at, testwiki, event.ScopePretrain, event.KindRequest)
+		add(at, testwiki, event.ScopeTrain, event.KindRequest) // not the cohort's Pretrain-served traffic
+		add(at, enwiki, event.ScopeTrain, event.KindRequest)
+		add(at, enwiki, event.ScopeTrain, event.KindRequest)
+		add(at, g0, event.ScopeTrain, event.KindRequest)
 		if m >= 5 {
-			add(at, testwiki, ingest.ScopePretrain, ingest.KindError)
-			add(at, g0, ingest.ScopeTrain, ingest.KindError)
+			add(at, testwiki, event.ScopePretrain, event.KindError)
+			add(at, g0, event.ScopeTrain, event.KindError)
 		}
 	}
-	add(min_(20), enwiki, ingest.ScopeTrain, ingest.KindRequest) // moves the watermark on
+	add(min_(20), enwiki, event.ScopeTrain, event.KindRequest) // moves the watermark on
 	w.Flush()
 	store.Sync()
 

@@ -5,8 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // TestAddAllocs guards the hot path: adding a request, or an error whose
@@ -17,13 +16,13 @@ import (
 func TestAddAllocs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		ev   ingest.Event
-		d    *ingest.Detail
+		ev   event.Event
+		d    *event.Detail
 	}{
-		{name: "request", ev: req(t0, 3, ingest.ScopeTrain, 200)},
-		{name: "request 5xx pretrain", ev: req(t0, 1, ingest.ScopePretrain, 503)},
-		{name: "known error", ev: errEv(t0, 3, ingest.ScopeTrain, 0xabcdef), d: detail("Lock wait timeout", "req-1")},
-		{name: "known error without detail", ev: errEv(t0, 2, ingest.ScopePretrain, 0xabcdef)},
+		{name: "request", ev: req(t0, 3, event.ScopeTrain, 200)},
+		{name: "request 5xx pretrain", ev: req(t0, 1, event.ScopePretrain, 503)},
+		{name: "known error", ev: errEv(t0, 3, event.ScopeTrain, 0xabcdef), d: detail("Lock wait timeout", "req-1")},
+		{name: "known error without detail", ev: errEv(t0, 2, event.ScopePretrain, 0xabcdef)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, Config{Bucket: 10 * time.Second, Length: 10 * time.Minute, Lateness: 30 * time.Second, Shards: 2}, 8)

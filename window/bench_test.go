@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -30,8 +30,8 @@ type stream struct {
 	errs, newF bool
 	version    uint32
 	rollout    uint32
-	ev         ingest.Event
-	d          ingest.Detail
+	ev         event.Event
+	d          event.Detail
 	msg        []byte
 }
 
@@ -41,14 +41,14 @@ func newStream(w int, errs, newFingerprints bool, version, rollout uint32) *stre
 	return st
 }
 
-func (st *stream) next() (*ingest.Event, *ingest.Detail) {
+func (st *stream) next() (*event.Event, *event.Detail) {
 	st.i++
 	i := st.i
-	st.ev = ingest.Event{
+	st.ev = event.Event{
 		Time:    t0 + int64(i)*int64(10*time.Microsecond),
 		Wiki:    wikimap.ID(1 + (i*7+st.w)%benchWikis),
-		Scope:   ingest.Scope(i % 50 / 49),
-		Kind:    ingest.KindRequest,
+		Scope:   event.Scope(i % 50 / 49),
+		Kind:    event.KindRequest,
 		Status:  uint16(200 + 303*(i%10/9)),
 		Version: st.version,
 		Rollout: st.rollout,
@@ -56,7 +56,7 @@ func (st *stream) next() (*ingest.Event, *ingest.Detail) {
 	if !st.errs || i%10 != 0 {
 		return &st.ev, nil
 	}
-	st.ev.Kind = ingest.KindError
+	st.ev.Kind = event.KindError
 	st.ev.Fingerprint = uint64(1 + (i/10)%200) // 200 recurring fingerprints
 	if st.newF {
 		st.ev.Fingerprint = uint64(i)*0x9E3779B97F4A7C15 | 1
@@ -68,7 +68,7 @@ func (st *stream) next() (*ingest.Event, *ingest.Detail) {
 
 func benchStore(b *testing.B, shards int) (*Store, uint32, uint32) {
 	b.Helper()
-	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
+	versions, rollouts := event.NewInterner(), event.NewInterner()
 	s, err := newStore(Config{Shards: shards}, testGroups(benchWikis), versions, rollouts, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -146,7 +146,7 @@ func BenchmarkAdd(b *testing.B) {
 func BenchmarkAddError(b *testing.B) {
 	s, v, r := benchStore(b, runtime.GOMAXPROCS(0))
 	w := s.NewWriter()
-	ev := errEv(t0, 3, ingest.ScopeTrain, 0xabcdef)
+	ev := errEv(t0, 3, event.ScopeTrain, 0xabcdef)
 	ev.Version, ev.Rollout = v, r
 	d := detail("Error 1205: Lock wait timeout", "req-1")
 	for range 100_000 {
@@ -169,7 +169,7 @@ func BenchmarkAddError(b *testing.B) {
 
 // design is one way to count request events into per-shard rings.
 type design interface {
-	writer() func(*ingest.Event)
+	writer() func(*event.Event)
 	done()
 }
 
@@ -177,10 +177,10 @@ type design interface {
 // shard applies.
 type ownerDesign struct{ s *Store }
 
-func (d ownerDesign) writer() func(*ingest.Event) {
+func (d ownerDesign) writer() func(*event.Event) {
 	w := d.s.NewWriter()
 	n := 0
-	return func(ev *ingest.Event) {
+	return func(ev *event.Event) {
 		if ev == nil {
 			w.Flush()
 			return
@@ -197,10 +197,10 @@ func (d ownerDesign) done() { d.s.Sync() }
 // ingest goroutine, with the same per-event code as the owner.
 type mutexDesign struct{ s *Store }
 
-func (d mutexDesign) writer() func(*ingest.Event) {
+func (d mutexDesign) writer() func(*event.Event) {
 	var local int64
 	n := 0
-	return func(ev *ingest.Event) {
+	return func(ev *event.Event) {
 		if ev == nil {
 			return
 		}
@@ -238,15 +238,15 @@ func newAtomicDesign(nWikis int) *atomicDesign {
 	cfg := Config{}.withDefaults()
 	d := &atomicDesign{width: int64(cfg.Bucket), slots: int64(cfg.Length / cfg.Bucket), length: int64(cfg.Length)}
 	d.slotBucket = make([]atomic.Int64, d.slots)
-	n := (nWikis + 1) * ingest.NumScopes * int(d.slots)
+	n := (nWikis + 1) * event.NumScopes * int(d.slots)
 	d.requests, d.status5xx = make([]atomic.Uint32, n), make([]atomic.Uint32, n)
 	return d
 }
 
-func (d *atomicDesign) writer() func(*ingest.Event) {
+func (d *atomicDesign) writer() func(*event.Event) {
 	var local int64
 	n := 0
-	return func(ev *ingest.Event) {
+	return func(ev *event.Event) {
 		if ev == nil {
 			return
 		}
@@ -280,7 +280,7 @@ func (d *atomicDesign) writer() func(*ingest.Event) {
 				d.status5xx[i].Store(0)
 			}
 		}
-		i := (int64(ev.Wiki)*ingest.NumScopes+int64(ev.Scope))*d.slots + slot
+		i := (int64(ev.Wiki)*event.NumScopes+int64(ev.Scope))*d.slots + slot
 		d.requests[i].Add(1)
 		if ev.Status >= 500 && ev.Status < 600 {
 			d.status5xx[i].Add(1)
@@ -308,7 +308,7 @@ func BenchmarkDesign(b *testing.B) {
 				default:
 					d = newAtomicDesign(benchWikis)
 				}
-				fns := make([]func(*ingest.Event), writers)
+				fns := make([]func(*event.Event), writers)
 				streams := make([]*stream, writers)
 				for w := range writers {
 					fns[w], streams[w] = d.writer(), newStream(w, false, false, 0, 0)
@@ -364,40 +364,40 @@ func BenchmarkRead(b *testing.B) {
 	fp := uint64(7)
 	b.Run("op=Sum-2h", func(b *testing.B) {
 		for b.Loop() {
-			_ = s.Sum(500, ingest.ScopeTrain, from, to)
+			_ = s.Sum(500, event.ScopeTrain, from, to)
 		}
 	})
 	b.Run("op=Series-2h", func(b *testing.B) {
 		var dst []Counts
 		b.ReportAllocs()
 		for b.Loop() {
-			dst = s.Series(500, ingest.ScopeTrain, from, to, dst)
+			dst = s.Series(500, event.ScopeTrain, from, to, dst)
 		}
 	})
 	b.Run("op=SumWikis-2h", func(b *testing.B) {
 		var dst []Counts
 		b.ReportAllocs()
 		for b.Loop() {
-			dst = s.SumWikis(ingest.ScopeTrain, from, to, dst)
+			dst = s.SumWikis(event.ScopeTrain, from, to, dst)
 		}
 	})
 	b.Run("op=SumWikis-10m", func(b *testing.B) {
 		var dst []Counts
 		for b.Loop() {
-			dst = s.SumWikis(ingest.ScopeTrain, to-int64(10*time.Minute), to, dst)
+			dst = s.SumWikis(event.ScopeTrain, to-int64(10*time.Minute), to, dst)
 		}
 	})
 	b.Run("op=FingerprintTotal-2h", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = s.FingerprintTotal(fp, ingest.ScopeTrain, from, to)
+			_ = s.FingerprintTotal(fp, event.ScopeTrain, from, to)
 		}
 	})
 	b.Run("op=FingerprintSeries-2h", func(b *testing.B) {
 		var dst []int64
 		b.ReportAllocs()
 		for b.Loop() {
-			dst = s.FingerprintSeries(fp, 500, ingest.ScopeTrain, from, to, dst)
+			dst = s.FingerprintSeries(fp, 500, event.ScopeTrain, from, to, dst)
 		}
 	})
 	b.Run("op=ActiveFingerprints", func(b *testing.B) {

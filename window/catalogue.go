@@ -10,7 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -37,14 +37,14 @@ type entry struct {
 	id          uint64
 	first, last int64
 	count       uint64
-	scopes      [ingest.NumScopes]uint64
+	scopes      [event.NumScopes]uint64
 	text        string // the Detail fields, contiguous; field i is text[offs[i]:offs[i+1]]
 	textCap     int    // bytes allocated for text (its size class)
 	textAt      int64  // event time of the occurrence text comes from
 	textHash    uint64 // xxhash of text, the tie-break between occurrences at textAt
 	offs        [numText + 1]uint16
 	hasText     bool
-	shared      ingest.SharedClass
+	shared      event.SharedClass
 	sharedAt    int64 // event time of the occurrence shared comes from
 	nver        uint8
 	versions    [maxVersions]uint32
@@ -95,10 +95,10 @@ type catalogue struct {
 	times []atomic.Int64
 	mask  uint64
 
-	versions *ingest.Interner
+	versions *event.Interner
 }
 
-func newCatalogue(maxEntries int, maxBytes int64, versions *ingest.Interner) *catalogue {
+func newCatalogue(maxEntries int, maxBytes int64, versions *event.Interner) *catalogue {
 	n := 1024
 	for n < 2*maxEntries && n < 1<<22 {
 		n <<= 1
@@ -192,7 +192,7 @@ func (c *catalogue) update(b *batch, errs []int32) {
 		e.first, e.last = min(e.first, ev.Time), max(e.last, ev.Time)
 		e.count++
 		e.scopes[ev.Scope]++
-		if ev.Shared != ingest.SharedNone && (e.shared == ingest.SharedNone || ev.Time < e.sharedAt ||
+		if ev.Shared != event.SharedNone && (e.shared == event.SharedNone || ev.Time < e.sharedAt ||
 			ev.Time == e.sharedAt && ev.Shared < e.shared) {
 			e.shared, e.sharedAt = ev.Shared, ev.Time
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -24,8 +24,8 @@ func TestCatalogueEntry(t *testing.T) {
 		{
 			name: "fields of the first occurrence",
 			add: func(f *fixture) {
-				ev := errEv(t0+5*sec, 3, ingest.ScopePretrain, 9)
-				ev.Shared = ingest.SharedCoreDB
+				ev := errEv(t0+5*sec, 3, event.ScopePretrain, 9)
+				ev.Shared = event.SharedCoreDB
 				ev.Version = f.versions.ID([]byte("1.47.0-wmf.16"))
 				f.w.Add(&ev, detail("Error 1205: Lock wait timeout", "req-1"))
 			},
@@ -38,8 +38,8 @@ func TestCatalogueEntry(t *testing.T) {
 					Trace:    "#0 /srv/mediawiki/includes/libs/rdbms/database/Database.php(1234): foo()",
 					File:     "/srv/mediawiki/php-1.47.0-wmf.16/includes/libs/rdbms/database/Database.php",
 					Frame:    "includes/libs/rdbms/database/Database.php",
-					Shared:   ingest.SharedCoreDB, Versions: []string{"1.47.0-wmf.16"}, Wikis: []wikimap.ID{3},
-					Scopes: [ingest.NumScopes]uint64{ingest.ScopePretrain: 1},
+					Shared:   event.SharedCoreDB, Versions: []string{"1.47.0-wmf.16"}, Wikis: []wikimap.ID{3},
+					Scopes: [event.NumScopes]uint64{event.ScopePretrain: 1},
 				}, fi)
 			},
 		},
@@ -47,7 +47,7 @@ func TestCatalogueEntry(t *testing.T) {
 			name: "the text is the earliest occurrence's, whatever the order",
 			add: func(f *fixture) {
 				for i, at := range []int64{t0 + 10*sec, t0 + 30*sec, t0 + sec} {
-					ev := errEv(at, wikimap.ID(1+i), ingest.ScopeTrain, 9)
+					ev := errEv(at, wikimap.ID(1+i), event.ScopeTrain, 9)
 					f.w.Add(&ev, detail("message "+strconv.Itoa(i), "r"))
 					f.sync() // the first must be catalogued before the next is written
 				}
@@ -57,7 +57,7 @@ func TestCatalogueEntry(t *testing.T) {
 				require.Equal(t, t0+sec, fi.FirstSeen)
 				require.Equal(t, t0+30*sec, fi.LastSeen)
 				require.Equal(t, uint64(3), fi.Count)
-				require.Equal(t, [ingest.NumScopes]uint64{ingest.ScopeTrain: 3}, fi.Scopes)
+				require.Equal(t, [event.NumScopes]uint64{event.ScopeTrain: 3}, fi.Scopes)
 				require.Equal(t, []wikimap.ID{3, 1, 2}, fi.Wikis, "in the order first seen")
 			},
 		},
@@ -67,7 +67,7 @@ func TestCatalogueEntry(t *testing.T) {
 				d := detail(strings.Repeat("é", 1000), "r") // 2000 bytes
 				d.Trace = []byte(strings.Repeat("x", 10_000))
 				d.Class = []byte(strings.Repeat("€", 100)) // 300 bytes, 3 per rune
-				ev := errEv(t0, 1, ingest.ScopeTrain, 9)
+				ev := errEv(t0, 1, event.ScopeTrain, 9)
 				f.w.Add(&ev, d)
 			},
 			check: func(t *testing.T, fi FingerprintInfo) {
@@ -82,7 +82,7 @@ func TestCatalogueEntry(t *testing.T) {
 			name: "versions keep the newest distinct ones",
 			add: func(f *fixture) {
 				for i := range 11 {
-					ev := errEv(t0+int64(i), 1, ingest.ScopeTrain, 9)
+					ev := errEv(t0+int64(i), 1, event.ScopeTrain, 9)
 					ev.Version = f.versions.ID([]byte("v" + strconv.Itoa(i%10)))
 					f.w.Add(&ev, nil)
 				}
@@ -97,7 +97,7 @@ func TestCatalogueEntry(t *testing.T) {
 			name: "wikis keep the first seen ones, whatever the order the shards apply in",
 			add: func(f *fixture) {
 				for w := wikimap.ID(100); w > 0; w-- {
-					ev := errEv(t0+int64(w%7), w, ingest.ScopeTrain, 9)
+					ev := errEv(t0+int64(w%7), w, event.ScopeTrain, 9)
 					f.w.Add(&ev, nil)
 				}
 			},
@@ -121,7 +121,7 @@ func TestCatalogueEntry(t *testing.T) {
 				// Ten versions, v<i> last seen at t0+i, given newest first.
 				for i := 9; i >= 0; i-- {
 					for _, at := range []int64{t0 - 100*sec, t0 + int64(i)*sec} {
-						ev := errEv(at, 1, ingest.ScopeTrain, 9)
+						ev := errEv(at, 1, event.ScopeTrain, 9)
 						ev.Version = f.versions.ID([]byte("v" + strconv.Itoa(i)))
 						f.w.Add(&ev, nil)
 					}
@@ -136,16 +136,16 @@ func TestCatalogueEntry(t *testing.T) {
 			add: func(f *fixture) {
 				for _, x := range []struct {
 					at int64
-					sc ingest.SharedClass
-				}{{t0 + 2*sec, ingest.SharedX1}, {t0, ingest.SharedNone}, {t0 + sec, ingest.SharedCentralAuth}, {t0 + 3*sec, ingest.SharedCoreDB}} {
-					ev := errEv(x.at, 1, ingest.ScopeTrain, 9)
+					sc event.SharedClass
+				}{{t0 + 2*sec, event.SharedX1}, {t0, event.SharedNone}, {t0 + sec, event.SharedCentralAuth}, {t0 + 3*sec, event.SharedCoreDB}} {
+					ev := errEv(x.at, 1, event.ScopeTrain, 9)
 					ev.Shared = x.sc
 					f.w.Add(&ev, nil)
 					f.sync()
 				}
 			},
 			check: func(t *testing.T, fi FingerprintInfo) {
-				require.Equal(t, ingest.SharedCentralAuth, fi.Shared)
+				require.Equal(t, event.SharedCentralAuth, fi.Shared)
 			},
 		},
 	} {
@@ -166,7 +166,7 @@ func TestCatalogueEntry(t *testing.T) {
 // fingerprint and not for a catalogued one.
 func TestDetailCopiedOnce(t *testing.T) {
 	f := newFixture(t, Config{Shards: 1}, 8)
-	ev := errEv(t0, 1, ingest.ScopeTrain, 77)
+	ev := errEv(t0, 1, event.ScopeTrain, 77)
 	f.w.Add(&ev, detail("first", "r1"))
 	require.NotEmpty(t, f.w.bufs[0].arena)
 	f.sync()
@@ -224,8 +224,8 @@ func TestDetailCopiedOnce(t *testing.T) {
 // was not copied because the fingerprint had just been evicted): the next
 // copied detail fills it.
 func TestCatalogueTextRefresh(t *testing.T) {
-	c := newCatalogue(10, 1<<20, ingest.NewInterner())
-	b := &batch{items: []item{{ev: errEv(t0, 1, ingest.ScopeTrain, 5), det: -1}}}
+	c := newCatalogue(10, 1<<20, event.NewInterner())
+	b := &batch{items: []item{{ev: errEv(t0, 1, event.ScopeTrain, 5), det: -1}}}
 	c.update(b, []int32{0})
 	require.False(t, c.known(5))
 	fi, _ := c.get(5)
@@ -233,7 +233,7 @@ func TestCatalogueTextRefresh(t *testing.T) {
 
 	b = &batch{}
 	det := b.addDetail(detail("now with text", "r"))
-	b.items = []item{{ev: errEv(t0+sec, 1, ingest.ScopeTrain, 5), det: det}}
+	b.items = []item{{ev: errEv(t0+sec, 1, event.ScopeTrain, 5), det: det}}
 	c.update(b, []int32{0})
 	require.True(t, c.known(5))
 	fi, _ = c.get(5)
@@ -265,28 +265,28 @@ func TestCatalogueCaps(t *testing.T) {
 			present: []uint64{3}, absent: []uint64{1, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mkDetail := func(i int) *ingest.Detail {
+			mkDetail := func(i int) *event.Detail {
 				d := detail("message "+strconv.Itoa(10+i), "r") // same length for every i
 				d.Trace = []byte(bigTrace)
 				return d
 			}
 			if tc.bytes < 0 {
-				c := newCatalogue(1, 1<<30, ingest.NewInterner())
+				c := newCatalogue(1, 1<<30, event.NewInterner())
 				b := &batch{}
 				det := b.addDetail(mkDetail(0))
-				b.items = []item{{ev: errEv(t0, 1, ingest.ScopeTrain, 1), det: det}}
+				b.items = []item{{ev: errEv(t0, 1, event.ScopeTrain, 1), det: det}}
 				c.update(b, []int32{0})
 				_, size, _ := c.size()
 				tc.bytes = int(size) * (-2*tc.bytes + 1) / 2
 			}
 			f := newFixture(t, Config{Shards: 2, CatalogueEntries: tc.entries, CatalogueBytes: tc.bytes}, 8)
 			for i := 1; i <= tc.adds; i++ {
-				ev := errEv(t0+int64(i)*sec, wikimap.ID(1+i%8), ingest.ScopeTrain, uint64(i))
+				ev := errEv(t0+int64(i)*sec, wikimap.ID(1+i%8), event.ScopeTrain, uint64(i))
 				d := mkDetail(i)
 				f.w.Add(&ev, d)
 				f.sync() // one at a time: recency is the test
 				if tc.touch != 0 {
-					ev := errEv(t0+int64(i)*sec, 1, ingest.ScopeTrain, tc.touch)
+					ev := errEv(t0+int64(i)*sec, 1, event.ScopeTrain, tc.touch)
 					f.w.Add(&ev, nil)
 					f.sync()
 				}
@@ -307,7 +307,7 @@ func TestCatalogueCaps(t *testing.T) {
 				require.False(t, f.s.cat.known(fp), "evicted fingerprint %d still known", fp)
 			}
 			// Counts do not depend on the catalogue.
-			require.Equal(t, int64(1), f.s.FingerprintTotal(2, ingest.ScopeTrain, t0, t0+time.Hour.Nanoseconds()))
+			require.Equal(t, int64(1), f.s.FingerprintTotal(2, event.ScopeTrain, t0, t0+time.Hour.Nanoseconds()))
 		})
 	}
 }
@@ -318,7 +318,7 @@ func TestActiveAndNewFingerprints(t *testing.T) {
 		fp uint64
 		at int64
 	}{{3, t0}, {1, t0 + 10*sec}, {2, t0 + 10*sec}, {3, t0 + 50*sec}, {4, t0 + 20*sec}} {
-		ev := errEv(e.at, wikimap.ID(e.fp), ingest.ScopeTrain, e.fp)
+		ev := errEv(e.at, wikimap.ID(e.fp), event.ScopeTrain, e.fp)
 		f.w.Add(&ev, detail("m", "r"))
 	}
 	f.sync()
@@ -361,7 +361,7 @@ func TestCatalogueAccounting(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 20_000
-			c := newCatalogue(n, 1<<40, ingest.NewInterner())
+			c := newCatalogue(n, 1<<40, event.NewInterner())
 			b := &batch{}
 			d := detail("Error 1205: Lock wait timeout exceeded; try restarting transaction", "r")
 			d.Trace = []byte(strings.Repeat("t", tc.trace))
@@ -373,7 +373,7 @@ func TestCatalogueAccounting(t *testing.T) {
 			for i := range n {
 				b.items = b.items[:0]
 				for w := range tc.wikis {
-					b.items = append(b.items, item{ev: errEv(t0, wikimap.ID(1+w), ingest.ScopeTrain, uint64(i+1)), det: det})
+					b.items = append(b.items, item{ev: errEv(t0, wikimap.ID(1+w), event.ScopeTrain, uint64(i+1)), det: det})
 				}
 				idx := make([]int32, len(b.items))
 				for j := range idx {

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -44,11 +44,11 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 				default:
 				}
 				from, to := f.s.Oldest(), f.s.Newest()+1
-				counts = f.s.SumWikis(ingest.ScopeTrain, from, to, counts)
-				_ = f.s.Sum(wikimap.ID(1+r), ingest.ScopePretrain, from, to)
-				series = f.s.FingerprintSeries(uint64(r+1), 1, ingest.ScopeTrain, from, to, series)
-				_ = f.s.FingerprintTotal(uint64(r+1), ingest.ScopeTrain, from, to)
-				_ = f.s.FingerprintDistinct(uint64(r+1), ingest.ScopeTrain, from, to)
+				counts = f.s.SumWikis(event.ScopeTrain, from, to, counts)
+				_ = f.s.Sum(wikimap.ID(1+r), event.ScopePretrain, from, to)
+				series = f.s.FingerprintSeries(uint64(r+1), 1, event.ScopeTrain, from, to, series)
+				_ = f.s.FingerprintTotal(uint64(r+1), event.ScopeTrain, from, to)
+				_ = f.s.FingerprintDistinct(uint64(r+1), event.ScopeTrain, from, to)
 				fis = f.s.ActiveFingerprints(from, fis)
 				deploys = f.s.Deploys(deploys)
 				_ = f.s.Stats()
@@ -64,11 +64,11 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 			for i := range perW {
 				at := t0 + int64(i)*int64(10*time.Millisecond) // 200 s of events per writer
 				wiki := wikimap.ID(1 + (i*7+w)%nWikis)
-				ev := req(at, wiki, ingest.Scope(i%2), uint16(200+300*(i%5/4)))
+				ev := req(at, wiki, event.Scope(i%2), uint16(200+300*(i%5/4)))
 				ev.Version = version
 				wr.Add(&ev, nil)
 				if i%10 == 0 {
-					e := errEv(at, wiki, ingest.ScopeTrain, uint64(1+(i/10)%100))
+					e := errEv(at, wiki, event.ScopeTrain, uint64(1+(i/10)%100))
 					wr.Add(&e, detail("m", "req"))
 				}
 				if i%1000 == 0 {
@@ -89,19 +89,19 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	require.Zero(t, st.DroppedTooOld+st.DroppedTooNew+st.DroppedInvalid)
 	from, to := t0, t0+int64(time.Hour)
 	var total Counts
-	for _, c := range f.s.SumWikis(ingest.ScopeTrain, from, to, nil) {
+	for _, c := range f.s.SumWikis(event.ScopeTrain, from, to, nil) {
 		total.Requests += c.Requests
 		total.Status5xx += c.Status5xx
 		total.Errors += c.Errors
 	}
-	for _, c := range f.s.SumWikis(ingest.ScopePretrain, from, to, nil) {
+	for _, c := range f.s.SumWikis(event.ScopePretrain, from, to, nil) {
 		total.Requests += c.Requests
 		total.Status5xx += c.Status5xx
 	}
 	require.Equal(t, Counts{Requests: writers * perW, Status5xx: writers * perW / 5, Errors: writers * perW / 10}, total)
 	var fpTotal int64
 	for fp := uint64(1); fp <= 100; fp++ {
-		fpTotal += f.s.FingerprintTotal(fp, ingest.ScopeTrain, from, to)
+		fpTotal += f.s.FingerprintTotal(fp, event.ScopeTrain, from, to)
 	}
 	require.Equal(t, int64(writers*perW/10), fpTotal)
 	require.Equal(t, 100, st.CatalogueEntries)
@@ -116,7 +116,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
+	versions, rollouts := event.NewInterner(), event.NewInterner()
 	s, err := newStore(Config{Bucket: 10 * time.Second, Length: time.Minute, Lateness: 20 * time.Second, Shards: 2, CatalogueEntries: 2},
 		testGroups(8), versions, rollouts, reg)
 	require.NoError(t, err)
@@ -125,16 +125,16 @@ func TestMetrics(t *testing.T) {
 	require.Error(t, err, "a second store cannot register the same metrics")
 
 	w := s.NewWriter()
-	for _, ev := range []ingest.Event{
-		req(t0+30*sec, 1, ingest.ScopeTrain, 200),
-		req(t0+31*sec, 2, ingest.ScopeTrain, 200),
-		req(t0+31*sec, 2, ingest.ScopePretrain, 200),
-		errEv(t0+32*sec, 2, ingest.ScopeTrain, 1),
-		errEv(t0+32*sec, 2, ingest.ScopeTrain, 2),
-		errEv(t0+33*sec, 3, ingest.ScopeTrain, 3),
-		req(t0-time.Hour.Nanoseconds(), 1, ingest.ScopeTrain, 200),
-		req(t0+time.Hour.Nanoseconds(), 1, ingest.ScopeTrain, 200),
-		req(t0, 0, ingest.ScopeTrain, 200),
+	for _, ev := range []event.Event{
+		req(t0+30*sec, 1, event.ScopeTrain, 200),
+		req(t0+31*sec, 2, event.ScopeTrain, 200),
+		req(t0+31*sec, 2, event.ScopePretrain, 200),
+		errEv(t0+32*sec, 2, event.ScopeTrain, 1),
+		errEv(t0+32*sec, 2, event.ScopeTrain, 2),
+		errEv(t0+33*sec, 3, event.ScopeTrain, 3),
+		req(t0-time.Hour.Nanoseconds(), 1, event.ScopeTrain, 200),
+		req(t0+time.Hour.Nanoseconds(), 1, event.ScopeTrain, 200),
+		req(t0, 0, event.ScopeTrain, 200),
 	} {
 		w.Add(&ev, nil)
 		w.Flush()
@@ -180,7 +180,7 @@ detector_window_errors_total{scope="train",section="s2"} 2
 
 	// A Pretrain deploy marker is the newest Pretrain deploy; the train
 	// has had none (the versions events showed are where it started).
-	s.AddDeploy(Deploy{Scope: ingest.ScopePretrain, Version: "1.47.0-wmf.17", At: t0 + 40*sec, Source: "api"})
+	s.AddDeploy(Deploy{Scope: event.ScopePretrain, Version: "1.47.0-wmf.17", At: t0 + 40*sec, Source: "api"})
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP detector_window_last_deploy_timestamp_seconds Event time of the newest deploy on the timeline (a new version, rollout or marker; not the state the window started in), by scope, as a Unix time; 0 before any.
 # TYPE detector_window_last_deploy_timestamp_seconds gauge
@@ -197,9 +197,9 @@ func TestSectionBound(t *testing.T) {
 	for id := 1; id < len(wikis); id++ {
 		wikis[id] = wikiAttrs{section: "s" + strconv.Itoa(id)}
 	}
-	_, err := newStore(Config{}, wikis, ingest.NewInterner(), ingest.NewInterner(), nil)
+	_, err := newStore(Config{}, wikis, event.NewInterner(), event.NewInterner(), nil)
 	require.ErrorContains(t, err, "DB sections")
-	s, err := newStore(Config{}, wikis[:maxSections+1], ingest.NewInterner(), ingest.NewInterner(), nil)
+	s, err := newStore(Config{}, wikis[:maxSections+1], event.NewInterner(), event.NewInterner(), nil)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 }

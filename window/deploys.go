@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // The deploy timeline is learned from events: the versions (mwversion) seen
@@ -36,7 +36,7 @@ const (
 )
 
 // seenKey packs (kind, scope, group, id); the upper 32 bits name the series.
-func seenKey(kind int, sc ingest.Scope, group uint8, id uint32) uint64 {
+func seenKey(kind int, sc event.Scope, group uint8, id uint32) uint64 {
 	return uint64(kind)<<48 | uint64(sc)<<40 | uint64(group)<<32 | uint64(id)
 }
 
@@ -190,12 +190,12 @@ var (
 // Errors name the offending field (scope, group, version, at), so the API
 // and the config can pass them on as they are.
 func NewMarker(scope, group, version string, at time.Time, source string) (Deploy, error) {
-	var sc ingest.Scope
+	var sc event.Scope
 	switch scope {
 	case "pretrain":
-		sc = ingest.ScopePretrain
+		sc = event.ScopePretrain
 	case "train":
-		sc = ingest.ScopeTrain
+		sc = event.ScopeTrain
 	default:
 		return Deploy{}, fmt.Errorf("field scope: want \"pretrain\" or \"train\", got %q", truncateField(scope))
 	}
@@ -205,7 +205,7 @@ func NewMarker(scope, group, version string, at time.Time, source string) (Deplo
 	if err := markerText("group", group, MaxMarkerGroup, false); err != nil {
 		return Deploy{}, err
 	}
-	if sc == ingest.ScopePretrain && group != "" {
+	if sc == event.ScopePretrain && group != "" {
 		return Deploy{}, errors.New("field group: Pretrain has no train group")
 	}
 	if at.Before(markerTimeMin) || !at.Before(markerTimeMax) {
@@ -253,9 +253,9 @@ func truncateField(s string) string {
 func (s *Store) AddMarker(d Deploy) error {
 	at := time.Unix(0, d.At).UTC()
 	scope := "train"
-	if d.Scope == ingest.ScopePretrain {
+	if d.Scope == event.ScopePretrain {
 		scope = "pretrain"
-	} else if d.Scope != ingest.ScopeTrain {
+	} else if d.Scope != event.ScopeTrain {
 		return fmt.Errorf("field scope: unknown scope %d", d.Scope)
 	}
 	if _, err := NewMarker(scope, d.Group, d.Version, at, d.Source); err != nil {
@@ -332,7 +332,7 @@ func (s *Store) keyName(key uint64) string {
 // series appends the deploys of one series, whose keys are sorted by first.
 func (tl *timeline) series(dst []Deploy, s *Store, series uint64, keys []keyFirst) []Deploy {
 	kind := int(series >> 16)
-	sc := ingest.Scope(series >> 8 & 0xff)
+	sc := event.Scope(series >> 8 & 0xff)
 	init := tl.seriesFirst[series]
 	if kind == seenVersion {
 		group := s.groupNames[series&0xff]

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -21,13 +21,13 @@ func TestDeployTimeline(t *testing.T) {
 	type ev struct {
 		at      int64
 		wiki    wikimap.ID // 1, 4, 7: group0; 2, 5, 8: group1; 3, 6: group2
-		scope   ingest.Scope
+		scope   event.Scope
 		version string
 		rollout string
 		isError bool
 	}
-	train, pretrain := ingest.ScopeTrain, ingest.ScopePretrain
-	initial := func(sc ingest.Scope, group, version string, at int64) Deploy {
+	train, pretrain := event.ScopeTrain, event.ScopePretrain
+	initial := func(sc event.Scope, group, version string, at int64) Deploy {
 		return Deploy{Scope: sc, Group: group, Version: version, At: at, Source: "mwversion", Initial: true}
 	}
 	for _, tc := range []struct {
@@ -172,7 +172,7 @@ func TestSeenSetBounded(t *testing.T) {
 	var s seenSet
 	s.init(4)
 	var reports []seenReport
-	key := func(i int) uint64 { return seenKey(seenRollout, ingest.ScopeTrain, 0, uint32(i)) }
+	key := func(i int) uint64 { return seenKey(seenRollout, event.ScopeTrain, 0, uint32(i)) }
 	for i := 1; i <= 6; i++ {
 		reports = s.note(key(i), t0+int64(i)*sec, reports)
 		reports = s.note(key(1), t0+int64(i)*sec, reports) // key 1 stays recently seen
@@ -204,12 +204,12 @@ func TestTimelineBounded(t *testing.T) {
 	for i := 1; i <= maxTimelineKeys+500; i++ {
 		id := f.rollouts.ID([]byte("r-" + strconv.Itoa(i)))
 		at := t0 + int64(i)*int64(time.Hour)
-		rs = append(rs, seenReport{key: seenKey(seenRollout, ingest.ScopePretrain, 0, id), first: at, last: at})
+		rs = append(rs, seenReport{key: seenKey(seenRollout, event.ScopePretrain, 0, id), first: at, last: at})
 	}
 	tl.report(rs)
 	require.LessOrEqual(t, tl.size(), maxTimelineKeys)
 	for i := range maxMarkers + 10 {
-		f.s.AddDeploy(Deploy{Scope: ingest.ScopeTrain, Version: "m", At: int64(i), Source: "config"})
+		f.s.AddDeploy(Deploy{Scope: event.ScopeTrain, Version: "m", At: int64(i), Source: "config"})
 	}
 	require.Len(t, tl.markers, maxMarkers)
 	got := f.s.Deploys(nil)
@@ -226,10 +226,10 @@ func TestTimelineBounded(t *testing.T) {
 func TestMarkersNeverEvictDerivedDeploys(t *testing.T) {
 	f := newFixture(t, Config{Shards: 2}, 8)
 	for i, v := range []string{"wmf.16", "wmf.17"} {
-		x := req(t0+int64(i)*int64(time.Hour), 2, ingest.ScopeTrain, 200)
+		x := req(t0+int64(i)*int64(time.Hour), 2, event.ScopeTrain, 200)
 		x.Version = f.versions.ID([]byte(v))
 		f.w.Add(&x, nil)
-		y := req(t0+int64(i)*int64(time.Hour), 1, ingest.ScopePretrain, 200)
+		y := req(t0+int64(i)*int64(time.Hour), 1, event.ScopePretrain, 200)
 		y.Rollout = f.rollouts.ID([]byte("mw-pretrain-" + strconv.Itoa(i)))
 		f.w.Add(&y, nil)
 		f.sync()
@@ -286,6 +286,6 @@ func TestNewMarkerBounds(t *testing.T) {
 		})
 	}
 	f := newFixture(t, Config{Shards: 1}, 8)
-	require.ErrorContains(t, f.s.AddMarker(Deploy{Scope: ingest.ScopeTrain, Version: "v", At: -1}), "field at")
+	require.ErrorContains(t, f.s.AddMarker(Deploy{Scope: event.ScopeTrain, Version: "v", At: -1}), "field at")
 	require.Empty(t, f.s.Deploys(nil))
 }

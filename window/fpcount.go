@@ -5,8 +5,7 @@ import (
 	"math"
 
 	"github.com/VictoriaMetrics/fastcache"
-
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // Fingerprint counts live in fastcache under two keys per (fingerprint,
@@ -40,7 +39,7 @@ type fpKey struct {
 	fp     uint64
 	bucket int64
 	sub    uint16
-	scope  ingest.Scope
+	scope  event.Scope
 }
 
 // allVal is an all-wiki count with its distinct-request count: an
@@ -113,7 +112,7 @@ func (f *fpCounts) init(s *Store, index int) {
 
 // countFingerprint counts an accepted error event in bucket bk; distinct
 // says its (fingerprint, scope, request) was not counted before. Owner only.
-func (f *fpCounts) countFingerprint(ev *ingest.Event, distinct bool, sect uint8, bk int64) {
+func (f *fpCounts) countFingerprint(ev *event.Event, distinct bool, sect uint8, bk int64) {
 	kw := fpKey{fp: ev.Fingerprint, bucket: bk, sub: uint16(ev.Wiki), scope: ev.Scope}
 	ka := fpKey{fp: ev.Fingerprint, bucket: bk, sub: f.shardIdx, scope: ev.Scope}
 	ks := fpKey{fp: ev.Fingerprint, bucket: bk, sub: uint16(sect)*maxShards + f.shardIdx, scope: ev.Scope}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -30,7 +30,7 @@ func testGroups(n int) []wikiAttrs {
 type fixture struct {
 	s                  *Store
 	w                  *Writer
-	versions, rollouts *ingest.Interner
+	versions, rollouts *event.Interner
 }
 
 // newFixture returns a store over 8 wikis (unless cfg says otherwise through
@@ -46,7 +46,7 @@ func newFixture(t testing.TB, cfg Config, nWikis int) *fixture {
 // newFixtureWikis is newFixture over wikis of the caller's choosing.
 func newFixtureWikis(t testing.TB, cfg Config, wikis []wikiAttrs) *fixture {
 	t.Helper()
-	f := &fixture{versions: ingest.NewInterner(), rollouts: ingest.NewInterner()}
+	f := &fixture{versions: event.NewInterner(), rollouts: event.NewInterner()}
 	s, err := newStore(cfg, wikis, f.versions, f.rollouts, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
@@ -60,16 +60,16 @@ func (f *fixture) sync() {
 	f.s.Sync()
 }
 
-func req(t int64, w wikimap.ID, sc ingest.Scope, status uint16) ingest.Event {
-	return ingest.Event{Time: t, Kind: ingest.KindRequest, Wiki: w, Scope: sc, Status: status}
+func req(t int64, w wikimap.ID, sc event.Scope, status uint16) event.Event {
+	return event.Event{Time: t, Kind: event.KindRequest, Wiki: w, Scope: sc, Status: status}
 }
 
-func errEv(t int64, w wikimap.ID, sc ingest.Scope, fp uint64) ingest.Event {
-	return ingest.Event{Time: t, Kind: ingest.KindError, Wiki: w, Scope: sc, Fingerprint: fp}
+func errEv(t int64, w wikimap.ID, sc event.Scope, fp uint64) event.Event {
+	return event.Event{Time: t, Kind: event.KindError, Wiki: w, Scope: sc, Fingerprint: fp}
 }
 
-func detail(msg, reqID string) *ingest.Detail {
-	return &ingest.Detail{
+func detail(msg, reqID string) *event.Detail {
+	return &event.Detail{
 		Message:  []byte(msg),
 		Exemplar: []byte("[" + reqID + "] /w/index.php   " + msg),
 		Class:    []byte("Wikimedia\\Rdbms\\DBQueryError"),

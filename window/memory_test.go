@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -38,7 +38,7 @@ func TestMemoryMillionFingerprints(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 
-	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
+	versions, rollouts := event.NewInterner(), event.NewInterner()
 	s, err := newStore(cfg, testGroups(nWikis), versions, rollouts, nil)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
@@ -58,7 +58,7 @@ func TestMemoryMillionFingerprints(t *testing.T) {
 				defer wg.Done()
 				wr := s.NewWriter()
 				msg := make([]byte, 0, 128)
-				d := &ingest.Detail{
+				d := &event.Detail{
 					Class: []byte("Wikimedia\\Rdbms\\DBQueryError"), Channel: []byte("exception"),
 					File: []byte("/srv/mediawiki/php-1.47.0-wmf.16/includes/libs/rdbms/database/Database.php"), Trace: trace,
 				}
@@ -66,7 +66,7 @@ func TestMemoryMillionFingerprints(t *testing.T) {
 					msg = append(msg[:0], "Error 1205: Lock wait timeout exceeded on table page_"...)
 					msg = strconv.AppendInt(msg, int64(i), 10)
 					d.Message, d.Exemplar, d.ReqID = msg, msg, msg[len(msg)-6:]
-					ev := errEv(t0+int64(i)*step, wikimap.ID(1+i%nWikis), ingest.Scope(i%7/6), uint64(i)*0x9E3779B97F4A7C15|1)
+					ev := errEv(t0+int64(i)*step, wikimap.ID(1+i%nWikis), event.Scope(i%7/6), uint64(i)*0x9E3779B97F4A7C15|1)
 					ev.Version = version
 					wr.Add(&ev, d)
 					if i%(16*1024) == w {
@@ -102,7 +102,7 @@ func TestMemoryMillionFingerprints(t *testing.T) {
 	lastI := uint64(n - 1)
 	last := lastI*0x9E3779B97F4A7C15 | 1
 	at := t0 + int64(n-1)*step
-	require.Equal(t, int64(1), s.FingerprintTotal(last, ingest.Scope((n-1)%7/6), s.BucketStart(at), at+1))
+	require.Equal(t, int64(1), s.FingerprintTotal(last, event.Scope((n-1)%7/6), s.BucketStart(at), at+1))
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -2,8 +2,7 @@ package window
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 const (
@@ -93,17 +92,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.cacheSets, float64(st.CacheSetCalls))
 	counter(c.cacheMis, float64(st.CacheMisses))
 	counter(c.cacheCollisions, float64(st.CacheCollisions))
-	var last [ingest.NumScopes]int64
+	var last [event.NumScopes]int64
 	for _, d := range c.s.Deploys(nil) {
-		if !d.Initial && d.Scope < ingest.NumScopes {
+		if !d.Initial && d.Scope < event.NumScopes {
 			last[d.Scope] = max(last[d.Scope], d.At)
 		}
 	}
 	for sc, t := range last {
-		gauge(c.lastDeploy, float64(t)/1e9, ingest.Scope(sc).String())
+		gauge(c.lastDeploy, float64(t)/1e9, event.Scope(sc).String())
 	}
 	for sec, name := range c.s.sections {
-		for sc := range ingest.Scope(ingest.NumScopes) {
+		for sc := range event.Scope(event.NumScopes) {
 			counter(c.requests, float64(c.s.added[addedIndex(uint8(sec), sc, 0)].Load()), name, sc.String())
 			counter(c.errors, float64(c.s.added[addedIndex(uint8(sec), sc, 1)].Load()), name, sc.String())
 		}

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -51,7 +51,7 @@ func newShard(s *Store, index int) *shard {
 		s:          s,
 		index:      index,
 		ch:         make(chan *batch, shardQueue),
-		cells:      make([]cell, local*ingest.NumScopes*int(s.slots)),
+		cells:      make([]cell, local*event.NumScopes*int(s.slots)),
 		slotBucket: make([]int64, s.slots),
 	}
 	for i := range sh.slotBucket {
@@ -87,7 +87,7 @@ func (sh *shard) run() {
 // published.
 type applyState struct {
 	newest, head int64
-	added        [maxSections * ingest.NumScopes * 2]int64 // by addedIndex
+	added        [maxSections * event.NumScopes * 2]int64 // by addedIndex
 	dropped      [numDropReasons]int64
 	errs         []int32 // indexes of the accepted errors, for the catalogue
 	reports      []seenReport
@@ -116,8 +116,8 @@ func (sh *shard) begin() applyState {
 func (sh *shard) applyOne(it *item, i int32, st *applyState) {
 	s := sh.s
 	ev := &it.ev
-	if ev.Wiki == 0 || int(ev.Wiki) > s.nWikis || ev.Scope >= ingest.NumScopes ||
-		(ev.Kind != ingest.KindRequest && ev.Kind != ingest.KindError) {
+	if ev.Wiki == 0 || int(ev.Wiki) > s.nWikis || ev.Scope >= event.NumScopes ||
+		(ev.Kind != event.KindRequest && ev.Kind != event.KindError) {
 		st.dropped[dropInvalid]++
 		return
 	}
@@ -148,12 +148,12 @@ func (sh *shard) applyOne(it *item, i int32, st *applyState) {
 		}
 		sh.resetSlot(slot, bk)
 	}
-	if ev.Scope == ingest.ScopePretrain && ev.Role == ingest.RoleDebug {
+	if ev.Scope == event.ScopePretrain && ev.Role == event.RoleDebug {
 		// mw-pretrain's debug release serves whatever wiki a developer
 		// sends it with the debug header: chosen on purpose, so it is in
 		// no wiki's statistics and no deploy's timeline, only counted.
 		dc := &sh.debug[int64(ev.Wiki)/int64(len(s.shards))]
-		if ev.Kind == ingest.KindRequest {
+		if ev.Kind == event.KindRequest {
 			dc.requests++
 		} else {
 			dc.errors++
@@ -161,8 +161,8 @@ func (sh *shard) applyOne(it *item, i int32, st *applyState) {
 		dc.last = max(dc.last, t)
 		return
 	}
-	c := &sh.cells[((int64(ev.Wiki)/int64(len(s.shards)))*ingest.NumScopes+int64(ev.Scope))*s.slots+slot]
-	if ev.Kind == ingest.KindRequest {
+	c := &sh.cells[((int64(ev.Wiki)/int64(len(s.shards)))*event.NumScopes+int64(ev.Scope))*s.slots+slot]
+	if ev.Kind == event.KindRequest {
 		c.requests++
 		if ev.Status >= 500 && ev.Status < 600 {
 			c.status5xx++
@@ -170,7 +170,7 @@ func (sh *shard) applyOne(it *item, i int32, st *applyState) {
 		st.added[addedIndex(s.sectionOf[ev.Wiki], ev.Scope, 0)]++
 	} else {
 		c.errors++
-		if ev.Shared != ingest.SharedNone {
+		if ev.Shared != event.SharedNone {
 			c.shared++
 		}
 		st.added[addedIndex(s.sectionOf[ev.Wiki], ev.Scope, 1)]++
@@ -232,9 +232,9 @@ func (sh *shard) resetSlot(slot, bk int64) {
 
 // sum adds wiki w's counters in scope sc over buckets [b0, b1) to c. The
 // caller holds mu and has clipped the range to the ring.
-func (sh *shard) sum(w wikimap.ID, sc ingest.Scope, b0, b1 int64, c *Counts) {
+func (sh *shard) sum(w wikimap.ID, sc event.Scope, b0, b1 int64, c *Counts) {
 	slots := sh.s.slots
-	base := ((int64(w)/int64(len(sh.s.shards)))*ingest.NumScopes + int64(sc)) * slots
+	base := ((int64(w)/int64(len(sh.s.shards)))*event.NumScopes + int64(sc)) * slots
 	slot := (b0%slots + slots) % slots
 	cells := sh.cells[base : base+slots]
 	for b := b0; b < b1; b++ {
@@ -254,10 +254,10 @@ func (sh *shard) sum(w wikimap.ID, sc ingest.Scope, b0, b1 int64, c *Counts) {
 
 // noteDeploy records the version and rollout an event shows, appending to
 // reports what the shared timeline must learn.
-func (sh *shard) noteDeploy(ev *ingest.Event, reports []seenReport) []seenReport {
+func (sh *shard) noteDeploy(ev *event.Event, reports []seenReport) []seenReport {
 	if ev.Version != 0 {
 		var g uint8
-		if ev.Scope == ingest.ScopeTrain {
+		if ev.Scope == event.ScopeTrain {
 			g = sh.s.groupOf[ev.Wiki]
 		}
 		reports = sh.seen.note(seenKey(seenVersion, ev.Scope, g, ev.Version), ev.Time, reports)
@@ -265,7 +265,7 @@ func (sh *shard) noteDeploy(ev *ingest.Event, reports []seenReport) []seenReport
 	// Jobrunner pods log only when a job fails, so their new rollout can
 	// first show long after the deploy that made it and would look like a
 	// deploy of its own: the serving releases date a deploy.
-	if ev.Rollout != 0 && ev.Role != ingest.RoleJobrunner {
+	if ev.Rollout != 0 && ev.Role != event.RoleJobrunner {
 		reports = sh.seen.note(seenKey(seenRollout, ev.Scope, 0, ev.Rollout), ev.Time, reports)
 	}
 	return reports

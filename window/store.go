@@ -12,7 +12,7 @@ import (
 	"github.com/VictoriaMetrics/fastcache"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -77,7 +77,7 @@ type Store struct {
 	sectionOf  []uint8  // DB section index by wiki ID
 	sections   []string // by section index, sorted: per-section fingerprint counts and counter labels
 
-	versions, rollouts *ingest.Interner
+	versions, rollouts *event.Interner
 
 	cache  *fastcache.Cache
 	shards []*shard
@@ -95,7 +95,7 @@ type Store struct {
 	writers atomic.Int64 // Writers created, for the memory bound
 	// added counts applied events by section, scope and kind (see addedIndex).
 	// Shards count into their applyState and publish here once per batch.
-	added   [maxSections * ingest.NumScopes * 2]atomic.Int64
+	added   [maxSections * event.NumScopes * 2]atomic.Int64
 	dropped [numDropReasons]atomic.Int64
 }
 
@@ -104,8 +104,8 @@ const noSection = "none"
 
 // addedIndex is the index into Store.added and applyState.added of events
 // of kind k (0 requests, 1 errors) in section sec and scope sc.
-func addedIndex(sec uint8, sc ingest.Scope, k int) int {
-	return (int(sec)*ingest.NumScopes+int(sc))*2 + k
+func addedIndex(sec uint8, sc event.Scope, k int) int {
+	return (int(sec)*event.NumScopes+int(sc))*2 + k
 }
 
 // wikiAttrs is what the window needs to know of a wiki besides its ID.
@@ -117,7 +117,7 @@ type wikiAttrs struct {
 // New returns a running Store for the wikis of m. versions and rollouts are
 // the interners ingest uses for Event.Version and Event.Rollout. Metrics are
 // registered on reg unless it is nil. Close stops the shard goroutines.
-func New(cfg Config, wikis *wikimap.Map, versions, rollouts *ingest.Interner, reg prometheus.Registerer) (*Store, error) {
+func New(cfg Config, wikis *wikimap.Map, versions, rollouts *event.Interner, reg prometheus.Registerer) (*Store, error) {
 	if wikis == nil {
 		return nil, errors.New("new window: nil wiki map")
 	}
@@ -132,7 +132,7 @@ func New(cfg Config, wikis *wikimap.Map, versions, rollouts *ingest.Interner, re
 
 // newStore is New over a plain list of wiki attributes indexed by wiki ID
 // (wikis[0] is unused), so tests can size the wiki set freely.
-func newStore(cfg Config, wikis []wikiAttrs, versions, rollouts *ingest.Interner, reg prometheus.Registerer) (*Store, error) {
+func newStore(cfg Config, wikis []wikiAttrs, versions, rollouts *event.Interner, reg prometheus.Registerer) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("new window: %w", err)
@@ -369,7 +369,7 @@ func (s *Store) seriesSpan(from, to int64) (b0, b1 int64) {
 
 // Sum adds up the counters of wiki w in scope sc over the buckets whose
 // start lies in [from, to).
-func (s *Store) Sum(w wikimap.ID, sc ingest.Scope, from, to int64) Counts {
+func (s *Store) Sum(w wikimap.ID, sc event.Scope, from, to int64) Counts {
 	var c Counts
 	if !s.validKey(w, sc) {
 		return c
@@ -393,7 +393,7 @@ func (s *Store) Sum(w wikimap.ID, sc ingest.Scope, from, to int64) Counts {
 // Series appends to dst[:0] one Counts per bucket whose start lies in
 // [from, to), oldest first; buckets outside the ring are zero. A range of
 // more buckets than the ring holds keeps its newest ring-length of buckets.
-func (s *Store) Series(w wikimap.ID, sc ingest.Scope, from, to int64, dst []Counts) []Counts {
+func (s *Store) Series(w wikimap.ID, sc event.Scope, from, to int64, dst []Counts) []Counts {
 	b0, b1 := s.seriesSpan(from, to)
 	dst = resize(dst, int(b1-b0))
 	if !s.validKey(w, sc) {
@@ -414,9 +414,9 @@ func (s *Store) Series(w wikimap.ID, sc ingest.Scope, from, to int64, dst []Coun
 
 // SumWikis sums every wiki's counters in scope sc over [from, to) in one
 // pass. The result is indexed by wikimap.ID and has Len()+1 entries.
-func (s *Store) SumWikis(sc ingest.Scope, from, to int64, dst []Counts) []Counts {
+func (s *Store) SumWikis(sc event.Scope, from, to int64, dst []Counts) []Counts {
 	dst = resize(dst, s.nWikis+1)
-	if sc >= ingest.NumScopes {
+	if sc >= event.NumScopes {
 		return dst
 	}
 	lo, hi, ok := s.ring()
@@ -443,7 +443,7 @@ func (s *Store) SumWikis(sc ingest.Scope, from, to int64, dst []Counts) []Counts
 
 // FingerprintCount is the number of occurrences of fingerprint fp on wiki w
 // in scope sc over the buckets whose start lies in [from, to).
-func (s *Store) FingerprintCount(fp uint64, w wikimap.ID, sc ingest.Scope, from, to int64) int64 {
+func (s *Store) FingerprintCount(fp uint64, w wikimap.ID, sc event.Scope, from, to int64) int64 {
 	if !s.validKey(w, sc) {
 		return 0
 	}
@@ -464,7 +464,7 @@ func (s *Store) FingerprintCount(fp uint64, w wikimap.ID, sc ingest.Scope, from,
 
 // FingerprintSeries appends to dst[:0] the occurrences of fp on wiki w in
 // scope sc per bucket whose start lies in [from, to), oldest first.
-func (s *Store) FingerprintSeries(fp uint64, w wikimap.ID, sc ingest.Scope, from, to int64, dst []int64) []int64 {
+func (s *Store) FingerprintSeries(fp uint64, w wikimap.ID, sc event.Scope, from, to int64, dst []int64) []int64 {
 	b0, b1 := s.seriesSpan(from, to)
 	dst = resize(dst, int(b1-b0))
 	if !s.validKey(w, sc) {
@@ -485,7 +485,7 @@ func (s *Store) FingerprintSeries(fp uint64, w wikimap.ID, sc ingest.Scope, from
 
 // FingerprintTotal is the number of occurrences of fp over all wikis in
 // scope sc over the buckets whose start lies in [from, to).
-func (s *Store) FingerprintTotal(fp uint64, sc ingest.Scope, from, to int64) int64 {
+func (s *Store) FingerprintTotal(fp uint64, sc event.Scope, from, to int64) int64 {
 	n, _ := s.fingerprintAll(fp, sc, from, to)
 	return n
 }
@@ -496,13 +496,13 @@ func (s *Store) FingerprintTotal(fp uint64, sc ingest.Scope, from, to int64) int
 // (within the reqSet's memory, about 20 minutes at 50 erroring requests a
 // second per shard). Events without a reqId each count. It never exceeds
 // FingerprintTotal.
-func (s *Store) FingerprintDistinct(fp uint64, sc ingest.Scope, from, to int64) int64 {
+func (s *Store) FingerprintDistinct(fp uint64, sc event.Scope, from, to int64) int64 {
 	_, d := s.fingerprintAll(fp, sc, from, to)
 	return d
 }
 
-func (s *Store) fingerprintAll(fp uint64, sc ingest.Scope, from, to int64) (count, distinct int64) {
-	if sc >= ingest.NumScopes {
+func (s *Store) fingerprintAll(fp uint64, sc event.Scope, from, to int64) (count, distinct int64) {
+	if sc >= event.NumScopes {
 		return 0, 0
 	}
 	lo, hi, ok := s.ring()
@@ -527,8 +527,8 @@ func (s *Store) fingerprintAll(fp uint64, sc ingest.Scope, from, to int64) (coun
 // section sect (an index into Sections) in scope sc over the buckets whose
 // start lies in [from, to). It costs Shards reads per bucket, whatever the
 // number of wikis in the section.
-func (s *Store) FingerprintSection(fp uint64, sect int, sc ingest.Scope, from, to int64) int64 {
-	if sc >= ingest.NumScopes || sect < 0 || sect >= maxSections {
+func (s *Store) FingerprintSection(fp uint64, sect int, sc event.Scope, from, to int64) int64 {
+	if sc >= event.NumScopes || sect < 0 || sect >= maxSections {
 		return 0
 	}
 	lo, hi, ok := s.ring()
@@ -593,8 +593,8 @@ func (s *Store) SharedSeenSince(seenSince, firstBefore int64, dst []SeenCount) [
 	c := s.cat
 	c.mu.RLock()
 	for e := c.lru.next; e != &c.lru; e = e.next {
-		if e.shared != ingest.SharedNone && e.last >= seenSince && e.first < firstBefore {
-			dst = append(dst, SeenCount{ID: e.id, Train: e.scopes[ingest.ScopeTrain]})
+		if e.shared != event.SharedNone && e.last >= seenSince && e.first < firstBefore {
+			dst = append(dst, SeenCount{ID: e.id, Train: e.scopes[event.ScopeTrain]})
 		}
 	}
 	c.mu.RUnlock()
@@ -661,7 +661,7 @@ func (s *Store) Stats() Stats {
 		Wikis:            s.nWikis,
 		Shards:           len(s.shards),
 		Buckets:          int(s.slots),
-		RingBytesPerWiki: s.slots * ingest.NumScopes * int64(cellSize),
+		RingBytesPerWiki: s.slots * event.NumScopes * int64(cellSize),
 		DroppedTooOld:    s.dropped[dropTooOld].Load(),
 		DroppedTooNew:    s.dropped[dropTooNew].Load(),
 		DroppedInvalid:   s.dropped[dropInvalid].Load(),
@@ -727,8 +727,8 @@ func cacheCapacity(n int) int64 {
 	return buckets * chunk * ((perBucket + chunk - 1) / chunk)
 }
 
-func (s *Store) validKey(w wikimap.ID, sc ingest.Scope) bool {
-	return w != 0 && int(w) <= s.nWikis && sc < ingest.NumScopes
+func (s *Store) validKey(w wikimap.ID, sc event.Scope) bool {
+	return w != 0 && int(w) <= s.nWikis && sc < event.NumScopes
 }
 
 func (s *Store) shardOf(w wikimap.ID) *shard { return s.shards[int(w)%len(s.shards)] }

@@ -6,7 +6,7 @@ package window
 import (
 	"time"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -58,15 +58,15 @@ type FingerprintInfo struct {
 	Trace     string // truncated
 	File      string
 	Frame     string
-	Shared    ingest.SharedClass
+	Shared    event.SharedClass
 	Versions  []string     // bounded
 	Wikis     []wikimap.ID // bounded: the first wikis it was seen on
-	Scopes    [ingest.NumScopes]uint64
+	Scopes    [event.NumScopes]uint64
 }
 
 // Deploy is one entry of the deploy timeline.
 type Deploy struct {
-	Scope   ingest.Scope
+	Scope   event.Scope
 	Group   string // train group of the wikis whose version changed; "" for pretrain
 	Version string
 	At      int64  // event time of the first event showing it, Unix ns

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -54,11 +54,11 @@ func TestConfig(t *testing.T) {
 	})
 
 	t.Run("New wraps the error", func(t *testing.T) {
-		_, err := newStore(Config{Bucket: -1}, testGroups(3), ingest.NewInterner(), ingest.NewInterner(), nil)
+		_, err := newStore(Config{Bucket: -1}, testGroups(3), event.NewInterner(), event.NewInterner(), nil)
 		require.ErrorIs(t, err, ErrInvalidConfig)
-		_, err = New(Config{}, nil, ingest.NewInterner(), ingest.NewInterner(), nil)
+		_, err = New(Config{}, nil, event.NewInterner(), event.NewInterner(), nil)
 		require.Error(t, err)
-		_, err = newStore(Config{}, testGroups(3), nil, ingest.NewInterner(), nil)
+		_, err = newStore(Config{}, testGroups(3), nil, event.NewInterner(), nil)
 		require.Error(t, err)
 	})
 }
@@ -66,7 +66,7 @@ func TestConfig(t *testing.T) {
 func TestNewWithWikimap(t *testing.T) {
 	m, err := wikimap.Default()
 	require.NoError(t, err)
-	s, err := New(Config{Shards: 2}, m, ingest.NewInterner(), ingest.NewInterner(), nil)
+	s, err := New(Config{Shards: 2}, m, event.NewInterner(), event.NewInterner(), nil)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
 	st := s.Stats()
@@ -85,137 +85,137 @@ func TestBuckets(t *testing.T) {
 	cfg := Config{Bucket: 10 * time.Second, Length: time.Minute, Lateness: 20 * time.Second, Shards: 2}
 	type check struct {
 		wiki     wikimap.ID
-		scope    ingest.Scope
+		scope    event.Scope
 		from, to int64
 		want     Counts
 	}
 	for _, tc := range []struct {
 		name           string
-		events         []ingest.Event
+		events         []event.Event
 		checks         []check
 		tooOld, tooNew int64
 		invalid        int64
 	}{
 		{
 			name: "bucket boundaries",
-			events: []ingest.Event{
-				req(t0, 1, ingest.ScopeTrain, 200),
-				req(t0+10*sec-1, 1, ingest.ScopeTrain, 503),
-				req(t0+10*sec, 1, ingest.ScopeTrain, 500),
-				req(t0+20*sec-1, 1, ingest.ScopeTrain, 499),
+			events: []event.Event{
+				req(t0, 1, event.ScopeTrain, 200),
+				req(t0+10*sec-1, 1, event.ScopeTrain, 503),
+				req(t0+10*sec, 1, event.ScopeTrain, 500),
+				req(t0+20*sec-1, 1, event.ScopeTrain, 499),
 			},
 			checks: []check{
-				{1, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 2, Status5xx: 1}},
-				{1, ingest.ScopeTrain, t0 + 10*sec, t0 + 20*sec, Counts{Requests: 2, Status5xx: 1}},
-				{1, ingest.ScopeTrain, t0, t0 + 20*sec, Counts{Requests: 4, Status5xx: 2}},
+				{1, event.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 2, Status5xx: 1}},
+				{1, event.ScopeTrain, t0 + 10*sec, t0 + 20*sec, Counts{Requests: 2, Status5xx: 1}},
+				{1, event.ScopeTrain, t0, t0 + 20*sec, Counts{Requests: 4, Status5xx: 2}},
 				// A bucket counts when its start lies in [from, to).
-				{1, ingest.ScopeTrain, t0 + 1, t0 + 20*sec, Counts{Requests: 2, Status5xx: 1}},
-				{1, ingest.ScopeTrain, t0, t0 + 10*sec + 1, Counts{Requests: 4, Status5xx: 2}},
-				{1, ingest.ScopeTrain, t0, t0, Counts{}},
-				{1, ingest.ScopeTrain, t0 + 20*sec, t0, Counts{}},
+				{1, event.ScopeTrain, t0 + 1, t0 + 20*sec, Counts{Requests: 2, Status5xx: 1}},
+				{1, event.ScopeTrain, t0, t0 + 10*sec + 1, Counts{Requests: 4, Status5xx: 2}},
+				{1, event.ScopeTrain, t0, t0, Counts{}},
+				{1, event.ScopeTrain, t0 + 20*sec, t0, Counts{}},
 			},
 		},
 		{
 			name: "scopes, wikis and error classes are separate",
-			events: []ingest.Event{
-				req(t0, 1, ingest.ScopePretrain, 200),
-				req(t0, 2, ingest.ScopeTrain, 200),
-				errEv(t0, 1, ingest.ScopePretrain, 7),
-				{Time: t0 + sec, Kind: ingest.KindError, Wiki: 1, Scope: ingest.ScopePretrain, Fingerprint: 8, Shared: ingest.SharedCoreDB},
+			events: []event.Event{
+				req(t0, 1, event.ScopePretrain, 200),
+				req(t0, 2, event.ScopeTrain, 200),
+				errEv(t0, 1, event.ScopePretrain, 7),
+				{Time: t0 + sec, Kind: event.KindError, Wiki: 1, Scope: event.ScopePretrain, Fingerprint: 8, Shared: event.SharedCoreDB},
 			},
 			checks: []check{
-				{1, ingest.ScopePretrain, t0, t0 + 10*sec, Counts{Requests: 1, Errors: 2, SharedErrors: 1, ErrorRequests: 2}},
-				{1, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{}},
-				{2, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 1}},
-				{3, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{}},
+				{1, event.ScopePretrain, t0, t0 + 10*sec, Counts{Requests: 1, Errors: 2, SharedErrors: 1, ErrorRequests: 2}},
+				{1, event.ScopeTrain, t0, t0 + 10*sec, Counts{}},
+				{2, event.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 1}},
+				{3, event.ScopeTrain, t0, t0 + 10*sec, Counts{}},
 			},
 		},
 		{
 			name: "out of order within the ring",
-			events: []ingest.Event{
-				req(t0+30*sec, 1, ingest.ScopeTrain, 200),
-				req(t0+10*sec, 1, ingest.ScopeTrain, 200),
-				req(t0+20*sec, 1, ingest.ScopeTrain, 200),
-				req(t0+10*sec, 1, ingest.ScopeTrain, 200),
+			events: []event.Event{
+				req(t0+30*sec, 1, event.ScopeTrain, 200),
+				req(t0+10*sec, 1, event.ScopeTrain, 200),
+				req(t0+20*sec, 1, event.ScopeTrain, 200),
+				req(t0+10*sec, 1, event.ScopeTrain, 200),
 			},
 			checks: []check{
-				{1, ingest.ScopeTrain, t0 + 10*sec, t0 + 20*sec, Counts{Requests: 2}},
-				{1, ingest.ScopeTrain, t0 + 20*sec, t0 + 30*sec, Counts{Requests: 1}},
-				{1, ingest.ScopeTrain, t0 + 30*sec, t0 + 40*sec, Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0 + 10*sec, t0 + 20*sec, Counts{Requests: 2}},
+				{1, event.ScopeTrain, t0 + 20*sec, t0 + 30*sec, Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0 + 30*sec, t0 + 40*sec, Counts{Requests: 1}},
 			},
 		},
 		{
 			name: "late events behind the watermark still count while in the ring",
-			events: []ingest.Event{
-				req(t0+55*sec, 1, ingest.ScopeTrain, 200), // ring holds buckets t0 .. t0+50s
-				req(t0, 1, ingest.ScopeTrain, 200),        // 55 s late: behind the 20-s watermark, oldest bucket
-				req(t0-1, 1, ingest.ScopeTrain, 200),      // one ns before the ring
+			events: []event.Event{
+				req(t0+55*sec, 1, event.ScopeTrain, 200), // ring holds buckets t0 .. t0+50s
+				req(t0, 1, event.ScopeTrain, 200),        // 55 s late: behind the 20-s watermark, oldest bucket
+				req(t0-1, 1, event.ScopeTrain, 200),      // one ns before the ring
 			},
 			checks: []check{
-				{1, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 1}},
-				{1, ingest.ScopeTrain, t0 - 10*sec, t0 + 60*sec, Counts{Requests: 2}},
+				{1, event.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0 - 10*sec, t0 + 60*sec, Counts{Requests: 2}},
 			},
 			tooOld: 1,
 		},
 		{
 			name: "ring wrap resets the reused slot",
-			events: []ingest.Event{
-				req(t0, 1, ingest.ScopeTrain, 500),
-				req(t0, 1, ingest.ScopeTrain, 500),
-				req(t0+60*sec, 1, ingest.ScopeTrain, 200), // same slot as t0, one ring later
-				req(t0, 1, ingest.ScopeTrain, 200),        // now older than the ring
+			events: []event.Event{
+				req(t0, 1, event.ScopeTrain, 500),
+				req(t0, 1, event.ScopeTrain, 500),
+				req(t0+60*sec, 1, event.ScopeTrain, 200), // same slot as t0, one ring later
+				req(t0, 1, event.ScopeTrain, 200),        // now older than the ring
 			},
 			checks: []check{
-				{1, ingest.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{Requests: 1}},
-				{1, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{}},
-				{1, ingest.ScopeTrain, t0 - time.Hour.Nanoseconds(), t0 + time.Hour.Nanoseconds(), Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0, t0 + 10*sec, Counts{}},
+				{1, event.ScopeTrain, t0 - time.Hour.Nanoseconds(), t0 + time.Hour.Nanoseconds(), Counts{Requests: 1}},
 			},
 			tooOld: 1,
 		},
 		{
 			name: "a slot a quiet shard never refreshed reads as empty",
-			events: []ingest.Event{
-				req(t0, 1, ingest.ScopeTrain, 200),        // shard 1, slot 0 holds t0
-				req(t0+60*sec, 2, ingest.ScopeTrain, 200), // shard 0 moves the ring on
+			events: []event.Event{
+				req(t0, 1, event.ScopeTrain, 200),        // shard 1, slot 0 holds t0
+				req(t0+60*sec, 2, event.ScopeTrain, 200), // shard 0 moves the ring on
 			},
 			checks: []check{
-				{1, ingest.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{}},
-				{1, ingest.ScopeTrain, t0, t0 + 70*sec, Counts{}},
-				{2, ingest.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{}},
+				{1, event.ScopeTrain, t0, t0 + 70*sec, Counts{}},
+				{2, event.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{Requests: 1}},
 			},
 		},
 		{
 			name: "far future is dropped, the near future moves the ring",
-			events: []ingest.Event{
-				req(t0, 1, ingest.ScopeTrain, 200),
-				req(t0+60*sec+1, 1, ingest.ScopeTrain, 200), // more than one ring length ahead
-				req(t0+60*sec, 1, ingest.ScopeTrain, 200),   // exactly one ring length ahead: accepted
+			events: []event.Event{
+				req(t0, 1, event.ScopeTrain, 200),
+				req(t0+60*sec+1, 1, event.ScopeTrain, 200), // more than one ring length ahead
+				req(t0+60*sec, 1, event.ScopeTrain, 200),   // exactly one ring length ahead: accepted
 			},
 			checks: []check{
-				{1, ingest.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{Requests: 1}},
-				{1, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{}},
+				{1, event.ScopeTrain, t0 + 60*sec, t0 + 70*sec, Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0, t0 + 10*sec, Counts{}},
 			},
 			tooNew: 1,
 		},
 		{
 			name: "far past and invalid events",
-			events: []ingest.Event{
-				req(t0, 1, ingest.ScopeTrain, 200),
-				req(t0-time.Hour.Nanoseconds(), 1, ingest.ScopeTrain, 200),
-				req(-5, 1, ingest.ScopeTrain, 200),
-				req(t0, 0, ingest.ScopeTrain, 200),  // unknown wiki
-				req(t0, 99, ingest.ScopeTrain, 200), // outside the map
-				req(t0, 1, 7, 200),                  // no such scope
-				{Time: t0, Wiki: 1},                 // no kind
+			events: []event.Event{
+				req(t0, 1, event.ScopeTrain, 200),
+				req(t0-time.Hour.Nanoseconds(), 1, event.ScopeTrain, 200),
+				req(-5, 1, event.ScopeTrain, 200),
+				req(t0, 0, event.ScopeTrain, 200),  // unknown wiki
+				req(t0, 99, event.ScopeTrain, 200), // outside the map
+				req(t0, 1, 7, 200),                 // no such scope
+				{Time: t0, Wiki: 1},                // no kind
 			},
 			checks: []check{
-				{1, ingest.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 1}},
+				{1, event.ScopeTrain, t0, t0 + 10*sec, Counts{Requests: 1}},
 			},
 			tooOld: 2, invalid: 4,
 		},
 		{
 			name:   "nothing before the first event",
-			checks: []check{{1, ingest.ScopeTrain, 0, t0 + time.Hour.Nanoseconds(), Counts{}}},
+			checks: []check{{1, event.ScopeTrain, 0, t0 + time.Hour.Nanoseconds(), Counts{}}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,13 +247,13 @@ func TestTimes(t *testing.T) {
 		require.Equal(t, tc.want, f.s.BucketStart(tc.t), "BucketStart(%d)", tc.t)
 	}
 
-	ev := req(t0+25*sec, 3, ingest.ScopeTrain, 200)
+	ev := req(t0+25*sec, 3, event.ScopeTrain, 200)
 	f.w.Add(&ev, nil)
 	f.sync()
 	require.Equal(t, t0+25*sec, f.s.Newest())
 	require.Equal(t, t0+5*sec, f.s.Watermark())
-	require.Equal(t, t0-30*sec, f.s.Oldest())   // six buckets ending with t0+20s
-	ev = req(t0+sec, 4, ingest.ScopeTrain, 200) // older: changes nothing
+	require.Equal(t, t0-30*sec, f.s.Oldest())  // six buckets ending with t0+20s
+	ev = req(t0+sec, 4, event.ScopeTrain, 200) // older: changes nothing
 	f.w.Add(&ev, nil)
 	f.sync()
 	require.Equal(t, t0+25*sec, f.s.Newest())
@@ -264,11 +264,11 @@ func TestSeries(t *testing.T) {
 	for i := range 8 {
 		for w := wikimap.ID(1); w <= 8; w++ {
 			for range int(w) {
-				ev := req(t0+int64(i)*10*sec, w, ingest.ScopeTrain, 200)
+				ev := req(t0+int64(i)*10*sec, w, event.ScopeTrain, 200)
 				f.w.Add(&ev, nil)
 			}
 		}
-		ev := req(t0+int64(i)*10*sec, 5, ingest.ScopePretrain, 502)
+		ev := req(t0+int64(i)*10*sec, 5, event.ScopePretrain, 502)
 		f.w.Add(&ev, nil)
 	}
 	f.sync()
@@ -276,17 +276,17 @@ func TestSeries(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		wiki     wikimap.ID
-		scope    ingest.Scope
+		scope    event.Scope
 		from, to int64
 		want     []int64 // requests per bucket
 	}{
-		{"inside", 2, ingest.ScopeTrain, t0 + 20*sec, t0 + 50*sec, []int64{2, 2, 2}},
-		{"starts before the ring", 3, ingest.ScopeTrain, t0, t0 + 40*sec, []int64{0, 0, 3, 3}},
-		{"ends after the newest", 4, ingest.ScopeTrain, t0 + 60*sec, t0 + 100*sec, []int64{4, 4, 0, 0}},
-		{"pretrain", 5, ingest.ScopePretrain, t0 + 50*sec, t0 + 80*sec, []int64{1, 1, 1}},
-		{"empty range", 1, ingest.ScopeTrain, t0 + 50*sec, t0 + 50*sec, []int64{}},
-		{"longer than the ring keeps the newest buckets", 1, ingest.ScopeTrain, 0, t0 + 80*sec, []int64{1, 1, 1, 1, 1, 1}},
-		{"unknown wiki", 0, ingest.ScopeTrain, t0 + 20*sec, t0 + 40*sec, []int64{0, 0}},
+		{"inside", 2, event.ScopeTrain, t0 + 20*sec, t0 + 50*sec, []int64{2, 2, 2}},
+		{"starts before the ring", 3, event.ScopeTrain, t0, t0 + 40*sec, []int64{0, 0, 3, 3}},
+		{"ends after the newest", 4, event.ScopeTrain, t0 + 60*sec, t0 + 100*sec, []int64{4, 4, 0, 0}},
+		{"pretrain", 5, event.ScopePretrain, t0 + 50*sec, t0 + 80*sec, []int64{1, 1, 1}},
+		{"empty range", 1, event.ScopeTrain, t0 + 50*sec, t0 + 50*sec, []int64{}},
+		{"longer than the ring keeps the newest buckets", 1, event.ScopeTrain, 0, t0 + 80*sec, []int64{1, 1, 1, 1, 1, 1}},
+		{"unknown wiki", 0, event.ScopeTrain, t0 + 20*sec, t0 + 40*sec, []int64{0, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := f.s.Series(tc.wiki, tc.scope, tc.from, tc.to, make([]Counts, 3))
@@ -303,28 +303,28 @@ func TestSeries(t *testing.T) {
 
 	t.Run("SumWikis", func(t *testing.T) {
 		dst := []Counts{{Requests: 99}}
-		got := f.s.SumWikis(ingest.ScopeTrain, t0+20*sec, t0+50*sec, dst)
+		got := f.s.SumWikis(event.ScopeTrain, t0+20*sec, t0+50*sec, dst)
 		require.Len(t, got, 9)
 		require.Equal(t, Counts{}, got[0])
 		for w := 1; w <= 8; w++ {
 			require.Equal(t, Counts{Requests: int64(3 * w)}, got[w], "wiki %d", w)
-			require.Equal(t, f.s.Sum(wikimap.ID(w), ingest.ScopeTrain, t0+20*sec, t0+50*sec), got[w])
+			require.Equal(t, f.s.Sum(wikimap.ID(w), event.ScopeTrain, t0+20*sec, t0+50*sec), got[w])
 		}
-		got = f.s.SumWikis(ingest.ScopePretrain, 0, t0+time.Hour.Nanoseconds(), got)
+		got = f.s.SumWikis(event.ScopePretrain, 0, t0+time.Hour.Nanoseconds(), got)
 		require.Equal(t, Counts{Requests: 6, Status5xx: 6}, got[5])
 		require.Equal(t, Counts{}, got[4])
 	})
 }
 
 func TestCloseAndSync(t *testing.T) {
-	s, err := newStore(Config{Shards: 2}, testGroups(4), ingest.NewInterner(), ingest.NewInterner(), nil)
+	s, err := newStore(Config{Shards: 2}, testGroups(4), event.NewInterner(), event.NewInterner(), nil)
 	require.NoError(t, err)
 	w := s.NewWriter()
-	ev := req(t0, 1, ingest.ScopeTrain, 200)
+	ev := req(t0, 1, event.ScopeTrain, 200)
 	w.Add(&ev, nil)
 	w.Flush()
 	s.Sync()
-	require.Equal(t, int64(1), s.Sum(1, ingest.ScopeTrain, t0, t0+sec).Requests)
+	require.Equal(t, int64(1), s.Sum(1, event.ScopeTrain, t0, t0+sec).Requests)
 	require.NoError(t, s.Close())
 	require.True(t, errors.Is(s.Close(), ErrClosed))
 	// After Close, writers discard and Sync returns.

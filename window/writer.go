@@ -5,12 +5,13 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
 )
 
 // item is one buffered event.
 type item struct {
-	ev  ingest.Event
+	ev  event.Event
 	req uint64 // hash of the error's reqId, 0 when none
 	det int32  // index into batch.dets of the copied Detail, -1 when not copied
 }
@@ -70,7 +71,7 @@ func (b *batch) text(i int32) ([]byte, [numText + 1]uint16) {
 	return b.arena[r.offs[0]:r.offs[numText]], offs
 }
 
-func (b *batch) addDetail(d *ingest.Detail) int32 {
+func (b *batch) addDetail(d *event.Detail) int32 {
 	var r detRef
 	fields := [numText][]byte{d.Message, d.Exemplar, d.Class, d.Channel, d.File, d.Frame, d.Trace}
 	for i, f := range fields {
@@ -129,7 +130,7 @@ func (s *Store) NewWriter() *Writer {
 // be nil. It allocates nothing for requests, nor for errors whose
 // fingerprint the catalogue already holds; it blocks while the target
 // shard's queue is full.
-func (w *Writer) Add(ev *ingest.Event, d *ingest.Detail) {
+func (w *Writer) Add(ev *event.Event, d *event.Detail) {
 	i := int(ev.Wiki) % len(w.bufs)
 	b := w.bufs[i]
 	if b == nil {
@@ -137,7 +138,7 @@ func (w *Writer) Add(ev *ingest.Event, d *ingest.Detail) {
 		w.bufs[i] = b
 	}
 	it := item{ev: *ev, det: -1}
-	if ev.Kind == ingest.KindError && d != nil {
+	if ev.Kind == event.KindError && d != nil {
 		if len(d.ReqID) > 0 {
 			it.req = xxhash.Sum64(d.ReqID)
 			if it.req == 0 {
@@ -173,7 +174,7 @@ func (w *Writer) Add(ev *ingest.Event, d *ingest.Detail) {
 
 // textHash is the xxhash of the text addDetail would copy from d, which is
 // what the catalogue compares.
-func textHash(d *ingest.Detail) uint64 {
+func textHash(d *event.Detail) uint64 {
 	var h xxhash.Digest
 	h.Reset()
 	for i, f := range [numText][]byte{d.Message, d.Exemplar, d.Class, d.Channel, d.File, d.Frame, d.Trace} {

@@ -43,6 +43,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/simulate"
@@ -596,8 +598,8 @@ func (s *rawStage) close() error { return nil }
 // countSink counts events; one per partition, so it needs no lock.
 type countSink struct{ n int64 }
 
-func (c *countSink) Add(*ingest.Event, *ingest.Detail) { c.n++ }
-func (c *countSink) Flush()                            {}
+func (c *countSink) Add(*event.Event, *event.Detail) { c.n++ }
+func (c *countSink) Flush()                          {}
 
 // consumerStage is (b): ingest.Consumer and the real decoders into a
 // counting sink.
@@ -610,9 +612,9 @@ type consumerStage struct {
 
 func newConsumerStage(e *env) (stage, error) {
 	s := &consumerStage{reg: prometheus.NewRegistry()}
-	versions, rollouts := ingest.NewInterner(), ingest.NewInterner()
+	versions, rollouts := event.NewInterner(), event.NewInterner()
 	def := config.Default()
-	decOpts := ingest.DecoderOptions{
+	decOpts := decode.Options{
 		MaxRecordBytes: def.Kafka.MaxRecordBytes, MaxSkew: time.Duration(def.Kafka.MaxSkew),
 		PretrainServergroupPrefix: def.Pretrain.ServergroupPrefix, PretrainDeployment: def.Pretrain.Deployment,
 	}
@@ -620,7 +622,7 @@ func newConsumerStage(e *env) (stage, error) {
 	m.InitTopics([]string{e.cfg.Topic})
 	cons, err := ingest.NewConsumer(ingest.ConsumerOptions{
 		Sources: []ingest.Source{{Cluster: "bench", Brokers: e.addrs, Dialer: e.dialer,
-			Topic: e.cfg.Topic, Format: ingest.FormatAccessLog}},
+			Topic: e.cfg.Topic, Format: decode.FormatAccessLog}},
 		End: e.end(),
 		NewSink: func() ingest.Sink {
 			c := &countSink{}
@@ -629,8 +631,8 @@ func newConsumerStage(e *env) (stage, error) {
 			s.mu.Unlock()
 			return c
 		},
-		NewDecoder: func(f ingest.Format) (*ingest.Decoder, error) {
-			return ingest.NewDecoder(f, e.wikis, versions, rollouts, decOpts)
+		NewDecoder: func(f decode.Format) (*decode.Decoder, error) {
+			return decode.New(f, e.wikis, versions, rollouts, decOpts)
 		},
 		MaxWait: e.cfg.MaxWait, MinBytes: e.cfg.MinBytes, MaxBytes: e.cfg.MaxBytes,
 		MissingTopicIsError: true,
@@ -711,7 +713,7 @@ type pipelineStage struct {
 func newPipelineStage(e *env) (stage, error) {
 	cfg := config.Default()
 	cfg.Kafka.Clusters = []config.Cluster{{Name: "bench", Brokers: e.addrs,
-		Topics: []config.Topic{{Name: e.cfg.Topic, Format: string(ingest.FormatAccessLog)}}}}
+		Topics: []config.Topic{{Name: e.cfg.Topic, Format: string(decode.FormatAccessLog)}}}}
 	cfg.Kafka.MaxWait = model.Duration(e.cfg.MaxWait)
 	cfg.Kafka.MinBytes, cfg.Kafka.MaxBytes = e.cfg.MinBytes, e.cfg.MaxBytes
 	if err := cfg.Validate(); err != nil {

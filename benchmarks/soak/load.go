@@ -18,7 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -365,7 +366,7 @@ func (l *load) storm(ctx context.Context, client *kgo.Client, wikis *wikimap.Map
 // stormTemplate is a real error-log record from the simulator, one the
 // detector counts as an error.
 func stormTemplate(wikis *wikimap.Map) ([]byte, error) {
-	dec, err := ingest.NewDecoder(ingest.FormatMediaWikiLog, wikis, ingest.NewInterner(), ingest.NewInterner(), ingest.DecoderOptions{})
+	dec, err := decode.New(decode.FormatMediaWikiLog, wikis, event.NewInterner(), event.NewInterner(), decode.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -374,9 +375,9 @@ func stormTemplate(wikis *wikimap.Map) ([]byte, error) {
 	errFound := errors.New("found")
 	_, err = simulate.Run(context.Background(), cfg, wikis, func(_ context.Context, b []simulate.Record) error {
 		for _, r := range b {
-			var ev ingest.Event
+			var ev event.Event
 			if r.Topic == topicEqiad && bytes.Contains(r.Value, []byte(`"normalized_message":"`)) &&
-				dec.Decode(r.Value, r.Time, &ev, nil) == nil && ev.Kind == ingest.KindError {
+				dec.Decode(r.Value, r.Time, &ev, nil) == nil && ev.Kind == event.KindError {
 				tmpl = bytes.Clone(r.Value)
 				return errFound
 			}

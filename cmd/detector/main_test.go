@@ -16,7 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/goleak"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -89,31 +90,31 @@ func TestSimulateFillsABrokerWithRealFormats(t *testing.T) {
 
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
-	formats := map[string]ingest.Format{"k8s-mw-eqiad": ingest.FormatMediaWikiLog, "k8s-mw-codfw": ingest.FormatMediaWikiLog, "mediawiki.httpd.accesslog": ingest.FormatAccessLog}
-	kinds := map[ingest.Kind]int{}
+	formats := map[string]decode.Format{"k8s-mw-eqiad": decode.FormatMediaWikiLog, "k8s-mw-codfw": decode.FormatMediaWikiLog, "mediawiki.httpd.accesslog": decode.FormatAccessLog}
+	kinds := map[event.Kind]int{}
 	injected := 0
 	for topic, f := range formats {
-		dec, err := ingest.NewDecoder(f, wikis, ingest.NewInterner(), ingest.NewInterner(), ingest.DecoderOptions{})
+		dec, err := decode.New(f, wikis, event.NewInterner(), event.NewInterner(), decode.Options{})
 		require.NoError(t, err)
 		n := readAll(t, c.ListenAddrs(), topic, func(m kafka.Message) {
-			var ev ingest.Event
-			var det ingest.Detail
+			var ev event.Event
+			var det event.Detail
 			err := dec.Decode(m.Value, m.Time, &ev, &det)
-			if errors.Is(err, ingest.ErrSkip) {
+			if errors.Is(err, decode.ErrSkip) {
 				return
 			}
 			require.NoError(t, err, "%s offset %d: %s", topic, m.Offset, m.Value)
 			kinds[ev.Kind]++
 			for _, inc := range gt.Incidents {
-				if ev.Kind == ingest.KindError && inc.NormalizedMessage != "" && strings.Contains(inc.NormalizedMessage, string(det.Message)) {
+				if ev.Kind == event.KindError && inc.NormalizedMessage != "" && strings.Contains(inc.NormalizedMessage, string(det.Message)) {
 					injected++
 				}
 			}
 		})
 		require.Positive(t, n, topic)
 	}
-	require.Greater(t, kinds[ingest.KindRequest], 50000)
-	require.Positive(t, kinds[ingest.KindError])
+	require.Greater(t, kinds[event.KindRequest], 50000)
+	require.Positive(t, kinds[event.KindError])
 	require.Positive(t, injected, "the scripted errors are in the stream")
 }
 

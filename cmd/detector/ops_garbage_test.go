@@ -11,8 +11,9 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -120,7 +121,7 @@ func opsOversize(v []byte) []byte {
 type opsGarbageMixer struct {
 	rng           *rand.Rand
 	kinds         []opsGarbageKind
-	decoders      map[string]*ingest.Decoder
+	decoders      map[string]*decode.Decoder
 	next          int
 	n             int
 	oversizeEvery int
@@ -133,20 +134,20 @@ func newOpsGarbageMixer(t *testing.T, oversizeEvery int) *opsGarbageMixer {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	m := &opsGarbageMixer{rng: rand.New(rand.NewPCG(1, 2)), kinds: opsGarbageKinds(), oversizeEvery: oversizeEvery,
-		decoders: map[string]*ingest.Decoder{}, want: map[string]int64{}, byKind: map[string]int64{}}
+		decoders: map[string]*decode.Decoder{}, want: map[string]int64{}, byKind: map[string]int64{}}
 	for _, topic := range opsTopics {
-		f := ingest.FormatMediaWikiLog
+		f := decode.FormatMediaWikiLog
 		if topic == "mediawiki.httpd.accesslog" {
-			f = ingest.FormatAccessLog
+			f = decode.FormatAccessLog
 		}
-		m.decoders[topic], err = ingest.NewDecoder(f, wikis, ingest.NewInterner(), ingest.NewInterner(), ingest.DecoderOptions{})
+		m.decoders[topic], err = decode.New(f, wikis, event.NewInterner(), event.NewInterner(), decode.Options{})
 		require.NoError(t, err)
 	}
 	return m
 }
 
 func (m *opsGarbageMixer) accepted(msg kafka.Message) bool {
-	var ev ingest.Event
+	var ev event.Event
 	return m.decoders[msg.Topic].Decode(msg.Value, msg.Time, &ev, nil) == nil
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -142,9 +142,9 @@ func simTopics() simulate.Topics {
 	cfg := config.Default()
 	for _, ct := range cfg.Topics() {
 		switch ct.Topic.Format {
-		case string(ingest.FormatMediaWikiLog):
+		case string(decode.FormatMediaWikiLog):
 			t.ErrorTopics = append(t.ErrorTopics, ct.Topic.Name)
-		case string(ingest.FormatAccessLog):
+		case string(decode.FormatAccessLog):
 			t.AccessLog = ct.Topic.Name
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ui"
 	verdicts "github.com/wikimedia/pretrain-detector/verdict"
 	"github.com/wikimedia/pretrain-detector/wikimap"
@@ -59,17 +59,17 @@ func startVerdictServer(t *testing.T) *verdictServer {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	store, err := window.New(window.Config{Bucket: 10 * time.Second, Length: 2 * time.Hour, Lateness: 30 * time.Second,
-		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, ingest.NewInterner(), ingest.NewInterner(), nil)
+		CacheBytes: 32 << 20, CatalogueEntries: 1000, CatalogueBytes: 1 << 20}, wikis, event.NewInterner(), event.NewInterner(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, store.Close()) })
 	w := store.NewWriter()
-	add := func(at time.Time, id wikimap.ID, sc ingest.Scope, n int, kind ingest.Kind) {
+	add := func(at time.Time, id wikimap.ID, sc event.Scope, n int, kind event.Kind) {
 		for i := range n {
-			ev := ingest.Event{Time: at.Add(time.Duration(i) * 100 * time.Millisecond).UnixNano(), Kind: kind, Wiki: id, Scope: sc, Status: 200}
-			var d *ingest.Detail
-			if kind == ingest.KindError {
+			ev := event.Event{Time: at.Add(time.Duration(i) * 100 * time.Millisecond).UnixNano(), Kind: kind, Wiki: id, Scope: sc, Status: 200}
+			var d *event.Detail
+			if kind == event.KindError {
 				ev.Fingerprint = 9
-				d = &ingest.Detail{Message: []byte("m"), ReqID: []byte(fmt.Sprint(i))}
+				d = &event.Detail{Message: []byte("m"), ReqID: []byte(fmt.Sprint(i))}
 			}
 			w.Add(&ev, d)
 		}
@@ -77,10 +77,10 @@ func startVerdictServer(t *testing.T) *verdictServer {
 	testwiki, enwiki := wikis.ByNameString("testwiki"), wikis.ByNameString("enwiki")
 	for m := range 111 {
 		at := vt0.Add(time.Duration(m) * time.Minute)
-		add(at, testwiki, ingest.ScopePretrain, 120, ingest.KindRequest)
-		add(at, testwiki, ingest.ScopePretrain, 12, ingest.KindError)
-		add(at, enwiki, ingest.ScopeTrain, 400, ingest.KindRequest)
-		add(at, enwiki, ingest.ScopeTrain, 40, ingest.KindError)
+		add(at, testwiki, event.ScopePretrain, 120, event.KindRequest)
+		add(at, testwiki, event.ScopePretrain, 12, event.KindError)
+		add(at, enwiki, event.ScopeTrain, 400, event.KindRequest)
+		add(at, enwiki, event.ScopeTrain, 40, event.KindError)
 	}
 	w.Flush()
 	store.Sync()

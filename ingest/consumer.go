@@ -1,3 +1,8 @@
+// Package ingest reads the configured Kafka topics with kafka-go: it finds
+// every partition, reads each on its own connection from a start time,
+// reconnects, sets aside partitions that stall or are missing, and hands
+// each record to a decoder (package decode) and the event to a sink (the
+// window). It holds no event semantics of its own.
 package ingest
 
 import (
@@ -15,13 +20,15 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // Sink receives the decoded events of one partition. Each partition has its
 // own Sink, so a Sink needs no locking; Flush is called after every Kafka
 // batch so that buffered events reach the window promptly.
 type Sink interface {
-	Add(ev *Event, d *Detail)
+	Add(ev *event.Event, d *event.Detail)
 	Flush()
 }
 
@@ -46,7 +53,7 @@ type Source struct {
 	Brokers []string
 	Dialer  *kafka.Dialer
 	Topic   string
-	Format  Format
+	Format  decode.Format
 }
 
 // ConsumerOptions configures a Consumer.
@@ -62,7 +69,7 @@ type ConsumerOptions struct {
 	End time.Time
 	// NewSink and NewDecoder are called once per partition.
 	NewSink    func() Sink
-	NewDecoder func(Format) (*Decoder, error)
+	NewDecoder func(decode.Format) (*decode.Decoder, error)
 	MaxWait    time.Duration
 	MinBytes   int
 	MaxBytes   int

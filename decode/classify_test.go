@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 import (
 	"bytes"
@@ -6,22 +6,23 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 func TestParseSharedClass(t *testing.T) {
-	for c := SharedNone + 1; c < NumSharedClasses; c++ {
+	for c := event.SharedNone + 1; c < event.NumSharedClasses; c++ {
 		t.Run(c.String(), func(t *testing.T) {
-			got, err := ParseSharedClass(c.String())
+			got, err := event.ParseSharedClass(c.String())
 			require.NoError(t, err)
 			require.Equal(t, c, got)
 		})
 	}
-	got, err := ParseSharedClass("none")
+	got, err := event.ParseSharedClass("none")
 	require.NoError(t, err)
-	require.Equal(t, SharedNone, got)
-	_, err = ParseSharedClass("core_db")
+	require.Equal(t, event.SharedNone, got)
+	_, err = event.ParseSharedClass("core_db")
 	require.ErrorContains(t, err, `"core_db"`)
-	_, err = ParseSharedClass("")
+	_, err = event.ParseSharedClass("")
 	require.Error(t, err)
 }
 
@@ -44,7 +45,7 @@ func TestNewClassifierErrors(t *testing.T) {
 		})
 	}
 	for ch, class := range DefaultClassifierConfig().Channels {
-		_, err := ParseSharedClass(class)
+		_, err := event.ParseSharedClass(class)
 		require.NoError(t, err, ch)
 	}
 	require.NotNil(t, DefaultClassifier())
@@ -56,35 +57,35 @@ func TestClassify(t *testing.T) {
 	c := DefaultClassifier()
 	cases := []struct {
 		name, channel, file, trace string
-		want                       SharedClass
+		want                       event.SharedClass
 		frame                      string
 	}{
-		{"channel map", "DBReplication", "", "", SharedCoreDB, "DBReplication"},
-		{"memcached channel", "memcached", "", "", SharedObjectCache, "memcached"},
-		{"channel beats paths", "CentralAuth", v16 + "includes/libs/rdbms/database/Database.php", "", SharedCentralAuth, "CentralAuth"},
-		{"file in libs/rdbms", "exception", v16 + "includes/libs/rdbms/database/Database.php", "", SharedCoreDB, v16 + "includes/libs/rdbms/database/Database.php"},
-		{"file in Echo", "exception", v16 + "extensions/Echo/includes/Mapper/NotificationMapper.php", "", SharedX1, v16 + "extensions/Echo/includes/Mapper/NotificationMapper.php"},
-		{"file in ExternalStore", "exception", v16 + "includes/externalstore/ExternalStoreDB.php", "", SharedExternalStore, v16 + "includes/externalstore/ExternalStoreDB.php"},
-		{"SqlBagOStuff is the parser cache's", "error", v16 + "includes/libs/objectcache/SqlBagOStuff.php", "", SharedParserCache, v16 + "includes/libs/objectcache/SqlBagOStuff.php"},
+		{"channel map", "DBReplication", "", "", event.SharedCoreDB, "DBReplication"},
+		{"memcached channel", "memcached", "", "", event.SharedObjectCache, "memcached"},
+		{"channel beats paths", "CentralAuth", v16 + "includes/libs/rdbms/database/Database.php", "", event.SharedCentralAuth, "CentralAuth"},
+		{"file in libs/rdbms", "exception", v16 + "includes/libs/rdbms/database/Database.php", "", event.SharedCoreDB, v16 + "includes/libs/rdbms/database/Database.php"},
+		{"file in Echo", "exception", v16 + "extensions/Echo/includes/Mapper/NotificationMapper.php", "", event.SharedX1, v16 + "extensions/Echo/includes/Mapper/NotificationMapper.php"},
+		{"file in ExternalStore", "exception", v16 + "includes/externalstore/ExternalStoreDB.php", "", event.SharedExternalStore, v16 + "includes/externalstore/ExternalStoreDB.php"},
+		{"SqlBagOStuff is the parser cache's", "error", v16 + "includes/libs/objectcache/SqlBagOStuff.php", "", event.SharedParserCache, v16 + "includes/libs/objectcache/SqlBagOStuff.php"},
 		{"file beats trace", "exception", v16 + "extensions/Wikibase/client/includes/Hooks.php",
-			"#0 " + v16 + "includes/libs/rdbms/database/Database.php(1): f()", SharedWikibase, v16 + "extensions/Wikibase/client/includes/Hooks.php"},
+			"#0 " + v16 + "includes/libs/rdbms/database/Database.php(1): f()", event.SharedWikibase, v16 + "extensions/Wikibase/client/includes/Hooks.php"},
 		{"innermost frame wins", "exception", v16 + "includes/user/User.php",
 			"from " + v16 + "includes/user/User.php(2315)\n#0 " + v16 + "includes/user/UserFactory.php(181): User->load()\n#1 " + v16 + "extensions/CentralAuth/includes/User/CentralAuthUser.php(2981): f()\n#2 " + v16 + "includes/libs/rdbms/database/Database.php(10): g()\n#3 {main}",
-			SharedCentralAuth, "#1 " + v16 + "extensions/CentralAuth/includes/User/CentralAuthUser.php(2981): f()"},
+			event.SharedCentralAuth, "#1 " + v16 + "extensions/CentralAuth/includes/User/CentralAuthUser.php(2981): f()"},
 		{"a callee named in the call part does not count", "exception", v16 + "includes/user/User.php",
 			"#0 " + v16 + `includes/user/User.php(45): Wikimedia\ObjectCache\WANObjectCache->getWithSetCallback()` + "\n#1 " + v16 + "extensions/OAuth/src/Backend/Consumer.php(7): h()\n#2 {main}",
-			SharedMetawiki, "#1 " + v16 + "extensions/OAuth/src/Backend/Consumer.php(7): h()"},
+			event.SharedMetawiki, "#1 " + v16 + "extensions/OAuth/src/Backend/Consumer.php(7): h()"},
 		{"[internal function] frames", "exception", v16 + "includes/x.php",
 			"#0 [internal function]: MediaWiki\\Parser\\ParserCache->get()\n#1 " + v16 + "includes/filerepo/LocalRepo.php(3): f()\n",
-			SharedCommons, "#1 " + v16 + "includes/filerepo/LocalRepo.php(3): f()"},
+			event.SharedCommons, "#1 " + v16 + "includes/filerepo/LocalRepo.php(3): f()"},
 		{"same line: the earlier rule", "exception", "",
-			"#0 " + v16 + "extensions/CentralAuth/includes/libs/rdbms/Shim.php(1): f()", SharedCoreDB, "#0 " + v16 + "extensions/CentralAuth/includes/libs/rdbms/Shim.php(1): f()"},
+			"#0 " + v16 + "extensions/CentralAuth/includes/libs/rdbms/Shim.php(1): f()", event.SharedCoreDB, "#0 " + v16 + "extensions/CentralAuth/includes/libs/rdbms/Shim.php(1): f()"},
 		{"job frames count when nothing inner does", "exception", v16 + "includes/page/WikiPage.php",
 			"#0 " + v16 + "includes/page/WikiPage.php(10): f()\n#1 " + v16 + "includes/jobqueue/jobs/RefreshLinksJob.php(151): g()\r\n#2 " + v16 + "extensions/EventBus/includes/JobExecutor.php(79): h()",
-			SharedJobQueue, "#1 " + v16 + "includes/jobqueue/jobs/RefreshLinksJob.php(151): g()"},
+			event.SharedJobQueue, "#1 " + v16 + "includes/jobqueue/jobs/RefreshLinksJob.php(151): g()"},
 		{"nothing shared", "exception", v16 + "includes/pager/ReverseChronologicalPager.php",
-			"from " + v16 + "includes/pager/ReverseChronologicalPager.php(148)\n#0 ...", SharedNone, ""},
-		{"nothing at all", "", "", "", SharedNone, ""},
+			"from " + v16 + "includes/pager/ReverseChronologicalPager.php(148)\n#0 ...", event.SharedNone, ""},
+		{"nothing at all", "", "", "", event.SharedNone, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,17 +106,17 @@ func TestClassifierExtend(t *testing.T) {
 	c, err := NewClassifier(cfg)
 	require.NoError(t, err)
 	class, _ := c.Classify([]byte("Echo"), nil, nil)
-	require.Equal(t, SharedNone, class, "none removes a default channel")
+	require.Equal(t, event.SharedNone, class, "none removes a default channel")
 	class, _ = c.Classify([]byte("GrowthExperiments"), nil, nil)
-	require.Equal(t, SharedX1, class)
+	require.Equal(t, event.SharedX1, class)
 	class, _ = c.Classify([]byte("rdbms"), nil, nil)
-	require.Equal(t, SharedOther, class)
+	require.Equal(t, event.SharedOther, class)
 	class, _ = c.Classify([]byte("exception"), []byte(v16+"extensions/MyExt/A.php"), nil)
-	require.Equal(t, SharedWikibase, class)
+	require.Equal(t, event.SharedWikibase, class)
 	class, _ = c.Classify([]byte("exception"), []byte(v16+"includes/libs/rdbms/A.php"), nil)
-	require.Equal(t, SharedOther, class, "extra rules come first")
+	require.Equal(t, event.SharedOther, class, "extra rules come first")
 	class, _ = c.Classify([]byte("exception"), []byte(v16+"extensions/Echo/A.php"), nil)
-	require.Equal(t, SharedX1, class, "default rules remain")
+	require.Equal(t, event.SharedX1, class, "default rules remain")
 }
 
 func TestClassifyAllocatesNothing(t *testing.T) {
@@ -168,6 +169,6 @@ func TestEmptyClassifier(t *testing.T) {
 	c, err := NewClassifier(ClassifierConfig{})
 	require.NoError(t, err)
 	class, frame := c.Classify([]byte("rdbms"), []byte(v16+"includes/libs/rdbms/A.php"), []byte("#0 "+v16+"includes/libs/rdbms/A.php(1): f()"))
-	require.Equal(t, SharedNone, class)
+	require.Equal(t, event.SharedNone, class)
 	require.Nil(t, frame)
 }

@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 import (
 	"bytes"
@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
+
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // ClassifierConfig says which channels and code paths implicate which
@@ -104,52 +105,35 @@ func (c ClassifierConfig) Extend(extra ClassifierConfig) ClassifierConfig {
 // Classifier says which shared-data path an error implicates. It is
 // immutable and safe for concurrent use.
 type Classifier struct {
-	channels map[string]SharedClass
-	classes  []SharedClass // of each path rule, in order
-	paths    *matcher      // finds the first path rule a location matches
-}
-
-// ParseSharedClass parses a SharedClass.String() value; "none" is SharedNone.
-func ParseSharedClass(s string) (SharedClass, error) {
-	if s == "none" {
-		return SharedNone, nil
-	}
-	for c := SharedNone + 1; c < NumSharedClasses; c++ {
-		if c.String() == s {
-			return c, nil
-		}
-	}
-	names := make([]string, 0, NumSharedClasses)
-	for c := SharedNone + 1; c < NumSharedClasses; c++ {
-		names = append(names, c.String())
-	}
-	return SharedNone, fmt.Errorf("unknown shared-data class %q (want one of %s)", s, strings.Join(names, ", "))
+	channels map[string]event.SharedClass
+	classes  []event.SharedClass // of each path rule, in order
+	paths    *matcher            // finds the first path rule a location matches
 }
 
 // NewClassifier checks c and builds a Classifier from it.
 func NewClassifier(c ClassifierConfig) (*Classifier, error) {
-	cl := &Classifier{channels: make(map[string]SharedClass, len(c.Channels))}
+	cl := &Classifier{channels: make(map[string]event.SharedClass, len(c.Channels))}
 	var patterns [][]byte
 	var errs []error
 	for _, ch := range slices.Sorted(maps.Keys(c.Channels)) {
-		class, err := ParseSharedClass(c.Channels[ch])
+		class, err := event.ParseSharedClass(c.Channels[ch])
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("classifier channel %q: %w", ch, err))
 		case ch == "":
 			errs = append(errs, errors.New("classifier: empty channel name"))
-		case class != SharedNone:
+		case class != event.SharedNone:
 			cl.channels[ch] = class
 		}
 	}
 	for i, p := range c.Paths {
-		class, err := ParseSharedClass(p.Class)
+		class, err := event.ParseSharedClass(p.Class)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("classifier path rule %d (%q): %w", i, p.Contains, err))
 		case p.Contains == "":
 			errs = append(errs, fmt.Errorf("classifier path rule %d: empty contains", i))
-		case class == SharedNone:
+		case class == event.SharedNone:
 			errs = append(errs, fmt.Errorf("classifier path rule %d (%q): class none is only for channels", i, p.Contains))
 		default:
 			patterns = append(patterns, []byte(p.Contains))
@@ -173,7 +157,7 @@ func DefaultClassifier() *Classifier {
 }
 
 // channelClass is the class the channel map gives, SharedNone if none.
-func (c *Classifier) channelClass(channel []byte) SharedClass {
+func (c *Classifier) channelClass(channel []byte) event.SharedClass {
 	return c.channels[string(channel)]
 }
 
@@ -189,8 +173,8 @@ func (c *Classifier) channelClass(channel []byte) SharedClass {
 // do count: an error anywhere inside a job runs within the job queue's
 // frames, which is the changeprop path of docs/domain.md section 1. It does not
 // allocate; frame points into the arguments.
-func (c *Classifier) Classify(channel, file, trace []byte) (SharedClass, []byte) {
-	if class := c.channelClass(channel); class != SharedNone {
+func (c *Classifier) Classify(channel, file, trace []byte) (event.SharedClass, []byte) {
+	if class := c.channelClass(channel); class != event.SharedNone {
 		return class, channel
 	}
 	if r := c.paths.first(file); r >= 0 {
@@ -207,7 +191,7 @@ func (c *Classifier) Classify(channel, file, trace []byte) (SharedClass, []byte)
 		}
 		trace = trace[next:]
 	}
-	return SharedNone, nil
+	return event.SharedNone, nil
 }
 
 // filePartEnd is where the file part of a trace line ends: at the

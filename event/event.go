@@ -1,10 +1,12 @@
-// Package ingest turns Kafka records from the MediaWiki error-log and request
-// streams into flat Events: it decodes each topic's format, classifies errors
-// by the shared-data path they implicate, and counts what it cannot use.
-package ingest
+// Package event is the detector's event model: the flat Event every
+// decoder fills and the window counts, its Detail for the high-cardinality
+// part, the scopes, kinds, roles and shared-data classes, and the interner
+// of versions. It is a leaf: every stage imports it, it imports none.
+package event
 
 import (
-	"errors"
+	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/wikimedia/pretrain-detector/wikimap"
@@ -121,53 +123,6 @@ type Detail struct {
 // Reset empties d, keeping nothing.
 func (d *Detail) Reset() { *d = Detail{} }
 
-// Rejection reasons. Each is a label value of
-// detector_ingest_records_rejected_total; decoders return them unwrapped so
-// counting costs no allocation.
-var (
-	ErrInvalidJSON  = errors.New("invalid_json")
-	ErrWrongType    = errors.New("wrong_type")
-	ErrMissingField = errors.New("missing_field")
-	ErrUnknownWiki  = errors.New("unknown_wiki")
-	ErrOversize     = errors.New("oversize")
-	ErrNonUTF8      = errors.New("non_utf8")
-	ErrTimeRange    = errors.New("time_out_of_range")
-)
-
-// RejectReasons lists every rejection reason, so metrics can be initialised.
-var RejectReasons = []error{ErrInvalidJSON, ErrWrongType, ErrMissingField, ErrUnknownWiki, ErrOversize, ErrNonUTF8, ErrTimeRange}
-
-// ErrSkip marks a well-formed record the detector does not count (a canary
-// event, a DEBUG log line). It is not a rejection: it is counted in
-// detector_ingest_records_skipped_total with reason "filtered".
-var ErrSkip = errors.New("skip")
-
-// ErrNoWiki marks a well-formed record that names no wiki: an access-log
-// line of an internal service host (the jobrunners' /rpc/RunSingleJob.php
-// on mw-jobrunner.discovery.wmnet, health checks on *.discovery.wmnet), a
-// php-wmerrors fatal logged without wiki or server. It is a skip
-// (errors.Is(ErrNoWiki, ErrSkip)), reason "no_wiki". A record that names a
-// wiki or a public host the wiki map does not know is still rejected as
-// ErrUnknownWiki.
-var ErrNoWiki error = skipReason("no_wiki")
-
-// skipReason is a skip with its own label value.
-type skipReason string
-
-func (s skipReason) Error() string        { return string(s) }
-func (s skipReason) Is(target error) bool { return target == ErrSkip }
-
-// SkipReasons are the label values of detector_ingest_records_skipped_total.
-var SkipReasons = []string{"filtered", string(ErrNoWiki.(skipReason))}
-
-// SkipReason is the label value of a skip error.
-func SkipReason(err error) string {
-	if s, ok := err.(skipReason); ok {
-		return string(s)
-	}
-	return "filtered"
-}
-
 // Interner maps short, low-cardinality strings (versions) to stable small ids.
 // Lookups of known strings take a read lock and allocate nothing.
 type Interner struct {
@@ -209,4 +164,21 @@ func (in *Interner) String(id uint32) string {
 		return ""
 	}
 	return in.strs[id]
+}
+
+// ParseSharedClass parses a SharedClass.String() value; "none" is SharedNone.
+func ParseSharedClass(s string) (SharedClass, error) {
+	if s == "none" {
+		return SharedNone, nil
+	}
+	for c := SharedNone + 1; c < NumSharedClasses; c++ {
+		if c.String() == s {
+			return c, nil
+		}
+	}
+	names := make([]string, 0, NumSharedClasses)
+	for c := SharedNone + 1; c < NumSharedClasses; c++ {
+		names = append(names, c.String())
+	}
+	return SharedNone, fmt.Errorf("unknown shared-data class %q (want one of %s)", s, strings.Join(names, ", "))
 }

@@ -1,6 +1,9 @@
-package ingest
+package decode
 
-import "github.com/wikimedia/pretrain-detector/wikimap"
+import (
+	"github.com/wikimedia/pretrain-detector/event"
+	"github.com/wikimedia/pretrain-detector/wikimap"
+)
 
 // The MediaWiki httpd access log (topic mediawiki.httpd.accesslog; field
 // map in operations/puppet modules/httpd/files/logformat/
@@ -60,7 +63,7 @@ func accessLogSlot(p []byte) int {
 	return slotNone
 }
 
-func (d *Decoder) decodeAccessLog(ev *Event, kt int64) error {
+func (d *Decoder) decodeAccessLog(ev *event.Event, kt int64) error {
 	ns, err := d.accessLogTime(kt)
 	if err != nil {
 		return err
@@ -90,7 +93,7 @@ func (d *Decoder) decodeAccessLog(ev *Event, kt int64) error {
 		return err
 	}
 	ev.Time = ns
-	ev.Kind = KindRequest
+	ev.Kind = event.KindRequest
 	ev.Wiki = wiki
 	ev.Status = uint16(status)
 	ev.DurationUS = clampUS(dur) // %D is in microseconds

@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 // Decoder micro-benchmarks. Run:
 //
@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/buger/jsonparser"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 func BenchmarkDecode(b *testing.B) {
@@ -38,9 +39,9 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
-			e := newEnv(b, bc.format, DecoderOptions{})
-			var ev Event
-			var det Detail
+			e := newEnv(b, bc.format, Options{})
+			var ev event.Event
+			var det event.Detail
 			if err := e.d.Decode(bc.rec, time.Time{}, &ev, &det); err != nil && err != ErrSkip {
 				b.Fatal(err)
 			}
@@ -88,7 +89,7 @@ func BenchmarkBaseline(b *testing.B) {
 		}
 	})
 	b.Run("op=scan-only", func(b *testing.B) {
-		e := newEnv(b, FormatAccessLog, DecoderOptions{})
+		e := newEnv(b, FormatAccessLog, Options{})
 		b.ReportAllocs()
 		b.SetBytes(int64(len(rec)))
 		for b.Loop() {
@@ -113,9 +114,9 @@ func BenchmarkBaseline(b *testing.B) {
 
 func BenchmarkClassify(b *testing.B) {
 	k8s := readLines(b, "mediawiki-k8s.jsonl")
-	e := newEnv(b, FormatMediaWikiLog, DecoderOptions{})
-	var ev Event
-	var det Detail
+	e := newEnv(b, FormatMediaWikiLog, Options{})
+	var ev event.Event
+	var det event.Detail
 	if err := e.d.Decode(k8s[1], time.Time{}, &ev, &det); err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // The expected decodings of the real MediaWiki samples, keyed by what the
@@ -15,15 +16,15 @@ import (
 // the same events in three shapes.
 var (
 	wantMemcachedEnwiki = want{
-		time: "2020-06-08T04:23:54.618073Z", kind: KindError, wiki: "enwiki", scope: ScopeTrain,
-		version: "1.35.0-wmf.35", shared: SharedObjectCache,
+		time: "2020-06-08T04:23:54.618073Z", kind: event.KindError, wiki: "enwiki", scope: event.ScopeTrain,
+		version: "1.35.0-wmf.35", shared: event.SharedObjectCache,
 		message:  `Memcached error for key "{memcached-key}" on server "{memcached-server}": A TIMEOUT OCCURRED`,
 		exemplar: `Memcached error for key "enwiki:pcache:idhash:41768916-0!canonical" on server "127.0.0.1:11213": A TIMEOUT OCCURRED`,
 		channel:  "memcached", frame: "memcached", dversion: "1.35.0-wmf.35",
 		reqID: "44004484-7efc-48a4-bbe1-dfecb2813af5",
 	}
 	wantInvariantZhwiki = want{
-		time: "2021-10-08T05:09:10.951366Z", kind: KindError, wiki: "zhwiki", scope: ScopeTrain, role: RoleParsoid,
+		time: "2021-10-08T05:09:10.951366Z", kind: event.KindError, wiki: "zhwiki", scope: event.ScopeTrain, role: event.RoleParsoid,
 		version:  "1.38.0-wmf.3",
 		message:  `Wikimedia\Assert\InvariantException: Invariant failed: Bad UTF-8 at start of string`,
 		exemplar: `[8fabbd5e-184a-47e0-9bb8-514846c8ae2c] /w/rest.php/zh.wikipedia.org/v3/page/pagebundle/2018%E5%B9%B4%E8%88%AA%E5%A4%A9%E6%B4%BB%E5%8A%A8%E5%88%97%E8%A1%A8/63910636   Wikimedia\Assert\InvariantException: Invariant failed: Bad UTF-8 at start of string`,
@@ -33,7 +34,7 @@ var (
 		dversion: "1.38.0-wmf.3", servergroup: "parsoid", reqID: "8fabbd5e-184a-47e0-9bb8-514846c8ae2c",
 	}
 	wantNoticeWikidata = want{
-		time: "2021-10-14T09:08:00.378391Z", kind: KindError, wiki: "wikidatawiki", scope: ScopeTrain, role: RoleWeb,
+		time: "2021-10-14T09:08:00.378391Z", kind: event.KindError, wiki: "wikidatawiki", scope: event.ScopeTrain, role: event.RoleWeb,
 		version:  "1.38.0-wmf.4",
 		message:  "PHP Notice: A non well formed numeric value encountered",
 		exemplar: "[46c86a62-c331-4e29-ac35-a6ab1d19fe47] /w/index.php?contribs=user&limit=50&month=1*318*313*0&namespace=&tagfilter=&target=127.0.0.1&title=Special:Contributions&year=2013   PHP Notice: A non well formed numeric value encountered",
@@ -89,7 +90,7 @@ func TestMediaWikiLogSamples(t *testing.T) {
 		require.Len(t, recs, len(tc.want), tc.file)
 		for i, w := range tc.want {
 			t.Run(tc.file+"/"+string(rune('1'+i)), func(t *testing.T) {
-				e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
+				e := newEnv(t, FormatMediaWikiLog, Options{})
 				e.check(t, recs[i], tc.kafka, w)
 			})
 		}
@@ -104,7 +105,7 @@ func TestMediaWikiLogYAMLInputs(t *testing.T) {
 	require.Len(t, recs, len(wants))
 	for i, w := range wants {
 		t.Run(string(rune('1'+i)), func(t *testing.T) {
-			e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
+			e := newEnv(t, FormatMediaWikiLog, Options{})
 			e.check(t, recs[i], time.Time{}, w)
 		})
 	}
@@ -119,8 +120,8 @@ func TestMediaWikiLogK8s(t *testing.T) {
 		want want
 	}{
 		{"pretrain DBQueryError in libs/rdbms", want{
-			time: "2026-08-21T10:20:01.123456Z", kind: KindError, wiki: "testwiki", scope: ScopePretrain, role: RoleWeb,
-			version: v, rollout: "main-6d8f7c9b5", shared: SharedCoreDB,
+			time: "2026-08-21T10:20:01.123456Z", kind: event.KindError, wiki: "testwiki", scope: event.ScopePretrain, role: event.RoleWeb,
+			version: v, rollout: "main-6d8f7c9b5", shared: event.SharedCoreDB,
 			message:  `Wikimedia\Rdbms\DBQueryError: Error {errno}: {errstr}`,
 			exemplar: `[a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d] /w/api.php?action=query&meta=notifications   Wikimedia\Rdbms\DBQueryError: Error 1146: Table 'testwiki.echo_notification' doesn't exist (db1234)`,
 			class:    `Wikimedia\Rdbms\DBQueryError`, channel: "exception",
@@ -130,8 +131,8 @@ func TestMediaWikiLogK8s(t *testing.T) {
 			dversion: v, servergroup: "kube-mw-pretrain", reqID: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
 		}},
 		{"train jobrunner runs a testwiki job: CentralAuth two frames out", want{
-			time: "2026-08-21T10:20:02.5Z", kind: KindError, wiki: "testwiki", scope: ScopeTrain, role: RoleJobrunner,
-			version: v, rollout: "main-69c8d7f5b4", shared: SharedCentralAuth,
+			time: "2026-08-21T10:20:02.5Z", kind: event.KindError, wiki: "testwiki", scope: event.ScopeTrain, role: event.RoleJobrunner,
+			version: v, rollout: "main-69c8d7f5b4", shared: event.SharedCentralAuth,
 			message:  `TypeError: MediaWiki\User\User::getBlockId(): Return value must be of type int, string returned`,
 			exemplar: `[b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e] /rpc/RunSingleJob.php   TypeError: MediaWiki\User\User::getBlockId(): Return value must be of type int, string returned`,
 			class:    "TypeError", channel: "exception",
@@ -142,8 +143,8 @@ func TestMediaWikiLogK8s(t *testing.T) {
 		}},
 		{"pretrain debug deprecation at WARNING", want{err: ErrSkip}},
 		{"train rdbms channel at ERROR", want{
-			time: "2026-08-21T10:20:04.25Z", kind: KindError, wiki: "enwiki", scope: ScopeTrain, role: RoleWeb,
-			version: v, rollout: "main-5f6b8d7c9d", shared: SharedCoreDB,
+			time: "2026-08-21T10:20:04.25Z", kind: event.KindError, wiki: "enwiki", scope: event.ScopeTrain, role: event.RoleWeb,
+			version: v, rollout: "main-5f6b8d7c9d", shared: event.SharedCoreDB,
 			message:  "{fname}: all replica DBs lagged. Switch to read-only mode",
 			exemplar: `Wikimedia\Rdbms\LoadBalancer::getReaderIndex: all replica DBs lagged. Switch to read-only mode`,
 			channel:  "rdbms", frame: "rdbms",
@@ -151,8 +152,8 @@ func TestMediaWikiLogK8s(t *testing.T) {
 		}},
 		{"pretrain canary memcached at INFO", want{err: ErrSkip}},
 		{"pretrain jobrunner php-wmerrors fatal: wiki from server, version from the path", want{
-			time: "2026-08-21T10:20:06.777Z", kind: KindError, wiki: "testwiki", scope: ScopePretrain, role: RoleJobrunner,
-			version: "1.47.0-wmf.17", rollout: "jobrunner-7d9f8b6c5", shared: SharedObjectCache,
+			time: "2026-08-21T10:20:06.777Z", kind: event.KindError, wiki: "testwiki", scope: event.ScopePretrain, role: event.RoleJobrunner,
+			version: "1.47.0-wmf.17", rollout: "jobrunner-7d9f8b6c5", shared: event.SharedObjectCache,
 			message:  "PHP Fatal error: Allowed memory size of 1468006400 bytes exhausted (tried to allocate 20480 bytes) in /srv/mediawiki/php-1.47.0-wmf.17/includes/libs/objectcache/wancache/WANObjectCache.php on line 1502",
 			exemplar: "[e5f6a7b8-c9d0-4e1f-2a3b-4c5d6e7f8a9b] PHP Fatal error: Allowed memory size of 1468006400 bytes exhausted (tried to allocate 20480 bytes) in /srv/mediawiki/php-1.47.0-wmf.17/includes/libs/objectcache/wancache/WANObjectCache.php on line 1502",
 			channel:  "exception",
@@ -163,7 +164,7 @@ func TestMediaWikiLogK8s(t *testing.T) {
 		}},
 	}
 	require.Len(t, recs, len(cases))
-	e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
+	e := newEnv(t, FormatMediaWikiLog, Options{})
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			kafka := time.Time{}
@@ -203,17 +204,17 @@ func TestMediaWikiLogDuplicateHost(t *testing.T) {
 	require.NotContains(t, string(noHost), pod)
 	hostObject := bytes.Replace(rec, []byte(pod), []byte(`"host": {"name": "mw-pretrain.eqiad.main-6d8f7c9b5-x7k2p"}`), 1)
 
-	e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
-	var ref Event
-	var refDet Detail
+	e := newEnv(t, FormatMediaWikiLog, Options{})
+	var ref event.Event
+	var refDet event.Detail
 	require.NoError(t, e.d.Decode(rec, time.Time{}, &ref, &refDet))
-	require.Equal(t, ScopePretrain, ref.Scope)
+	require.Equal(t, event.ScopePretrain, ref.Scope)
 	require.Equal(t, "main-6d8f7c9b5", e.rollouts.String(ref.Rollout), "rollout from kubernetes.pod_name")
 	refMsg := string(refDet.Message)
 	for name, variant := range map[string][]byte{"distinct hosts": first, "swapped": swapped, "no host": noHost, "ECS host object": hostObject} {
 		t.Run(name, func(t *testing.T) {
-			var ev Event
-			var det Detail
+			var ev event.Event
+			var det event.Detail
 			require.NoError(t, e.d.Decode(variant, time.Time{}, &ev, &det))
 			require.Equal(t, ref, ev)
 			require.Equal(t, refMsg, string(det.Message))
@@ -231,8 +232,8 @@ func TestMediaWikiLogDuplicateKeyLastWins(t *testing.T) {
 	require.NoError(t, json.Unmarshal(rec, &v))
 	require.Equal(t, "testwiki", v.Wiki, "encoding/json keeps the last")
 
-	e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
-	var ev Event
+	e := newEnv(t, FormatMediaWikiLog, Options{})
+	var ev event.Event
 	require.NoError(t, e.d.Decode(rec, time.Time{}, &ev, nil))
 	require.Equal(t, "testwiki", e.wikis.Wiki(ev.Wiki).DBName)
 	require.Equal(t, mustTime(t, "2021-10-08T05:09:11Z").UnixNano(), ev.Time)
@@ -285,16 +286,16 @@ func TestMediaWikiLogCounting(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
-			var ev Event
-			var det Detail
+			e := newEnv(t, FormatMediaWikiLog, Options{})
+			var ev event.Event
+			var det event.Detail
 			err := e.d.Decode(tc.rec, mustTime(t, "2026-08-21T10:00:01Z"), &ev, &det)
 			if tc.err != nil {
 				require.Equal(t, tc.err, err)
 				return
 			}
 			require.NoError(t, err)
-			require.Equal(t, KindError, ev.Kind)
+			require.Equal(t, event.KindError, ev.Kind)
 			require.Equal(t, "testwiki", e.wikis.Wiki(ev.Wiki).DBName)
 			require.Equal(t, "X: y", string(det.Message))
 		})
@@ -322,8 +323,8 @@ func TestMediaWikiLogTime(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
-			var ev Event
+			e := newEnv(t, FormatMediaWikiLog, Options{})
+			var ev event.Event
 			err := e.d.Decode([]byte(tc.rec), tc.kafka, &ev, nil)
 			if tc.err != nil {
 				require.Equal(t, tc.err, err)
@@ -342,34 +343,34 @@ func TestMediaWikiLogScopeAndRole(t *testing.T) {
 	cases := []struct {
 		name    string
 		pairs   []string
-		scope   Scope
-		role    Role
+		scope   event.Scope
+		role    event.Role
 		rollout string
 	}{
-		{"pretrain servergroup, bare metal", []string{"servergroup", `"kube-mw-pretrain-canary"`}, ScopePretrain, RoleCanary, ""},
-		{"pretrain namespace only", []string{"kubernetes", k8s("mw-pretrain", "mw-pretrain.codfw.main-6d8f7c9b5-x7k2p", "main")}, ScopePretrain, RoleWeb, "main-6d8f7c9b5"},
-		{"pretrain jobrunner canary", []string{"servergroup", `"kube-mw-pretrain-jobrunner-canary"`, "kubernetes", k8s("mw-pretrain", "mw-pretrain.eqiad.jobrunner-canary-7d9f8b6c5-p5r7t", "jobrunner-canary")}, ScopePretrain, RoleJobrunner, "jobrunner-canary-7d9f8b6c5"},
-		{"train api", []string{"servergroup", `"kube-mw-api-ext"`, "kubernetes", k8s("mw-api-ext", "mw-api-ext.eqiad.main-7b957d95c7-gwrnc", "main")}, ScopeTrain, RoleAPI, "main-7b957d95c7"},
-		{"train debug", []string{"servergroup", `"kube-mw-debug"`}, ScopeTrain, RoleDebug, ""},
-		{"bare metal api_appserver", []string{"servergroup", `"api_appserver"`}, ScopeTrain, RoleAPI, ""},
-		{"testserver", []string{"servergroup", `"testserver"`}, ScopeTrain, RoleUnknown, ""},
-		{"pod name not from a ReplicaSet", []string{"kubernetes", k8s("mw-web", "mw1384", "main")}, ScopeTrain, RoleWeb, ""},
-		{"statefulset pod", []string{"kubernetes", k8s("mw-web", "mw-web-0", "main")}, ScopeTrain, RoleWeb, ""},
-		{"hash with a vowel is no hash", []string{"kubernetes", k8s("mw-web", "mw-web.eqiad.main-6d8f7a9b5-x7k2p", "main")}, ScopeTrain, RoleWeb, ""},
-		{"no release label: the deployment part of the pod name", []string{"kubernetes", `{"namespace_name": "mw-web", "pod_name": "mw-web.eqiad.main-5f6b8d7c9d-q2w4z"}`}, ScopeTrain, RoleUnknown, "mw-web.eqiad.main-5f6b8d7c9d"},
-		{"ECS orchestrator", []string{"orchestrator", `{"namespace": "mw-pretrain", "resource": {"name": "mw-pretrain.eqiad.main-6d8f7c9b5-x7k2p"}}`, "labels", `{"release": "main"}`}, ScopePretrain, RoleWeb, "main-6d8f7c9b5"},
+		{"pretrain servergroup, bare metal", []string{"servergroup", `"kube-mw-pretrain-canary"`}, event.ScopePretrain, event.RoleCanary, ""},
+		{"pretrain namespace only", []string{"kubernetes", k8s("mw-pretrain", "mw-pretrain.codfw.main-6d8f7c9b5-x7k2p", "main")}, event.ScopePretrain, event.RoleWeb, "main-6d8f7c9b5"},
+		{"pretrain jobrunner canary", []string{"servergroup", `"kube-mw-pretrain-jobrunner-canary"`, "kubernetes", k8s("mw-pretrain", "mw-pretrain.eqiad.jobrunner-canary-7d9f8b6c5-p5r7t", "jobrunner-canary")}, event.ScopePretrain, event.RoleJobrunner, "jobrunner-canary-7d9f8b6c5"},
+		{"train api", []string{"servergroup", `"kube-mw-api-ext"`, "kubernetes", k8s("mw-api-ext", "mw-api-ext.eqiad.main-7b957d95c7-gwrnc", "main")}, event.ScopeTrain, event.RoleAPI, "main-7b957d95c7"},
+		{"train debug", []string{"servergroup", `"kube-mw-debug"`}, event.ScopeTrain, event.RoleDebug, ""},
+		{"bare metal api_appserver", []string{"servergroup", `"api_appserver"`}, event.ScopeTrain, event.RoleAPI, ""},
+		{"testserver", []string{"servergroup", `"testserver"`}, event.ScopeTrain, event.RoleUnknown, ""},
+		{"pod name not from a ReplicaSet", []string{"kubernetes", k8s("mw-web", "mw1384", "main")}, event.ScopeTrain, event.RoleWeb, ""},
+		{"statefulset pod", []string{"kubernetes", k8s("mw-web", "mw-web-0", "main")}, event.ScopeTrain, event.RoleWeb, ""},
+		{"hash with a vowel is no hash", []string{"kubernetes", k8s("mw-web", "mw-web.eqiad.main-6d8f7a9b5-x7k2p", "main")}, event.ScopeTrain, event.RoleWeb, ""},
+		{"no release label: the deployment part of the pod name", []string{"kubernetes", `{"namespace_name": "mw-web", "pod_name": "mw-web.eqiad.main-5f6b8d7c9d-q2w4z"}`}, event.ScopeTrain, event.RoleUnknown, "mw-web.eqiad.main-5f6b8d7c9d"},
+		{"ECS orchestrator", []string{"orchestrator", `{"namespace": "mw-pretrain", "resource": {"name": "mw-pretrain.eqiad.main-6d8f7c9b5-x7k2p"}}`, "labels", `{"release": "main"}`}, event.ScopePretrain, event.RoleWeb, "main-6d8f7c9b5"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatMediaWikiLog, DecoderOptions{})
+			e := newEnv(t, FormatMediaWikiLog, Options{})
 			rec := mwRecord(append([]string{"channel", `"exception"`, "level", `"ERROR"`, "wiki", `"testwiki"`}, tc.pairs...)...)
-			var ev Event
+			var ev event.Event
 			require.NoError(t, e.d.Decode(rec, time.Time{}, &ev, nil))
 			require.Equal(t, tc.scope, ev.Scope, "scope")
 			require.Equal(t, tc.role, ev.Role, "role")
 			require.Equal(t, tc.rollout, e.rollouts.String(ev.Rollout), "rollout")
 			// The cached origin must give the same answer the second time.
-			var again Event
+			var again event.Event
 			require.NoError(t, e.d.Decode(rec, time.Time{}, &again, nil))
 			require.Equal(t, ev, again)
 		})
@@ -379,18 +380,18 @@ func TestMediaWikiLogScopeAndRole(t *testing.T) {
 func TestMediaWikiLogOptions(t *testing.T) {
 	rec := mwRecord("channel", `"exception"`, "level", `"ERROR"`, "wiki", `"testwiki"`, "servergroup", `"kube-mw-next"`,
 		"kubernetes", `{"namespace_name": "mw-next"}`)
-	e := newEnv(t, FormatMediaWikiLog, DecoderOptions{PretrainServergroupPrefix: "kube-mw-next"})
-	var ev Event
+	e := newEnv(t, FormatMediaWikiLog, Options{PretrainServergroupPrefix: "kube-mw-next"})
+	var ev event.Event
 	require.NoError(t, e.d.Decode(rec, time.Time{}, &ev, nil))
-	require.Equal(t, ScopePretrain, ev.Scope)
+	require.Equal(t, event.ScopePretrain, ev.Scope)
 
-	e = newEnv(t, FormatMediaWikiLog, DecoderOptions{PretrainServergroupPrefix: "kube-mw-x", PretrainDeployment: "mw-next"})
+	e = newEnv(t, FormatMediaWikiLog, Options{PretrainServergroupPrefix: "kube-mw-x", PretrainDeployment: "mw-next"})
 	require.NoError(t, e.d.Decode(rec, time.Time{}, &ev, nil))
-	require.Equal(t, ScopePretrain, ev.Scope)
+	require.Equal(t, event.ScopePretrain, ev.Scope)
 
-	e = newEnv(t, FormatMediaWikiLog, DecoderOptions{})
+	e = newEnv(t, FormatMediaWikiLog, Options{})
 	require.NoError(t, e.d.Decode(rec, time.Time{}, &ev, nil))
-	require.Equal(t, ScopeTrain, ev.Scope)
+	require.Equal(t, event.ScopeTrain, ev.Scope)
 
 	// A classifier without the DBQuery channel leaves it uncounted.
 	cfg := DefaultClassifierConfig()
@@ -398,7 +399,7 @@ func TestMediaWikiLogOptions(t *testing.T) {
 	cl, err := NewClassifier(cfg)
 	require.NoError(t, err)
 	db := mwRecord("channel", `"DBQuery"`, "level", `"ERROR"`, "wiki", `"testwiki"`)
-	e = newEnv(t, FormatMediaWikiLog, DecoderOptions{Classifier: cl})
+	e = newEnv(t, FormatMediaWikiLog, Options{Classifier: cl})
 	require.Equal(t, ErrSkip, e.d.Decode(db, time.Time{}, &ev, nil))
 }
 

@@ -1,7 +1,9 @@
-package ingest
+package decode
 
 import (
 	"bytes"
+
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 // Event Platform streams (docs/domain.md section 4): topics <dc>.<stream>,
@@ -50,7 +52,7 @@ func apiRequestSlot(p []byte) int {
 // internal_api_error_* code (an uncaught exception inside the API) gets
 // status 500, any other request 200: user errors such as
 // apierror-missingparam are the API working.
-func (d *Decoder) decodeAPIRequest(ev *Event, kt int64) error {
+func (d *Decoder) decodeAPIRequest(ev *event.Event, kt int64) error {
 	if skip, err := d.isCanary(arDomain); skip || err != nil {
 		return err
 	}
@@ -78,7 +80,7 @@ func (d *Decoder) decodeAPIRequest(ev *Event, kt int64) error {
 		return err
 	}
 	ev.Time = ns
-	ev.Kind = KindRequest
+	ev.Kind = event.KindRequest
 	ev.Wiki = wiki
 	ev.Status = 200
 	if internal {
@@ -196,7 +198,7 @@ const clientErrorChannel = "client-error"
 
 // decodeClientError reads mediawiki/client/error/2.0.0: a JavaScript error
 // reported by a browser. It counts as an error of its wiki.
-func (d *Decoder) decodeClientError(ev *Event, det *Detail, kt int64) error {
+func (d *Decoder) decodeClientError(ev *event.Event, det *event.Detail, kt int64) error {
 	if skip, err := d.isCanary(ceDomain); skip || err != nil {
 		return err
 	}
@@ -244,7 +246,7 @@ func (d *Decoder) decodeClientError(ev *Event, det *Detail, kt int64) error {
 	det.Version = version
 
 	ev.Time = ns
-	ev.Kind = KindError
+	ev.Kind = event.KindError
 	ev.Wiki = wiki
 	// ev.Version stays 0: browsers report error_context.version, and
 	// anyone can post client errors, so interning it would let them grow

@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 func TestAccessLogSamples(t *testing.T) {
@@ -16,32 +17,32 @@ func TestAccessLogSamples(t *testing.T) {
 		want want
 	}{
 		{"flat pretrain testwiki", want{
-			time: "2026-08-21T10:15:42Z", kind: KindRequest, wiki: "testwiki", scope: ScopePretrain, role: RoleWeb,
+			time: "2026-08-21T10:15:42Z", kind: event.KindRequest, wiki: "testwiki", scope: event.ScopePretrain, role: event.RoleWeb,
 			status: 200, durationUS: 35012, rollout: "main-6d8f7c9b5",
 		}},
 		{"nested copy of the same record", want{
-			time: "2026-08-21T10:15:42Z", kind: KindRequest, wiki: "testwiki", scope: ScopePretrain, role: RoleWeb,
+			time: "2026-08-21T10:15:42Z", kind: event.KindRequest, wiki: "testwiki", scope: event.ScopePretrain, role: event.RoleWeb,
 			status: 200, durationUS: 35012, rollout: "main-6d8f7c9b5",
 		}},
 		{"flat train api enwiki 503", want{
-			time: "2026-08-21T10:15:43Z", kind: KindRequest, wiki: "enwiki", scope: ScopeTrain, role: RoleAPI,
+			time: "2026-08-21T10:15:43Z", kind: event.KindRequest, wiki: "enwiki", scope: event.ScopeTrain, role: event.RoleAPI,
 			status: 503, durationUS: 60000123, rollout: "main-7b957d95c7",
 		}},
 		{"nested numbers, mobile host", want{
-			time: "2026-08-21T10:15:44Z", kind: KindRequest, wiki: "enwiki", scope: ScopeTrain, role: RoleWeb,
+			time: "2026-08-21T10:15:44Z", kind: event.KindRequest, wiki: "enwiki", scope: event.ScopeTrain, role: event.RoleWeb,
 			status: 304, durationUS: 812, rollout: "main-5f6b8d7c9d",
 		}},
 		{"pretrain canary serving dewiki (a leak)", want{
-			time: "2026-08-21T10:15:45Z", kind: KindRequest, wiki: "dewiki", scope: ScopePretrain, role: RoleCanary,
+			time: "2026-08-21T10:15:45Z", kind: event.KindRequest, wiki: "dewiki", scope: event.ScopePretrain, role: event.RoleCanary,
 			status: 200, durationUS: 41000, rollout: "canary-8c4d5f6b7",
 		}},
 		{"train jobrunner running a testwiki job", want{
-			time: "2026-08-21T10:15:46Z", kind: KindRequest, wiki: "testwiki", scope: ScopeTrain, role: RoleJobrunner,
+			time: "2026-08-21T10:15:46Z", kind: event.KindRequest, wiki: "testwiki", scope: event.ScopeTrain, role: event.RoleJobrunner,
 			status: 500, durationUS: 1200345, rollout: "main-69c8d7f5b4",
 		}},
 	}
 	require.Len(t, recs, len(cases))
-	e := newEnv(t, FormatAccessLog, DecoderOptions{})
+	e := newEnv(t, FormatAccessLog, Options{})
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e.check(t, recs[i], time.Time{}, tc.want)
@@ -55,8 +56,8 @@ func TestAccessLogFlatEqualsNested(t *testing.T) {
 	recs := readLines(t, "accesslog.jsonl")
 	require.Contains(t, string(recs[0]), `"url.domain":"test.wikipedia.org"`)
 	require.Contains(t, string(recs[1]), `"url":{"domain":"test.wikipedia.org"`)
-	e := newEnv(t, FormatAccessLog, DecoderOptions{})
-	var flat, nested Event
+	e := newEnv(t, FormatAccessLog, Options{})
+	var flat, nested event.Event
 	kafka := mustTime(t, "2026-08-21T10:15:42.318Z")
 	require.NoError(t, e.d.Decode(recs[0], kafka, &flat, nil))
 	require.NoError(t, e.d.Decode(recs[1], kafka, &nested, nil))
@@ -89,12 +90,12 @@ func TestAccessLogTime(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatAccessLog, DecoderOptions{})
+			e := newEnv(t, FormatAccessLog, Options{})
 			var kafka time.Time
 			if tc.kafka != "" {
 				kafka = mustTime(t, tc.kafka)
 			}
-			var ev Event
+			var ev event.Event
 			err := e.d.Decode(tc.rec, kafka, &ev, nil)
 			if tc.err != nil {
 				require.Equal(t, tc.err, err)
@@ -152,8 +153,8 @@ func TestAccessLogFields(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatAccessLog, DecoderOptions{})
-			var ev Event
+			e := newEnv(t, FormatAccessLog, Options{})
+			var ev event.Event
 			err := e.d.Decode(tc.rec, time.Time{}, &ev, nil)
 			if tc.err != nil {
 				require.Equal(t, tc.err, err)

@@ -1,8 +1,9 @@
-package ingest
+package decode
 
 import (
 	"bytes"
 
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -99,7 +100,7 @@ const (
 	levelError = 400
 )
 
-func (d *Decoder) decodeMediaWikiLog(ev *Event, det *Detail, kt int64) error {
+func (d *Decoder) decodeMediaWikiLog(ev *event.Event, det *event.Detail, kt int64) error {
 	channel, err := d.nonEmpty(mwChannel)
 	if err != nil {
 		return err
@@ -111,7 +112,7 @@ func (d *Decoder) decodeMediaWikiLog(ev *Event, det *Detail, kt int64) error {
 	// What scap and the alerts count: exceptions, PHP errors and fatals;
 	// plus the channels that report trouble with shared data.
 	errChannel := string(channel) == "exception" || string(channel) == "error" || string(channel) == "fatal"
-	if !errChannel && d.opts.Classifier.channelClass(channel) == SharedNone {
+	if !errChannel && d.opts.Classifier.channelClass(channel) == event.SharedNone {
 		return ErrSkip
 	}
 	atError, err := d.mediaWikiAtError()
@@ -213,7 +214,7 @@ func (d *Decoder) decodeMediaWikiLog(ev *Event, det *Detail, kt int64) error {
 	det.ReqID = reqID
 
 	ev.Time = ns
-	ev.Kind = KindError
+	ev.Kind = event.KindError
 	ev.Wiki = wiki
 	ev.Scope, ev.Role, ev.Rollout = d.origin(servergroup, namespace, deployment, release, pod)
 	if len(version) > 0 {

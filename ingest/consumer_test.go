@@ -16,17 +16,19 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
 // collect is a Sink that keeps what it is given.
 type collect struct {
 	mu     *sync.Mutex
-	events *[]Event
+	events *[]event.Event
 	flush  *int
 }
 
-func (c collect) Add(ev *Event, _ *Detail) {
+func (c collect) Add(ev *event.Event, _ *event.Detail) {
 	c.mu.Lock()
 	*c.events = append(*c.events, *ev)
 	c.mu.Unlock()
@@ -71,17 +73,17 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 	good := access[0]
 	at := recordTime(t, good)
 	bad := map[error][]byte{
-		ErrInvalidJSON:  []byte(`{"url.domain": "test.wikipedia.org", "http.response.status_code": `),
-		ErrWrongType:    bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org"`), []byte(`"url.domain":42`), 1),
-		ErrMissingField: bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org",`), nil, 1),
-		ErrUnknownWiki:  bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org"`), []byte(`"url.domain":"nowhere.example.org"`), 1),
-		ErrOversize:     append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 70<<10)...), `"}`...),
-		ErrNonUTF8:      bytes.Replace(good, []byte(`"http.request.method":"GET"`), []byte("\"http.request.method\":\"G\xffT\""), 1),
+		decode.ErrInvalidJSON:  []byte(`{"url.domain": "test.wikipedia.org", "http.response.status_code": `),
+		decode.ErrWrongType:    bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org"`), []byte(`"url.domain":42`), 1),
+		decode.ErrMissingField: bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org",`), nil, 1),
+		decode.ErrUnknownWiki:  bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org"`), []byte(`"url.domain":"nowhere.example.org"`), 1),
+		decode.ErrOversize:     append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 70<<10)...), `"}`...),
+		decode.ErrNonUTF8:      bytes.Replace(good, []byte(`"http.request.method":"GET"`), []byte("\"http.request.method\":\"G\xffT\""), 1),
 	}
 	jobrunner := bytes.Replace(good, []byte(`"url.domain":"test.wikipedia.org"`), []byte(`"url.domain":"mw-jobrunner.discovery.wmnet"`), 1)
 	require.NotEqual(t, good, jobrunner)
 	for reason, rec := range bad {
-		if reason != ErrInvalidJSON && reason != ErrOversize {
+		if reason != decode.ErrInvalidJSON && reason != decode.ErrOversize {
 			require.NotEqual(t, good, rec, "test data changed: %v not built", reason)
 		}
 	}
@@ -95,7 +97,7 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 			msgs = append(msgs, kafka.Message{Topic: logTopic, Value: rec, Time: recordTime(t, rec)})
 		}
 		if round == 10 {
-			for _, reason := range RejectReasons {
+			for _, reason := range decode.RejectReasons {
 				if rec, ok := bad[reason]; ok {
 					msgs = append(msgs, kafka.Message{Topic: accessTopic, Value: rec, Time: at})
 				}
@@ -118,20 +120,20 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	var mu sync.Mutex
-	var events []Event
+	var events []event.Event
 	flushes := 0
-	versions, rollouts := NewInterner(), NewInterner()
+	versions, rollouts := event.NewInterner(), event.NewInterner()
 	dialer := NewDialer("test", nil, nil)
 	cons, err := NewConsumer(ConsumerOptions{
 		Sources: []Source{
-			{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: dialer, Topic: accessTopic, Format: FormatAccessLog},
-			{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: dialer, Topic: logTopic, Format: FormatMediaWikiLog},
-			{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: dialer, Topic: "does-not-exist", Format: FormatMediaWikiLog},
+			{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: dialer, Topic: accessTopic, Format: decode.FormatAccessLog},
+			{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: dialer, Topic: logTopic, Format: decode.FormatMediaWikiLog},
+			{Cluster: "test", Brokers: c.ListenAddrs(), Dialer: dialer, Topic: "does-not-exist", Format: decode.FormatMediaWikiLog},
 		},
 		End:     time.Now().Add(24 * time.Hour),
 		NewSink: func() Sink { return collect{&mu, &events, &flushes} },
-		NewDecoder: func(f Format) (*Decoder, error) {
-			return NewDecoder(f, wikis, versions, rollouts, DecoderOptions{MaxRecordBytes: 64 << 10})
+		NewDecoder: func(f decode.Format) (*decode.Decoder, error) {
+			return decode.New(f, wikis, versions, rollouts, decode.Options{MaxRecordBytes: 64 << 10})
 		},
 		MaxWait: 50 * time.Millisecond,
 	}, slog.New(slog.DiscardHandler), m)
@@ -145,12 +147,12 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 	// pass over the samples, times the rounds.
 	perRound := 0
 	for _, rec := range access {
-		if decodeOK(t, wikis, FormatAccessLog, rec) {
+		if decodeOK(t, wikis, decode.FormatAccessLog, rec) {
 			perRound++
 		}
 	}
 	for _, rec := range logs {
-		if decodeOK(t, wikis, FormatMediaWikiLog, rec) {
+		if decodeOK(t, wikis, decode.FormatMediaWikiLog, rec) {
 			perRound++
 		}
 	}
@@ -158,12 +160,12 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 	require.Len(t, events, 20*perRound)
 	require.Positive(t, flushes)
 
-	for _, reason := range RejectReasons {
+	for _, reason := range decode.RejectReasons {
 		want := 0.0
 		if _, ok := bad[reason]; ok {
 			want = 1
 		}
-		if reason == ErrTimeRange {
+		if reason == decode.ErrTimeRange {
 			want = 1
 		}
 		require.Equal(t, want, testutil.ToFloat64(m.rejected.WithLabelValues(accessTopic, reason.Error())), reason.Error())
@@ -180,11 +182,11 @@ func TestConsumerReadsEveryGoodRecordAndCountsEveryBadOne(t *testing.T) {
 	require.Empty(t, problems)
 }
 
-func decodeOK(t *testing.T, wikis *wikimap.Map, f Format, rec []byte) bool {
-	d, err := NewDecoder(f, wikis, NewInterner(), NewInterner(), DecoderOptions{MaxRecordBytes: 64 << 10})
+func decodeOK(t *testing.T, wikis *wikimap.Map, f decode.Format, rec []byte) bool {
+	d, err := decode.New(f, wikis, event.NewInterner(), event.NewInterner(), decode.Options{MaxRecordBytes: 64 << 10})
 	require.NoError(t, err)
-	var ev Event
-	var det Detail
+	var ev event.Event
+	var det event.Detail
 	return d.Decode(rec, recordTime(t, rec), &ev, &det) == nil
 }
 
@@ -192,10 +194,10 @@ func TestConsumerFailsClearlyWithoutBroker(t *testing.T) {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	cons, err := NewConsumer(ConsumerOptions{
-		Sources: []Source{{Cluster: "logging-eqiad", Brokers: []string{"127.0.0.1:1"}, Dialer: NewDialer("test", nil, nil), Topic: "t", Format: FormatAccessLog}},
-		NewSink: func() Sink { return collect{&sync.Mutex{}, &[]Event{}, new(int)} },
-		NewDecoder: func(f Format) (*Decoder, error) {
-			return NewDecoder(f, wikis, NewInterner(), NewInterner(), DecoderOptions{})
+		Sources: []Source{{Cluster: "logging-eqiad", Brokers: []string{"127.0.0.1:1"}, Dialer: NewDialer("test", nil, nil), Topic: "t", Format: decode.FormatAccessLog}},
+		NewSink: func() Sink { return collect{&sync.Mutex{}, &[]event.Event{}, new(int)} },
+		NewDecoder: func(f decode.Format) (*decode.Decoder, error) {
+			return decode.New(f, wikis, event.NewInterner(), event.NewInterner(), decode.Options{})
 		},
 	}, slog.New(slog.DiscardHandler), NewMetrics(prometheus.NewRegistry()))
 	require.NoError(t, err)

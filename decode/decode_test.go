@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 import (
 	"strings"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -27,14 +28,14 @@ func TestParseFormat(t *testing.T) {
 func TestNewDecoder(t *testing.T) {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
-	in := NewInterner()
-	_, err = NewDecoder("syslog", wikis, in, in, DecoderOptions{})
+	in := event.NewInterner()
+	_, err = New("syslog", wikis, in, in, Options{})
 	require.Error(t, err)
-	_, err = NewDecoder(FormatAccessLog, nil, in, in, DecoderOptions{})
+	_, err = New(FormatAccessLog, nil, in, in, Options{})
 	require.ErrorContains(t, err, "wiki map")
-	_, err = NewDecoder(FormatAccessLog, wikis, nil, in, DecoderOptions{})
+	_, err = New(FormatAccessLog, wikis, nil, in, Options{})
 	require.ErrorContains(t, err, "interner")
-	d, err := NewDecoder(FormatAccessLog, wikis, in, in, DecoderOptions{})
+	d, err := New(FormatAccessLog, wikis, in, in, Options{})
 	require.NoError(t, err)
 	require.Equal(t, FormatAccessLog, d.Format())
 	require.Equal(t, 1<<20, d.opts.MaxRecordBytes)
@@ -105,12 +106,12 @@ func TestRejections(t *testing.T) {
 	for _, f := range Formats() {
 		for _, tc := range cases {
 			t.Run(string(f)+"/"+tc.name, func(t *testing.T) {
-				e := newEnv(t, f, DecoderOptions{})
-				ev := Event{Time: 1, Kind: KindError}
-				det := Detail{Message: []byte("stale")}
+				e := newEnv(t, f, Options{})
+				ev := event.Event{Time: 1, Kind: event.KindError}
+				det := event.Detail{Message: []byte("stale")}
 				require.Equal(t, tc.err, e.d.Decode([]byte(tc.rec), time.Time{}, &ev, &det))
-				require.Equal(t, Event{}, ev)
-				require.Equal(t, Detail{}, det)
+				require.Equal(t, event.Event{}, ev)
+				require.Equal(t, event.Detail{}, det)
 			})
 		}
 	}
@@ -120,22 +121,22 @@ func TestOversizeAndSkew(t *testing.T) {
 	for _, f := range Formats() {
 		t.Run(string(f), func(t *testing.T) {
 			rec := sampleOf(t, f)
-			e := newEnv(t, f, DecoderOptions{})
-			var ev Event
+			e := newEnv(t, f, Options{})
+			var ev event.Event
 			require.NoError(t, e.d.Decode(rec, time.Time{}, &ev, nil))
 			at := time.Unix(0, ev.Time)
 
-			small := newEnv(t, f, DecoderOptions{MaxRecordBytes: len(rec) - 1})
+			small := newEnv(t, f, Options{MaxRecordBytes: len(rec) - 1})
 			require.Equal(t, ErrOversize, small.d.Decode(rec, time.Time{}, &ev, nil))
-			exact := newEnv(t, f, DecoderOptions{MaxRecordBytes: len(rec)})
+			exact := newEnv(t, f, Options{MaxRecordBytes: len(rec)})
 			require.NoError(t, exact.d.Decode(rec, time.Time{}, &ev, nil))
 
 			require.NoError(t, e.d.Decode(rec, at.Add(59*time.Minute), &ev, nil))
 			require.Equal(t, ErrTimeRange, e.d.Decode(rec, at.Add(61*time.Minute), &ev, nil))
 			require.Equal(t, ErrTimeRange, e.d.Decode(rec, at.Add(-61*time.Minute), &ev, nil))
-			tight := newEnv(t, f, DecoderOptions{MaxSkew: 2 * time.Second})
+			tight := newEnv(t, f, Options{MaxSkew: 2 * time.Second})
 			require.Equal(t, ErrTimeRange, tight.d.Decode(rec, at.Add(3*time.Second), &ev, nil))
-			off := newEnv(t, f, DecoderOptions{MaxSkew: -1})
+			off := newEnv(t, f, Options{MaxSkew: -1})
 			require.NoError(t, off.d.Decode(rec, at.Add(1000*time.Hour), &ev, nil))
 		})
 	}
@@ -159,9 +160,9 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 	for name, rec := range cases {
 		f, _, _ := strings.Cut(name, "/")
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, Format(f), DecoderOptions{})
-			var ev Event
-			var det Detail
+			e := newEnv(t, Format(f), Options{})
+			var ev event.Event
+			var det event.Detail
 			kafka := time.Time{}
 			err := e.d.Decode(rec, kafka, &ev, &det) // warm up
 			require.True(t, err == nil || err == ErrSkip, "%v", err)
@@ -175,8 +176,8 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 
 // Rejections allocate nothing either: they are counted per record.
 func TestRejectAllocatesNothing(t *testing.T) {
-	e := newEnv(t, FormatAccessLog, DecoderOptions{})
-	var ev Event
+	e := newEnv(t, FormatAccessLog, Options{})
+	var ev event.Event
 	for _, rec := range []string{`{"a":`, `{"url.domain":"example.org","http.response.status_code":"200","timestamp":"2026-08-21T10:15:42"}`, "{\"a\":\"\xff\"}"} {
 		b := []byte(rec)
 		require.Error(t, e.d.Decode(b, time.Time{}, &ev, nil))

@@ -1,4 +1,4 @@
-package ingest_test
+package decode_test
 
 import (
 	"bytes"
@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -44,12 +45,12 @@ func BenchmarkDecodeStream(b *testing.B) {
 	if err != nil && !errors.Is(err, errEnough) {
 		b.Fatal(err)
 	}
-	d, err := ingest.NewDecoder(ingest.FormatAccessLog, wikis, ingest.NewInterner(), ingest.NewInterner(), ingest.DecoderOptions{})
+	d, err := decode.New(decode.FormatAccessLog, wikis, event.NewInterner(), event.NewInterner(), decode.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	var ev ingest.Event
-	var det ingest.Detail
+	var ev event.Event
+	var det event.Detail
 	for _, r := range recs { // every record is good: a rejected one would time the error path
 		if err := d.Decode(r, time.Time{}, &ev, &det); err != nil {
 			b.Fatalf("simulated record rejected: %v", err)

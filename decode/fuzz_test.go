@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 // Fuzz targets, seeded from the real samples in testdata. Run one with e.g.
 //
@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 func FuzzDecodeMediaWikiLog(f *testing.F) { fuzzDecode(f, FormatMediaWikiLog) }
@@ -49,31 +50,31 @@ func fuzzDecode(f *testing.F, format Format) {
 		f.Add(s, int64(0))
 		f.Add(s, int64(1787307601e9)) // 2026-08-21T10:20:01Z
 	}
-	e := newEnv(f, format, DecoderOptions{})
+	e := newEnv(f, format, Options{})
 	f.Fuzz(func(t *testing.T, data []byte, kafkaNS int64) {
 		var kafka time.Time
 		if kafkaNS != 0 {
 			kafka = time.Unix(0, kafkaNS)
 		}
 		orig := slices.Clone(data)
-		var ev Event
-		var det Detail
+		var ev event.Event
+		var det event.Detail
 		err := e.d.Decode(data, kafka, &ev, &det)
 		require.Equal(t, orig, data, "Decode must not modify its input")
 
 		// The same answer twice: no state leaks from one record to the next.
-		var ev2 Event
-		var det2 Detail
+		var ev2 event.Event
+		var det2 event.Detail
 		err2 := e.d.Decode(data, kafka, &ev2, &det2)
 		require.Equal(t, err, err2)
 		require.Equal(t, ev, ev2)
 
 		switch {
 		case err == nil:
-			require.NotEqual(t, KindNone, ev.Kind)
+			require.NotEqual(t, event.KindNone, ev.Kind)
 			require.NotZero(t, ev.Wiki)
 			require.NotNil(t, e.wikis.Wiki(ev.Wiki))
-			if ev.Kind == KindError {
+			if ev.Kind == event.KindError {
 				require.Equal(t, Fingerprint(det.Message, det.Class, det.File), ev.Fingerprint)
 				for _, b := range [][]byte{det.Message, det.Exemplar, det.Class, det.Channel, det.File, det.Frame, det.Trace, det.Version} {
 					require.True(t, utf8.Valid(b))

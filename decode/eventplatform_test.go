@@ -1,10 +1,11 @@
-package ingest
+package decode
 
 import (
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/wikimedia/pretrain-detector/event"
 )
 
 func TestEventSchemaExamples(t *testing.T) {
@@ -16,12 +17,12 @@ func TestEventSchemaExamples(t *testing.T) {
 		{"mediawiki-api-request-1.0.0.examples.jsonl", FormatAPIRequest, want{err: ErrUnknownWiki}}, // examplewiki
 		{"mediawiki-client-error-2.0.0.examples.jsonl", FormatClientError, want{
 			// No error_context.wiki nor meta.domain: the wiki of the page URL.
-			time: "2019-01-01T00:00:00Z", kind: KindError, wiki: "enwiki", scope: ScopeTrain,
+			time: "2019-01-01T00:00:00Z", kind: event.KindError, wiki: "enwiki", scope: event.ScopeTrain,
 			message: "example error message", exemplar: "example error message",
 			class: "Error", channel: "client-error", file: "index.js",
 		}},
 		{"development-webrequest-1.0.0.examples.jsonl", FormatWebrequest, want{
-			time: "2021-01-01T00:00:00Z", kind: KindRequest, wiki: "enwiki", scope: ScopeTrain,
+			time: "2021-01-01T00:00:00Z", kind: event.KindRequest, wiki: "enwiki", scope: event.ScopeTrain,
 			status: 200, durationUS: 300,
 		}},
 		// Other streams' examples, through the decoder nearest to them.
@@ -36,7 +37,7 @@ func TestEventSchemaExamples(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.file+"/"+string(tc.format), func(t *testing.T) {
-			e := newEnv(t, tc.format, DecoderOptions{})
+			e := newEnv(t, tc.format, Options{})
 			recs := readLines(t, "event-schemas/"+tc.file)
 			require.NotEmpty(t, recs)
 			for _, rec := range recs {
@@ -48,7 +49,7 @@ func TestEventSchemaExamples(t *testing.T) {
 
 func TestAPIRequest(t *testing.T) {
 	const head = `{"$schema": "/mediawiki/api/request/1.0.0", "meta": {"stream": "mediawiki.api-request", "dt": "2026-08-21T10:00:00.5Z", "domain": "test.wikipedia.org", "request_id": "f0e1d2c3-b4a5-4697-8879-6a5b4c3d2e1f", "id": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}, "http": {"method": "POST", "client_ip": "198.51.100.23", "request_headers": {"user-agent": "pywikibot/9.0"}}, "params": {"action": "edit", "title": "Sandbox"}, "database": "testwiki"`
-	ok := want{time: "2026-08-21T10:00:00.5Z", kind: KindRequest, wiki: "testwiki", scope: ScopeTrain, status: 200, durationUS: 123000}
+	ok := want{time: "2026-08-21T10:00:00.5Z", kind: event.KindRequest, wiki: "testwiki", scope: event.ScopeTrain, status: 200, durationUS: 123000}
 	internal := ok
 	internal.status = 500
 	cases := []struct {
@@ -71,7 +72,7 @@ func TestAPIRequest(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatAPIRequest, DecoderOptions{})
+			e := newEnv(t, FormatAPIRequest, Options{})
 			e.check(t, []byte(tc.rec), time.Time{}, tc.want)
 		})
 	}
@@ -86,7 +87,7 @@ func TestClientError(t *testing.T) {
 		want want
 	}{
 		{"full", full, want{
-			time: "2026-08-21T10:00:01Z", kind: KindError, wiki: "testwiki", scope: ScopeTrain,
+			time: "2026-08-21T10:00:01Z", kind: event.KindError, wiki: "testwiki", scope: event.ScopeTrain,
 			message:  "Uncaught TypeError: Cannot read properties of undefined (reading 'get')",
 			exemplar: "Uncaught TypeError: Cannot read properties of undefined (reading 'get')",
 			class:    "TypeError", channel: "client-error",
@@ -94,7 +95,7 @@ func TestClientError(t *testing.T) {
 			trace: stack, dversion: "1.47.0-wmf.16",
 		}},
 		{"wiki from meta.domain", `{"meta": {"dt": "2026-08-21T10:00:01Z", "domain": "de.m.wikipedia.org"}, "message": "m"}`, want{
-			time: "2026-08-21T10:00:01Z", kind: KindError, wiki: "dewiki", message: "m", exemplar: "m", channel: "client-error",
+			time: "2026-08-21T10:00:01Z", kind: event.KindError, wiki: "dewiki", message: "m", exemplar: "m", channel: "client-error",
 		}},
 		{"canary", `{"meta": {"dt": "2026-08-21T10:00:01Z", "domain": "canary"}, "message": "m", "error_context": {"wiki": "testwiki"}}`, want{err: ErrSkip}},
 		{"unknown wiki", `{"meta": {"dt": "2026-08-21T10:00:01Z"}, "message": "m", "error_context": {"wiki": "nosuchwiki"}}`, want{err: ErrUnknownWiki}},
@@ -103,14 +104,14 @@ func TestClientError(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatClientError, DecoderOptions{})
+			e := newEnv(t, FormatClientError, Options{})
 			e.check(t, []byte(tc.rec), time.Time{}, tc.want)
 		})
 	}
 	t.Run("logstash test input", func(t *testing.T) {
 		recs := yamlInputs(t, "logstash-test-clienterror.yaml")
 		require.Len(t, recs, 1)
-		e := newEnv(t, FormatClientError, DecoderOptions{})
+		e := newEnv(t, FormatClientError, Options{})
 		e.check(t, recs[0], time.Time{}, want{err: ErrMissingField}) // {"dummy": "key"}
 	})
 }
@@ -125,13 +126,13 @@ func TestWebrequest(t *testing.T) {
 	}{
 		{"logstash input 1: demo.wikimedia.org is no wiki", recs[0], want{err: ErrUnknownWiki}},
 		{"logstash input 2", recs[1], want{
-			time: "2023-04-19T22:19:22Z", kind: KindRequest, wiki: "eswiki", scope: ScopeTrain, status: 200, durationUS: 308,
+			time: "2023-04-19T22:19:22Z", kind: event.KindRequest, wiki: "eswiki", scope: event.ScopeTrain, status: 200, durationUS: 308,
 		}},
 		{"503 from the CDN", []byte(`{"dt": "2026-08-21T10:00:00Z", "uri_host": "test.wikipedia.org", "http_status": "503", "time_firstbyte": 59.975095}`), want{
-			time: "2026-08-21T10:00:00Z", kind: KindRequest, wiki: "testwiki", status: 503, durationUS: 59975095,
+			time: "2026-08-21T10:00:00Z", kind: event.KindRequest, wiki: "testwiki", status: 503, durationUS: 59975095,
 		}},
 		{"status as a number", []byte(`{"dt": "2026-08-21T10:00:00Z", "uri_host": "test.wikipedia.org", "http_status": 200}`), want{
-			time: "2026-08-21T10:00:00Z", kind: KindRequest, wiki: "testwiki", status: 200,
+			time: "2026-08-21T10:00:00Z", kind: event.KindRequest, wiki: "testwiki", status: 200,
 		}},
 		{"status not numeric", []byte(`{"dt": "2026-08-21T10:00:00Z", "uri_host": "test.wikipedia.org", "http_status": "-"}`), want{err: ErrWrongType}},
 		{"no status", []byte(`{"dt": "2026-08-21T10:00:00Z", "uri_host": "test.wikipedia.org"}`), want{err: ErrMissingField}},
@@ -140,7 +141,7 @@ func TestWebrequest(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, FormatWebrequest, DecoderOptions{})
+			e := newEnv(t, FormatWebrequest, Options{})
 			e.check(t, tc.rec, time.Time{}, tc.want)
 		})
 	}

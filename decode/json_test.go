@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 // scanOnly runs the scanner of a decoder for format f over data.
 func scanOnly(t testing.TB, f Format, data []byte) (*Decoder, error) {
 	t.Helper()
-	e := newEnv(t, f, DecoderOptions{})
+	e := newEnv(t, f, Options{})
 	return e.d, e.d.scan(data)
 }
 

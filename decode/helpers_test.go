@@ -1,4 +1,4 @@
-package ingest
+package decode
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -18,16 +19,16 @@ import (
 type testEnv struct {
 	d        *Decoder
 	wikis    *wikimap.Map
-	versions *Interner
-	rollouts *Interner
+	versions *event.Interner
+	rollouts *event.Interner
 }
 
-func newEnv(t testing.TB, f Format, opts DecoderOptions) *testEnv {
+func newEnv(t testing.TB, f Format, opts Options) *testEnv {
 	t.Helper()
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
-	versions, rollouts := NewInterner(), NewInterner()
-	d, err := NewDecoder(f, wikis, versions, rollouts, opts)
+	versions, rollouts := event.NewInterner(), event.NewInterner()
+	d, err := New(f, wikis, versions, rollouts, opts)
 	require.NoError(t, err)
 	return &testEnv{d: d, wikis: wikis, versions: versions, rollouts: rollouts}
 }
@@ -83,29 +84,29 @@ func mustTime(t testing.TB, s string) time.Time {
 type want struct {
 	err        error
 	time       string // RFC 3339
-	kind       Kind
+	kind       event.Kind
 	wiki       string // dbname
-	scope      Scope
-	role       Role
+	scope      event.Scope
+	role       event.Role
 	status     uint16
 	durationUS uint32
 	version    string // interned mwversion
 	rollout    string // interned "<release>-<hash>"
-	shared     SharedClass
+	shared     event.SharedClass
 
 	message, exemplar, class, channel, file, frame, trace, dversion, servergroup, reqID string
 }
 
 // check decodes rec and compares every field with w.
-func (e *testEnv) check(t *testing.T, rec []byte, kafkaTime time.Time, w want) (Event, Detail) {
+func (e *testEnv) check(t *testing.T, rec []byte, kafkaTime time.Time, w want) (event.Event, event.Detail) {
 	t.Helper()
-	var ev Event
-	var det Detail
+	var ev event.Event
+	var det event.Detail
 	err := e.d.Decode(rec, kafkaTime, &ev, &det)
 	if w.err != nil {
 		require.ErrorIs(t, err, w.err)
 		require.Equal(t, w.err, err, "rejections are returned unwrapped")
-		require.Equal(t, Event{}, ev, "a rejected record leaves no event")
+		require.Equal(t, event.Event{}, ev, "a rejected record leaves no event")
 		return ev, det
 	}
 	require.NoError(t, err)
@@ -129,7 +130,7 @@ func (e *testEnv) check(t *testing.T, rec []byte, kafkaTime time.Time, w want) (
 	require.Equal(t, w.dversion, string(det.Version), "detail version")
 	require.Equal(t, w.servergroup, string(det.Servergroup), "detail servergroup")
 	require.Equal(t, w.reqID, string(det.ReqID), "detail reqId")
-	if ev.Kind == KindError {
+	if ev.Kind == event.KindError {
 		require.Equal(t, Fingerprint([]byte(w.message), []byte(w.class), []byte(w.file)), ev.Fingerprint, "fingerprint")
 		require.NotZero(t, ev.Fingerprint)
 	} else {

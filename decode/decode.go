@@ -1,4 +1,10 @@
-package ingest
+// Package decode turns one Kafka record of a MediaWiki error-log or
+// request stream into a flat event.Event: a JSON scanner that finds the
+// fields each format needs without allocating, one decoder per format, the
+// shared-data classifier and error fingerprints. It knows nothing of Kafka:
+// every reason a record is refused is an error value here (errors.go), so
+// the consumer, replay and the tests count them the same way.
+package decode
 
 import (
 	"bytes"
@@ -8,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -23,6 +30,16 @@ const (
 )
 
 // Formats lists every format, in documentation order.
+// Requests tells whether the format carries requests (the denominators of
+// every rate) rather than errors.
+func (f Format) Requests() bool {
+	switch f {
+	case FormatAccessLog, FormatAPIRequest, FormatWebrequest:
+		return true
+	}
+	return false
+}
+
 func Formats() []Format {
 	return []Format{FormatMediaWikiLog, FormatAccessLog, FormatAPIRequest, FormatClientError, FormatWebrequest}
 }
@@ -37,8 +54,8 @@ func ParseFormat(s string) (Format, error) {
 	return "", fmt.Errorf("unknown record format %q (want mediawiki-log, httpd-accesslog, api-request, client-error or webrequest)", s)
 }
 
-// DecoderOptions tunes a Decoder. The zero value means the defaults.
-type DecoderOptions struct {
+// Options tunes a Decoder. The zero value means the defaults.
+type Options struct {
 	// MaxRecordBytes rejects larger records as ErrOversize. Default 1 MiB,
 	// at most 1 GiB.
 	MaxRecordBytes int
@@ -65,7 +82,7 @@ const (
 	defaultMaxSkew        = time.Hour
 )
 
-func (o *DecoderOptions) withDefaults() DecoderOptions {
+func (o *Options) withDefaults() Options {
 	out := *o
 	if out.MaxRecordBytes <= 0 {
 		out.MaxRecordBytes = defaultMaxRecordBytes
@@ -92,9 +109,9 @@ func (o *DecoderOptions) withDefaults() DecoderOptions {
 type Decoder struct {
 	format   Format
 	wikis    *wikimap.Map
-	versions *Interner
-	rollouts *Interner
-	opts     DecoderOptions
+	versions *event.Interner
+	rollouts *event.Interner
+	opts     Options
 
 	pretrainSG  []byte
 	pretrainDep []byte
@@ -102,21 +119,21 @@ type Decoder struct {
 	// Per-record state.
 	data    []byte
 	fields  [maxFields]span
-	nslots  int    // slots the format uses: only these are cleared per record
-	clean   bool   // the record is printable ASCII without backslashes (see scanStr)
-	path    []byte // dotted path of the object being scanned
-	scratch []byte // unescaped strings and built keys; reset per record
-	det     Detail // stands in when Decode gets a nil *Detail
+	nslots  int          // slots the format uses: only these are cleared per record
+	clean   bool         // the record is printable ASCII without backslashes (see scanStr)
+	path    []byte       // dotted path of the object being scanned
+	scratch []byte       // unescaped strings and built keys; reset per record
+	det     event.Detail // stands in when Decode gets a nil *Detail
 
 	// Origins already derived, by their fields (see origin).
 	originKey []byte
 	origins   map[string]originInfo
 }
 
-// NewDecoder returns a Decoder for format f. versions and rollouts intern
+// New returns a Decoder for format f. versions and rollouts intern
 // mwversion strings and "<release>-<pod-template-hash>" rollout keys; share
 // them between all decoders so ids agree.
-func NewDecoder(f Format, wikis *wikimap.Map, versions, rollouts *Interner, opts DecoderOptions) (*Decoder, error) {
+func New(f Format, wikis *wikimap.Map, versions, rollouts *event.Interner, opts Options) (*Decoder, error) {
 	if _, err := ParseFormat(string(f)); err != nil {
 		return nil, err
 	}
@@ -152,12 +169,12 @@ func (d *Decoder) Format() Format { return d.format }
 // that counting allocates nothing. det's slices point into value or into
 // the decoder's scratch space: they are valid until the next Decode. det
 // may be nil when the caller has no use for it.
-func (d *Decoder) Decode(value []byte, kafkaTime time.Time, ev *Event, det *Detail) error {
-	*ev = Event{}
+func (d *Decoder) Decode(value []byte, kafkaTime time.Time, ev *event.Event, det *event.Detail) error {
+	*ev = event.Event{}
 	if det == nil {
 		det = &d.det
 	}
-	*det = Detail{}
+	*det = event.Detail{}
 	if len(value) > d.opts.MaxRecordBytes {
 		return ErrOversize
 	}
@@ -183,10 +200,10 @@ func (d *Decoder) Decode(value []byte, kafkaTime time.Time, ev *Event, det *Deta
 	}
 	d.data = nil // do not keep the record alive
 	if err != nil {
-		*ev = Event{}
-		*det = Detail{}
+		*ev = event.Event{}
+		*det = event.Detail{}
 	}
-	d.det = Detail{}
+	d.det = event.Detail{}
 	return err
 }
 
@@ -251,7 +268,7 @@ func (d *Decoder) checkSkew(ns, kt int64) error {
 // kept by their inputs: one map lookup is cheaper than deriving the role
 // and interning the rollout again, and a partition interleaves the records
 // of many pods, so one remembered answer would rarely be the right one.
-func (d *Decoder) origin(servergroup, namespace, deployment, release, pod []byte) (Scope, Role, uint32) {
+func (d *Decoder) origin(servergroup, namespace, deployment, release, pod []byte) (event.Scope, event.Role, uint32) {
 	k := d.originKey[:0]
 	for _, b := range [...][]byte{servergroup, namespace, deployment, release, pod} {
 		k = append(k, b...)
@@ -261,9 +278,9 @@ func (d *Decoder) origin(servergroup, namespace, deployment, release, pod []byte
 	if o, ok := d.origins[string(k)]; ok { // no allocation: the compiler views k
 		return o.scope, o.role, o.rollout
 	}
-	o := originInfo{scope: ScopeTrain, role: roleOf(servergroup, release, deployment), rollout: d.rolloutOf(pod, release)}
+	o := originInfo{scope: event.ScopeTrain, role: roleOf(servergroup, release, deployment), rollout: d.rolloutOf(pod, release)}
 	if d.isPretrain(servergroup, namespace, deployment) {
-		o.scope = ScopePretrain
+		o.scope = event.ScopePretrain
 	}
 	if len(d.origins) >= maxOrigins {
 		// Pods come and go with every deploy; forgetting them all at
@@ -276,8 +293,8 @@ func (d *Decoder) origin(servergroup, namespace, deployment, release, pod []byte
 
 // originInfo is what origin derives from a record's origin fields.
 type originInfo struct {
-	scope   Scope
-	role    Role
+	scope   event.Scope
+	role    event.Role
 	rollout uint32
 }
 
@@ -298,23 +315,23 @@ func (d *Decoder) isPretrain(servergroup, namespace, deployment []byte) bool {
 // "canary", "jobrunner-canary") and deployment ("mw-api-int"). Jobrunner
 // wins over canary and debug: a jobrunner canary still runs jobs, which is
 // what matters for the changeprop path.
-func roleOf(servergroup, release, deployment []byte) Role {
+func roleOf(servergroup, release, deployment []byte) event.Role {
 	switch {
 	case any3(servergroup, release, deployment, "jobrunner") || any3(servergroup, release, deployment, "videoscaler"):
-		return RoleJobrunner
+		return event.RoleJobrunner
 	case any3(servergroup, release, deployment, "debug"):
-		return RoleDebug
+		return event.RoleDebug
 	case any3(servergroup, release, deployment, "canary"):
-		return RoleCanary
+		return event.RoleCanary
 	case any3(servergroup, release, deployment, "parsoid"):
-		return RoleParsoid
+		return event.RoleParsoid
 	case any3(servergroup, release, deployment, "api"):
-		return RoleAPI
+		return event.RoleAPI
 	case any3(servergroup, release, deployment, "appserver"), any3(servergroup, release, deployment, "web"),
 		any3(servergroup, release, deployment, "main"), any3(servergroup, release, deployment, "pretrain"):
-		return RoleWeb
+		return event.RoleWeb
 	}
-	return RoleUnknown
+	return event.RoleUnknown
 }
 
 func any3(a, b, c []byte, s string) bool {

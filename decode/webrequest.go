@@ -1,4 +1,6 @@
-package ingest
+package decode
+
+import "github.com/wikimedia/pretrain-detector/event"
 
 // Webrequest (varnishkafka/HAProxy at the CDN edge: webrequest_text, since
 // 2025-04 webrequest_frontend_text; docs/domain.md section 4, the
@@ -36,7 +38,7 @@ func webrequestSlot(p []byte) int {
 	return slotNone
 }
 
-func (d *Decoder) decodeWebrequest(ev *Event, kt int64) error {
+func (d *Decoder) decodeWebrequest(ev *event.Event, kt int64) error {
 	if skip, err := d.isCanary(wrDomain); skip || err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func (d *Decoder) decodeWebrequest(ev *Event, kt int64) error {
 		return err
 	}
 	ev.Time = ns
-	ev.Kind = KindRequest
+	ev.Kind = event.KindRequest
 	ev.Wiki = wiki
 	ev.Status = uint16(status)
 	ev.DurationUS = clampUS(ttfb * 1e6)

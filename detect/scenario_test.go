@@ -17,7 +17,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
-	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -190,7 +190,7 @@ func runScenario(t *testing.T, wikis *wikimap.Map, name string, rate float64, se
 	t.Helper()
 	start := time.Now()
 	cfg := config.Default()
-	off, err := pipeline.NewOffline(cfg, wikis, topics)
+	off, err := replay.NewOffline(cfg, wikis, topics)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, off.Close()) }()
 	g := newGuardrail()

@@ -1,6 +1,8 @@
-// Package pipeline wires the detector's stages together, Kafka → ingest →
-// window → detect, for the daemon, replay, the demo and the benchmarks. It
-// owns no logic of its own: each stage's state lives in its package.
+// Package pipeline runs the detector live: Kafka → ingest → window →
+// detect, following the topics from now − window length, with the warm-up,
+// the watermark over partitions and the evaluation loop, for the daemon, the
+// demo and the benchmarks. The stages themselves are built by
+// internal/stages, as for replay; each stage's state lives in its package.
 package pipeline
 
 import (
@@ -14,13 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/internal/stages"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -51,7 +52,7 @@ type Options struct {
 // Pipeline is one running detector.
 type Pipeline struct {
 	opts     Options
-	st       *stages // what Store, Detector, Versions and Rollouts belong to
+	st       *stages.Stages // what Store, Detector, Versions and Rollouts belong to
 	Store    *window.Store
 	Detector *detect.Detector
 	Consumer *ingest.Consumer
@@ -92,19 +93,19 @@ func New(opts Options) (_ *Pipeline, err error) {
 	if opts.ClientID == "" {
 		opts.ClientID = "pretrain-detector"
 	}
-	st, err := newStages(cfg, opts.Wikis, 0, opts.Registry)
+	st, err := stages.New(cfg, opts.Wikis, 0, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = st.close()
+			_ = st.Close()
 		}
 	}()
-	p := &Pipeline{opts: opts, st: st, Store: st.store, Detector: st.det, Versions: st.versions, Rollouts: st.rollouts,
+	p := &Pipeline{opts: opts, st: st, Store: st.Store, Detector: st.Detector, Versions: st.Versions, Rollouts: st.Rollouts,
 		logger: opts.Logger, notes: map[string]string{}}
 
-	sources, err := kafkaSources(cfg, opts.ClientID)
+	sources, err := stages.KafkaSources(cfg, opts.ClientID)
 	if err != nil {
 		return nil, err
 	}
@@ -122,12 +123,12 @@ func New(opts Options) (_ *Pipeline, err error) {
 	}
 	p.Consumer, err = ingest.NewConsumer(ingest.ConsumerOptions{
 		Sources: sources, Start: start, End: opts.End,
-		NewSink:    func() ingest.Sink { return st.store.NewWriter() },
-		NewDecoder: st.newDecoder,
+		NewSink:    func() ingest.Sink { return st.Store.NewWriter() },
+		NewDecoder: st.NewDecoder,
 		MaxWait:    time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
 		TopicRecheck: time.Duration(cfg.Kafka.TopicRecheck), MaxAhead: maxAhead,
 		MaxPartitionStall: time.Duration(cfg.Kafka.MaxPartitionStall),
-	}, opts.Logger.With("component", "ingest"), ingestMetrics(opts.Registry, sources))
+	}, opts.Logger.With("component", "ingest"), stages.IngestMetrics(opts.Registry, sources))
 	if err != nil {
 		return nil, err
 	}
@@ -144,47 +145,6 @@ func New(opts Options) (_ *Pipeline, err error) {
 	p.fleet = f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Subsystem: "detect", Name: "fleet_incident",
 		Help: "1 while the train fleet's error rate jumps across DB sections at once (no one's deploy)."})
 	return p, nil
-}
-
-// kafkaSources lists every configured topic with its cluster's dialer.
-func kafkaSources(cfg config.Config, clientID string) ([]ingest.Source, error) {
-	var sources []ingest.Source
-	for _, ct := range cfg.Topics() {
-		dialer, err := dialer(clientID, ct.Cluster)
-		if err != nil {
-			return nil, fmt.Errorf("kafka cluster %s: %w", ct.Cluster.Name, err)
-		}
-		format, err := decode.ParseFormat(ct.Topic.Format)
-		if err != nil {
-			return nil, fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
-		}
-		sources = append(sources, ingest.Source{Cluster: ct.Cluster.Name, Brokers: ct.Cluster.Brokers, Dialer: dialer, Topic: ct.Topic.Name, Format: format})
-	}
-	return sources, nil
-}
-
-// ingestMetrics registers the consumer's metrics with every source's
-// topic present from the start.
-func ingestMetrics(reg prometheus.Registerer, sources []ingest.Source) *ingest.Metrics {
-	im := ingest.NewMetrics(reg)
-	topics := make([]string, 0, len(sources))
-	for _, s := range sources {
-		topics = append(topics, s.Topic)
-	}
-	im.InitTopics(topics)
-	return im
-}
-
-func dialer(clientID string, cl *config.Cluster) (*kafka.Dialer, error) {
-	tc, err := ingest.TLSConfig(ingest.TLSOptions(cl.TLS))
-	if err != nil {
-		return nil, err
-	}
-	mech, err := ingest.SASLMechanism(cl.SASL.Mechanism, cl.SASL.Username, cl.SASL.PasswordFile)
-	if err != nil {
-		return nil, err
-	}
-	return ingest.NewDialer(clientID, tc, mech), nil
 }
 
 // Run reads and evaluates until ctx is done or, with End set, until every
@@ -411,4 +371,4 @@ func (p *Pipeline) EvaluatedTo() int64 {
 }
 
 // Close releases the window.
-func (p *Pipeline) Close() error { return p.st.close() }
+func (p *Pipeline) Close() error { return p.st.Close() }

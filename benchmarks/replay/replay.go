@@ -7,7 +7,7 @@
 //	(a) raw: kafka-go Conn.ReadBatch over all partitions in parallel,
 //	    counting bytes and nothing else: the ceiling set by the client
 //	    library and the broker;
-//	(b) replay: pipeline.Replay, the deterministic replay of `detector
+//	(b) replay: replay.Replay, the deterministic replay of `detector
 //	    replay` (decoders, merge by event time, window, detector), from the
 //	    first record to the last.
 //
@@ -41,7 +41,7 @@ import (
 
 	ingestbench "github.com/wikimedia/pretrain-detector/benchmarks/ingest"
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("round %d, raw: %w", i, err)
 		}
 		runtime.GC()
-		if rd.Replay, err = replay(ctx, broker.Addrs(), wikis, rep, profilePath(cfg.CPUProfile, i)); err != nil {
+		if rd.Replay, err = runReplay(ctx, broker.Addrs(), wikis, rep, profilePath(cfg.CPUProfile, i)); err != nil {
 			return nil, fmt.Errorf("round %d, replay: %w", i, err)
 		}
 		for name, r := range map[string]Result{"raw": rd.Raw, "replay": rd.Replay} {
@@ -250,13 +250,13 @@ func raw(ctx context.Context, addr string, partitions int) (Result, error) {
 	return Result{Records: records.Load(), Bytes: bytes.Load(), Wall: time.Since(start)}, errors.Join(errs...)
 }
 
-// replay runs pipeline.Replay over every loaded record: from the first to
+// replay runs replay.Replay over every loaded record: from the first to
 // the last (its warm-up starts a window length earlier, before any record).
-func replay(ctx context.Context, addrs []string, wikis *wikimap.Map, rep *Report, profile string) (Result, error) {
+func runReplay(ctx context.Context, addrs []string, wikis *wikimap.Map, rep *Report, profile string) (Result, error) {
 	cfg := config.Default()
 	cfg.OverrideBrokers(addrs)
 	cfg.Kafka.Clusters[0].Topics = []config.Topic{{Name: topic, Format: "httpd-accesslog"}}
-	r, err := pipeline.NewReplay(pipeline.ReplayOptions{
+	r, err := replay.New(replay.Options{
 		Config: cfg, Wikis: wikis, From: rep.From, To: rep.To, Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {

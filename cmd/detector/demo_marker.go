@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wikimedia/pretrain-detector/internal/stages"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/simulate"
 )
@@ -19,7 +20,7 @@ const demoEarlierBuild = "demo-earlier-build"
 // addDemoMarker adds that marker to the pipeline and to the story.
 func addDemoMarker(p *pipeline.Pipeline, story *narrator, truth simulate.GroundTruth) {
 	at := truth.Start.Add(5 * time.Minute)
-	p.Store.AddDeploy(pipeline.MarkerDeploy("pretrain", "", demoEarlierBuild, at, "api"))
+	p.Store.AddDeploy(stages.MarkerDeploy("pretrain", "", demoEarlierBuild, at, "api"))
 	story.events = append(story.events, storyEvent{at, "deploy marker posted for an earlier Pretrain build (" + demoEarlierBuild + ")"})
 	slices.SortStableFunc(story.events, func(a, b storyEvent) int { return a.at.Compare(b.at) })
 }

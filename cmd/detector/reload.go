@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/internal/stages"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 )
 
@@ -65,7 +66,7 @@ func reloadConfig(c commonOptions, p *pipeline.Pipeline, running config.Config, 
 		return err
 	}
 	for _, m := range cfg.Deploys {
-		p.Store.AddDeploy(pipeline.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
+		p.Store.AddDeploy(stages.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
 	}
 	if live, restart := configChanges(running, cfg); len(restart) > 0 {
 		logger.Warn("Configuration changes that take effect only after a restart", "sections", restart, "applied", live)

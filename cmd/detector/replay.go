@@ -19,7 +19,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/report"
 	verdicts "github.com/wikimedia/pretrain-detector/verdict"
 )
@@ -47,17 +47,18 @@ func (o *replayOptions) addFlags(cmd *kingpin.CmdClause) {
 }
 
 // runReplay is `detector replay`: the detector over [from, to] of the
-// topics, event time driving everything (pipeline.Replay), findings as JSONL,
+// topics, event time driving everything (replay.Replay), findings as JSONL,
 // optionally an HTML report and alerts. Partitions start at from − window
 // length; findings that fire before from (the warm-up) are not reported.
 func runReplay(ctx context.Context, o replayOptions) error {
-	if err := replay(ctx, o); err != nil {
+	if err := replayRange(ctx, o); err != nil {
 		return oneLine{err}
 	}
 	return nil
 }
 
-func replay(ctx context.Context, o replayOptions) (err error) {
+// replayRange does runReplay's work; runReplay makes its error one line.
+func replayRange(ctx context.Context, o replayOptions) (err error) {
 	logger := o.common.logger
 	now := time.Now().UTC().Truncate(time.Second)
 	from, err := parseWhen(o.from, now)
@@ -119,7 +120,7 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 	rv := newReplayVerdicts(cfg, wikis)
 	var sinkErr error
 	progress := newReplayProgress(o.common.stderr, logger)
-	r, err := pipeline.NewReplay(pipeline.ReplayOptions{
+	r, err := replay.New(replay.Options{
 		Config: cfg, Wikis: wikis, From: from, To: to, Plots: o.report != "",
 		Registry: reg, Logger: logger, OnEvaluate: rv.onEvaluate,
 		OnChange: func(changed []detect.Finding) {
@@ -128,7 +129,7 @@ func replay(ctx context.Context, o replayOptions) (err error) {
 			}
 			alerts.add(changed)
 		},
-		OnProgress: func(p pipeline.ReplayProgress) {
+		OnProgress: func(p replay.Progress) {
 			progress.show(p)
 			alerts.resend()
 		},
@@ -234,7 +235,7 @@ func findingsByKind(fs []detect.Finding) string {
 }
 
 // replayWarnings are what a reader of the result must know to trust it.
-func replayWarnings(res pipeline.ReplayResult) []string {
+func replayWarnings(res replay.Result) []string {
 	var out []string
 	for _, t := range res.Missing {
 		out = append(out, fmt.Sprintf("topic %s does not exist: replayed without it", t))
@@ -269,7 +270,7 @@ func newReplayProgress(w io.Writer, logger *slog.Logger) *replayProgress {
 	return p
 }
 
-func (r *replayProgress) show(p pipeline.ReplayProgress) {
+func (r *replayProgress) show(p replay.Progress) {
 	rate := float64(p.Records-r.lastRecords) / (p.Elapsed - r.lastTick).Seconds()
 	r.lastRecords, r.lastTick = p.Records, p.Elapsed
 	done := 0.0
@@ -305,7 +306,7 @@ func (r *replayProgress) end() {
 
 // reportData turns a replay's result and its deploys' verdicts into the
 // report's input.
-func reportData(res pipeline.ReplayResult, vs []verdicts.Result) report.Data {
+func reportData(res replay.Result, vs []verdicts.Result) report.Data {
 	d := report.Data{
 		Version: version.Version, From: res.From, To: res.To, Start: res.Start, Elapsed: res.Elapsed,
 		Records: res.Records, Rejected: res.Rejected, Skipped: res.Skipped, Events: res.Events, Verdicts: vs,

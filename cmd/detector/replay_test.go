@@ -22,7 +22,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/alert/amtest"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -383,7 +383,7 @@ func TestReplayAlertsAlertmanager(t *testing.T) {
 func TestReplayProgressBar(t *testing.T) {
 	var b bytes.Buffer
 	p := &replayProgress{w: &b, tty: true}
-	p.show(pipeline.ReplayProgress{Records: 5000, Elapsed: 2 * time.Second, OffsetsRead: 5000, OffsetsTotal: 20000, ETA: 6 * time.Second})
+	p.show(replay.Progress{Records: 5000, Elapsed: 2 * time.Second, OffsetsRead: 5000, OffsetsTotal: 20000, ETA: 6 * time.Second})
 	p.end()
 	out := b.String()
 	require.True(t, strings.HasPrefix(out, "\r[======="), out)

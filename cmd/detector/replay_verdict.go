@@ -2,14 +2,14 @@ package main
 
 import (
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/replay"
 	verdicts "github.com/wikimedia/pretrain-detector/verdict"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
 // replayVerdicts judges the deploys of a replay as it passes them: after
-// every evaluation (pipeline.ReplayOptions.OnEvaluate, on the merge
+// every evaluation (replay.Options.OnEvaluate, on the merge
 // goroutine), so that each verdict reads its counts at the same event time
 // as the daemon could, and the same records give the same verdicts.
 type replayVerdicts struct {
@@ -32,7 +32,7 @@ func (v *replayVerdicts) onEvaluate(store *window.Store, _ int64) {
 
 // result is the verdict of every deploy of the replayed range, as of its
 // end, newest first: the findings reported decide the fails.
-func (v *replayVerdicts) result(res pipeline.ReplayResult) []verdicts.Result {
+func (v *replayVerdicts) result(res replay.Result) []verdicts.Result {
 	if v.src == nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/internal/rateplot"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/render"
 	"github.com/wikimedia/pretrain-detector/ui"
@@ -33,7 +34,7 @@ func webUI(ctx context.Context, cfg config.Config, p *pipeline.Pipeline, wikis *
 		Deploys:  func() []verdicts.Deploy { return verdicts.FromWindow(p.Store.Deploys(nil)) },
 		Source:   verdicts.NewWindowSource(p.Store, wikis, cfg.Pretrain.Cohort),
 		Ledger:   verdicts.NewLedger(verdictConfig(cfg)),
-		Plot:     func(f detect.Finding) *render.Plot { return renderPlot(pipeline.LivePlot(p.Store, wikis, f)) },
+		Plot:     func(f detect.Finding) *render.Plot { return renderPlot(rateplot.Live(p.Store, wikis, f)) },
 		Health: func() ui.Health {
 			h := ui.Health{Ready: p.Ready(), Topics: ui.TopicsFromMetrics(g), Simulated: simulated}
 			if !h.Ready {
@@ -80,7 +81,7 @@ func verdictConfig(cfg config.Config) verdicts.Config {
 }
 
 // renderPlot converts a recorded plot for the renderer.
-func renderPlot(p *pipeline.RatePlot) *render.Plot {
+func renderPlot(p *rateplot.Plot) *render.Plot {
 	if p == nil {
 		return nil
 	}

@@ -1,4 +1,7 @@
-package pipeline
+// Package rateplot records a finding's plot, cohort against control per
+// minute, from the window: the replay while it runs (Recorder), the daemon
+// from what the window still holds (Live).
+package rateplot
 
 import (
 	"strconv"
@@ -10,10 +13,10 @@ import (
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
-// RatePlot is a finding's cohort and control, minute by minute, around its
+// Plot is a finding's cohort and control, minute by minute, around its
 // onset: what the report plots. It is recorded while the replay runs, as
 // the window holds only its last ring length.
-type RatePlot struct {
+type Plot struct {
 	Start time.Time     // first minute
 	Step  time.Duration // one minute
 	// Cohort are the finding's wikis, counted in CohortScope ("pretrain"
@@ -24,20 +27,20 @@ type RatePlot struct {
 	// Fingerprint is the finding's error (hex), counted on the cohort;
 	// empty for findings about a rate.
 	Fingerprint string
-	Points      []RatePoint
+	Points      []Point
 }
 
-// RatePoint is one minute.
-type RatePoint struct {
+// Point is one minute.
+type Point struct {
 	CohortRequests, CohortErrors   int64
 	ControlRequests, ControlErrors int64
 	FingerprintErrors              int64 // the finding's error on the cohort
 }
 
-// plotRecorder fills RatePlots from the window after every evaluation, up
+// Recorder fills RatePlots from the window after every evaluation, up
 // to the watermark: minutes before the onset from the ring when the finding
 // fires, later minutes as they close.
-type plotRecorder struct {
+type Recorder struct {
 	store      *window.Store
 	wikis      *wikimap.Map
 	start, end int64 // the replay's range, ns
@@ -48,7 +51,7 @@ type plotRecorder struct {
 }
 
 type plotState struct {
-	RatePlot
+	Plot
 	ids       []wikimap.ID
 	scope     event.Scope
 	fp        uint64
@@ -61,15 +64,14 @@ const (
 	plotAfter  = 30 * time.Minute // after the detection
 )
 
-func newPlotRecorder(r *Replay) *plotRecorder {
-	return &plotRecorder{
-		store: r.store, wikis: r.opts.Wikis, start: r.Start().UnixNano(), end: r.opts.To.UnixNano(),
-		plots: map[string]*plotState{}, minute: -1,
-	}
+// NewRecorder records plots from store for a run over [start, end) (Unix
+// ns): no plot reaches outside it.
+func NewRecorder(store *window.Store, wikis *wikimap.Map, start, end int64) *Recorder {
+	return &Recorder{store: store, wikis: wikis, start: start, end: end, plots: map[string]*plotState{}, minute: -1}
 }
 
-// add starts the plot of a finding that just fired.
-func (p *plotRecorder) add(f detect.Finding) {
+// Add starts the plot of a finding that just fired.
+func (p *Recorder) Add(f detect.Finding) {
 	if _, ok := p.plots[f.ID]; ok {
 		return
 	}
@@ -100,8 +102,8 @@ func (p *plotRecorder) add(f detect.Finding) {
 	p.plots[f.ID] = st
 }
 
-// fill adds every minute that closed at or before wm.
-func (p *plotRecorder) fill(wm int64) {
+// Fill adds every minute that closed at or before wm.
+func (p *Recorder) Fill(wm int64) {
 	p.minute = -1 // events arrived since the last call
 	for _, st := range p.plots {
 		for st.next < st.end && st.next+plotStep <= wm {
@@ -111,14 +113,14 @@ func (p *plotRecorder) fill(wm int64) {
 	}
 }
 
-func (p *plotRecorder) point(st *plotState, m0 int64) RatePoint {
+func (p *Recorder) point(st *plotState, m0 int64) Point {
 	m1 := m0 + plotStep
 	if p.minute != m0 {
 		p.train = p.store.SumWikis(event.ScopeTrain, m0, m1, p.train)
 		p.pre = p.store.SumWikis(event.ScopePretrain, m0, m1, p.pre)
 		p.minute = m0
 	}
-	var pt RatePoint
+	var pt Point
 	for w := 1; w < len(p.train); w++ {
 		pt.ControlRequests += p.train[w].Requests
 		pt.ControlErrors += p.train[w].Errors
@@ -139,17 +141,26 @@ func (p *plotRecorder) point(st *plotState, m0 int64) RatePoint {
 	return pt
 }
 
-// result returns the plots by finding ID.
-func (p *plotRecorder) result() map[string]*RatePlot {
+// Result returns the plots by finding ID.
+func (p *Recorder) Result() map[string]*Plot {
 	if p == nil {
 		return nil
 	}
-	out := make(map[string]*RatePlot, len(p.plots))
+	out := make(map[string]*Plot, len(p.plots))
 	for id, st := range p.plots {
-		rp := st.RatePlot
+		rp := st.Plot
 		out[id] = &rp
 	}
 	return out
 }
 
 func ceilTo(t, step int64) int64 { return -floorDiv(-t, step) * step }
+
+// floorDiv is a / b rounded towards minus infinity.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}

@@ -1,4 +1,4 @@
-package pipeline
+package replay
 
 import (
 	"cmp"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/internal/rateplot"
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
@@ -33,7 +34,7 @@ type merge struct {
 	from     int64
 	index    map[string]int // finding ID → position in findings
 	findings []detect.Finding
-	plots    *plotRecorder
+	plots    *rateplot.Recorder
 }
 
 // partState is what the merge knows of one partition.
@@ -54,16 +55,16 @@ type errRef struct {
 
 func newMerge(r *Replay, parts int) *merge {
 	m := &merge{
-		r: r, w: r.store.NewWriter(), parts: parts, state: map[*replaySink]*partState{},
+		r: r, w: r.st.Store.NewWriter(), parts: parts, state: map[*replaySink]*partState{},
 		from: r.opts.From.UnixNano(), index: map[string]int{},
 	}
 	// After this many buckets without events nothing can fire or resolve
 	// any more (every trailing window of detect has emptied), so a longer
 	// gap in the data is evaluated in one call rather than bucket by bucket.
-	length := time.Duration(r.cfg.Window.Length) + time.Duration(r.cfg.Detect.ResolveAfter) + time.Duration(r.cfg.Window.Lateness)
+	length := time.Duration(r.st.Config.Window.Length) + time.Duration(r.st.Config.Detect.ResolveAfter) + time.Duration(r.st.Config.Window.Lateness)
 	m.maxIdle = int(int64(length)/r.bw) + 2
 	if r.opts.Plots {
-		m.plots = newPlotRecorder(r)
+		m.plots = rateplot.NewRecorder(r.st.Store, r.opts.Wikis, r.Start().UnixNano(), r.opts.To.UnixNano())
 	}
 	return m
 }
@@ -226,7 +227,7 @@ func (m *merge) closeStep() {
 	m.errs = m.errs[:0]
 	if m.applied > 0 {
 		m.w.Flush()
-		m.r.store.Sync()
+		m.r.st.Store.Sync()
 		m.r.events.Add(m.applied)
 		m.applied, m.idle = 0, 0
 	}
@@ -241,7 +242,7 @@ func (m *merge) closeStep() {
 // finish evaluates what is left: the records are final, so the watermark
 // moves to the newest event (as far as To), nothing later will come.
 func (m *merge) finish() {
-	newest := m.r.store.Newest()
+	newest := m.r.st.Store.Newest()
 	if newest == 0 {
 		return
 	}
@@ -266,7 +267,7 @@ func (m *merge) evaluateTo(wm int64) {
 func (m *merge) evaluate(wm int64) {
 	m.lastWM = wm
 	m.idle++
-	changed := m.r.det.Evaluate(wm)
+	changed := m.r.st.Detector.Evaluate(wm)
 	m.r.pos.Store(wm + m.r.lateness)
 	var out []detect.Finding
 	for _, f := range changed {
@@ -279,17 +280,17 @@ func (m *merge) evaluate(wm int64) {
 			m.index[f.ID] = i
 			m.findings = append(m.findings, f)
 			if m.plots != nil {
-				m.plots.add(f)
+				m.plots.Add(f)
 			}
 		}
 		m.findings[i] = f
 		out = append(out, f)
 	}
 	if m.plots != nil {
-		m.plots.fill(wm)
+		m.plots.Fill(wm)
 	}
 	if m.r.opts.OnEvaluate != nil {
-		m.r.opts.OnEvaluate(m.r.store, wm)
+		m.r.opts.OnEvaluate(m.r.st.Store, wm)
 	}
 	if len(out) > 0 && m.r.opts.OnChange != nil {
 		m.r.opts.OnChange(out)

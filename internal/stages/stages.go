@@ -1,4 +1,7 @@
-package pipeline
+// Package stages builds what every way of running the detector shares from
+// the configuration (the window, the detector, the decoders' options, the
+// Kafka sources) with one cleanup path.
+package stages
 
 import (
 	"fmt"
@@ -14,41 +17,41 @@ import (
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
-// stages are what every way of running the detector builds alike from the
+// Stages are what every way of running the detector builds alike from the
 // configuration: New (the daemon, the demo, the benchmarks), NewReplay and
 // NewOffline (the scenario suite). They are the interners every decoder
 // shares, the window with the configured deploy markers, the detector over
 // the window, and the decoders' options with the classifier. Only
-// newStages builds them; close is their one cleanup path, taken on every
+// New builds them; Close is their one cleanup path, taken on every
 // error return once they exist and by each runner's Close.
-type stages struct {
-	cfg                config.Config
-	wikis              *wikimap.Map
-	versions, rollouts *event.Interner
-	store              *window.Store
-	det                *detect.Detector
+type Stages struct {
+	Config             config.Config
+	Wikis              *wikimap.Map
+	Versions, Rollouts *event.Interner
+	Store              *window.Store
+	Detector           *detect.Detector
 	decOpts            decode.Options
 }
 
-// newStages builds the stages from cfg. shards is the window's shard count
+// New builds the stages from cfg. shards is the window's shard count
 // (0: its default); reg gets the window's metrics. Errors name the field.
 // Once the window exists, a failure releases it (close) before returning.
-func newStages(cfg config.Config, wikis *wikimap.Map, shards int, reg prometheus.Registerer) (_ *stages, err error) {
-	s := &stages{cfg: cfg, wikis: wikis, versions: event.NewInterner(), rollouts: event.NewInterner()}
+func New(cfg config.Config, wikis *wikimap.Map, shards int, reg prometheus.Registerer) (_ *Stages, err error) {
+	s := &Stages{Config: cfg, Wikis: wikis, Versions: event.NewInterner(), Rollouts: event.NewInterner()}
 	wcfg := windowConfig(cfg)
 	wcfg.Shards = shards
-	if s.store, err = window.New(wcfg, wikis, s.versions, s.rollouts, reg); err != nil {
+	if s.Store, err = window.New(wcfg, wikis, s.Versions, s.Rollouts, reg); err != nil {
 		return nil, fmt.Errorf("window: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			_ = s.close()
+			_ = s.Close()
 		}
 	}()
 	for _, m := range cfg.Deploys {
-		s.store.AddDeploy(markerDeploy(m))
+		s.Store.AddDeploy(markerDeploy(m))
 	}
-	if s.det, err = detect.New(detectConfig(cfg), wikis, s.store); err != nil {
+	if s.Detector, err = detect.New(detectConfig(cfg), wikis, s.Store); err != nil {
 		return nil, err
 	}
 	cls, err := classifier(cfg.Classifier)
@@ -59,14 +62,14 @@ func newStages(cfg config.Config, wikis *wikimap.Map, shards int, reg prometheus
 	return s, nil
 }
 
-// newDecoder returns a decoder for format f that interns into the stages'
+// NewDecoder returns a decoder for format f that interns into the stages'
 // interners, as every decoder of one run must (ids agree across topics).
-func (s *stages) newDecoder(f decode.Format) (*decode.Decoder, error) {
-	return decode.New(f, s.wikis, s.versions, s.rollouts, s.decOpts)
+func (s *Stages) NewDecoder(f decode.Format) (*decode.Decoder, error) {
+	return decode.New(f, s.Wikis, s.Versions, s.Rollouts, s.decOpts)
 }
 
-// close releases the window: its shard goroutines and its fastcache memory.
-func (s *stages) close() error { return s.store.Close() }
+// Close releases the window: its shard goroutines and its fastcache memory.
+func (s *Stages) Close() error { return s.Store.Close() }
 
 func windowConfig(cfg config.Config) window.Config {
 	return window.Config{

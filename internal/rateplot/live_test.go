@@ -1,4 +1,4 @@
-package pipeline
+package rateplot
 
 import (
 	"testing"
@@ -23,7 +23,7 @@ func TestLivePlot(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, store.Close()) }()
 	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	require.Nil(t, LivePlot(store, wikis, detect.Finding{ID: "x", StartedAt: t0, DetectedAt: t0}), "no data, no plot")
+	require.Nil(t, Live(store, wikis, detect.Finding{ID: "x", StartedAt: t0, DetectedAt: t0}), "no data, no plot")
 
 	w := store.NewWriter()
 	frwiki, enwiki := wikis.ByNameString("frwiki"), wikis.ByNameString("enwiki")
@@ -43,11 +43,11 @@ func TestLivePlot(t *testing.T) {
 	store.Sync()
 	f := detect.Finding{ID: "f", Kind: detect.KindSharedDataSpillover, Wikis: []string{"frwiki"}, Fingerprint: "beef",
 		StartedAt: t0.Add(40 * time.Minute), DetectedAt: t0.Add(42 * time.Minute)}
-	p := LivePlot(store, wikis, f)
+	p := Live(store, wikis, f)
 	require.NotNil(t, p)
 	require.Equal(t, t0.Add(10*time.Minute), p.Start, "half an hour before the onset")
 	require.Equal(t, "train", p.CohortScope)
 	require.Len(t, p.Points, 48, "12:10 to 12:57: the last minute the watermark (12:58:30) closed")
-	require.Equal(t, RatePoint{CohortRequests: 10, ControlRequests: 10}, p.Points[0])
-	require.Equal(t, RatePoint{CohortRequests: 10, CohortErrors: 1, ControlRequests: 10, FingerprintErrors: 1}, p.Points[30])
+	require.Equal(t, Point{CohortRequests: 10, ControlRequests: 10}, p.Points[0])
+	require.Equal(t, Point{CohortRequests: 10, CohortErrors: 1, ControlRequests: 10, FingerprintErrors: 1}, p.Points[30])
 }

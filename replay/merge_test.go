@@ -1,4 +1,4 @@
-package pipeline
+package replay
 
 import (
 	"context"
@@ -29,7 +29,7 @@ func mergeRecords(t *testing.T, wikis *wikimap.Map, parts [][]fedRecord, perBatc
 	t.Helper()
 	cfg := config.Default()
 	cfg.OverrideBrokers([]string{"127.0.0.1:1"}) // never dialled
-	r, err := NewReplay(ReplayOptions{Config: cfg, Wikis: wikis, From: from, To: to})
+	r, err := New(Options{Config: cfg, Wikis: wikis, From: from, To: to})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, r.Close()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -83,7 +83,7 @@ func TestMergeStepLongerThanCredits(t *testing.T) {
 	r := mergeRecords(t, wikis, parts, 10, t0.Add(time.Hour), t0.Add(2*time.Hour)) // 100 batches per step and partition
 	require.Equal(t, int64(2000), r.events.Load())
 	var n int64
-	for _, c := range r.store.SumWikis(event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano(), nil) {
+	for _, c := range r.st.Store.SumWikis(event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano(), nil) {
 		n += c.Requests
 	}
 	require.Equal(t, int64(2000), n)
@@ -119,8 +119,8 @@ func TestMergeOrderDoesNotCount(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 				r := mergeRecords(t, wikis, parts, 1, t0.Add(time.Hour), t0.Add(2*time.Hour))
-				got = append(got, r.store.FingerprintDistinct(42, event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
-				require.Equal(t, int64(6), r.store.FingerprintTotal(42, event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
+				got = append(got, r.st.Store.FingerprintDistinct(42, event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
+				require.Equal(t, int64(6), r.st.Store.FingerprintTotal(42, event.ScopeTrain, t0.UnixNano(), t0.Add(time.Minute).UnixNano()))
 				require.Equal(t, int64(6), r.events.Load())
 			})
 		}

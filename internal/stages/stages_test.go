@@ -1,4 +1,4 @@
-package pipeline
+package stages_test
 
 import (
 	"testing"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/pipeline"
+	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -36,17 +38,17 @@ func TestStagesReleasedOnFailure(t *testing.T) {
 		build func(config.Config) error
 	}{
 		{"New", func(cfg config.Config) error {
-			p, err := New(Options{Config: cfg, Wikis: wikis})
+			p, err := pipeline.New(pipeline.Options{Config: cfg, Wikis: wikis})
 			require.Nil(t, p)
 			return err
 		}},
 		{"NewReplay", func(cfg config.Config) error {
-			r, err := NewReplay(ReplayOptions{Config: cfg, Wikis: wikis, From: from, To: from.Add(time.Hour)})
+			r, err := replay.New(replay.Options{Config: cfg, Wikis: wikis, From: from, To: from.Add(time.Hour)})
 			require.Nil(t, r)
 			return err
 		}},
 		{"NewOffline", func(cfg config.Config) error {
-			o, err := NewOffline(cfg, wikis, map[string]decode.Format{"t": decode.Format(cfg.Kafka.Clusters[0].Topics[0].Format)})
+			o, err := replay.NewOffline(cfg, wikis, map[string]decode.Format{"t": decode.Format(cfg.Kafka.Clusters[0].Topics[0].Format)})
 			require.Nil(t, o)
 			return err
 		}},

@@ -1,4 +1,8 @@
-package pipeline
+// Package replay runs the detector over a past range of the topics and
+// exits (Replay), or over records a caller already holds (Offline): the
+// same stages as live (internal/stages), event time driving everything, and
+// the same findings for the same records, byte for byte.
+package replay
 
 import (
 	"context"
@@ -19,6 +23,8 @@ import (
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
+	"github.com/wikimedia/pretrain-detector/internal/rateplot"
+	"github.com/wikimedia/pretrain-detector/internal/stages"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -55,8 +61,8 @@ import (
 // one depends on the order), and eviction from the capped fingerprint
 // catalogue and fastcache, which follows the order of application.
 type Replay struct {
-	*stages  // the window and the detector, built as live (newStages)
-	opts     ReplayOptions
+	st       *stages.Stages // the window and the detector, built as live (stages.New)
+	opts     Options
 	consumer *ingest.Consumer
 	logger   *slog.Logger
 
@@ -71,8 +77,8 @@ type Replay struct {
 	pos     atomic.Int64 // end of the last evaluated step, ns
 }
 
-// ReplayOptions configures a Replay.
-type ReplayOptions struct {
+// Options configures a Replay.
+type Options struct {
 	Config config.Config
 	Wikis  *wikimap.Map
 	// From and To bound the range. Every partition starts at From − window
@@ -84,7 +90,7 @@ type ReplayOptions struct {
 	OnChange func([]detect.Finding)
 	// OnProgress is called at most once per ProgressInterval (default 1s),
 	// from its own goroutine, while the replay runs.
-	OnProgress       func(ReplayProgress)
+	OnProgress       func(Progress)
 	ProgressInterval time.Duration
 	// OnEvaluate, when set, is called from the merge goroutine after every
 	// evaluation with the window and the watermark: what must read the
@@ -92,7 +98,7 @@ type ReplayOptions struct {
 	// at the same event times whatever the machine.
 	OnEvaluate func(store *window.Store, watermark int64)
 	// Plots records, for each reported finding, per-minute error rates of
-	// its cohort and control around its onset (ReplayResult.Plots).
+	// its cohort and control around its onset (Result.Plots).
 	Plots bool
 	// Shards is the window's shard count; it is fixed, not one per core, so
 	// that results do not depend on the machine. Default 8.
@@ -104,8 +110,8 @@ type ReplayOptions struct {
 	Logger   *slog.Logger
 }
 
-// ReplayProgress is where a running replay is.
-type ReplayProgress struct {
+// Progress is where a running replay is.
+type Progress struct {
 	Position time.Time     // every partition is merged and evaluated up to here (Kafka time)
 	Fraction float64       // of the range from the warm-up start to To, in event time
 	Records  int64         // records read
@@ -121,8 +127,8 @@ type ReplayProgress struct {
 	Missing []string
 }
 
-// ReplayResult is what a replay read and found.
-type ReplayResult struct {
+// Result is what a replay read and found.
+type Result struct {
 	From, To time.Time
 	Start    time.Time // From − window length: where every partition started
 	Topics   []TopicStats
@@ -137,8 +143,8 @@ type ReplayResult struct {
 	// Deploys is the deploy timeline over [Start, To], without the initial
 	// state of each series.
 	Deploys []window.Deploy
-	// Plots are by finding ID, when ReplayOptions.Plots is set.
-	Plots map[string]*RatePlot
+	// Plots are by finding ID, when Options.Plots is set.
+	Plots map[string]*rateplot.Plot
 	// Missing are the configured topics that do not exist (read without).
 	Missing []string
 	// StartsAfterStart are the partitions whose oldest retained record is
@@ -165,8 +171,8 @@ const (
 	replayTextCap = 4<<10 + 4
 )
 
-// NewReplay builds the stages. Errors name the field.
-func NewReplay(opts ReplayOptions) (_ *Replay, err error) {
+// New builds the stages. Errors name the field.
+func New(opts Options) (_ *Replay, err error) {
 	cfg := opts.Config
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -186,29 +192,29 @@ func NewReplay(opts ReplayOptions) (_ *Replay, err error) {
 	if !opts.To.After(opts.From) {
 		return nil, fmt.Errorf("replay: to (%s) must be after from (%s)", opts.To.Format(time.RFC3339), opts.From.Format(time.RFC3339))
 	}
-	st, err := newStages(cfg, opts.Wikis, opts.Shards, opts.Registry)
+	st, err := stages.New(cfg, opts.Wikis, opts.Shards, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = st.close()
+			_ = st.Close()
 		}
 	}()
 	r := &Replay{
-		stages: st, opts: opts, logger: opts.Logger,
+		st: st, opts: opts, logger: opts.Logger,
 		bw: int64(time.Duration(cfg.Window.Bucket)), lateness: int64(time.Duration(cfg.Window.Lateness)),
 	}
-	sources, err := kafkaSources(cfg, opts.ClientID)
+	sources, err := stages.KafkaSources(cfg, opts.ClientID)
 	if err != nil {
 		return nil, err
 	}
 	r.consumer, err = ingest.NewConsumer(ingest.ConsumerOptions{
 		Sources: sources, Start: r.Start(), End: opts.To,
 		NewSink:    r.newSink,
-		NewDecoder: st.newDecoder,
+		NewDecoder: st.NewDecoder,
 		MaxWait:    time.Duration(cfg.Kafka.MaxWait), MinBytes: cfg.Kafka.MinBytes, MaxBytes: cfg.Kafka.MaxBytes,
-	}, opts.Logger.With("component", "ingest"), ingestMetrics(opts.Registry, sources))
+	}, opts.Logger.With("component", "ingest"), stages.IngestMetrics(opts.Registry, sources))
 	if err != nil {
 		return nil, err
 	}
@@ -217,26 +223,26 @@ func NewReplay(opts ReplayOptions) (_ *Replay, err error) {
 
 // Start is where every partition starts: From − window length.
 func (r *Replay) Start() time.Time {
-	return r.opts.From.Add(-time.Duration(r.cfg.Window.Length))
+	return r.opts.From.Add(-time.Duration(r.st.Config.Window.Length))
 }
 
 // Close releases the window.
-func (r *Replay) Close() error { return r.close() }
+func (r *Replay) Close() error { return r.st.Close() }
 
 // Run replays the range and returns what it read and found; call it once.
-// A configured topic that does not exist is a warning (ReplayResult.Missing):
+// A configured topic that does not exist is a warning (Result.Missing):
 // the replay reads what exists. It fails at start when a broker is
 // unreachable, or when no error-log topic or no request topic exists (the
 // detector compares error rates: it needs both), naming them.
-func (r *Replay) Run(ctx context.Context) (ReplayResult, error) {
+func (r *Replay) Run(ctx context.Context) (Result, error) {
 	began := time.Now()
-	res := ReplayResult{From: r.opts.From, To: r.opts.To, Start: r.Start()}
+	res := Result{From: r.opts.From, To: r.opts.To, Start: r.Start()}
 	found, err := r.consumer.Discover(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Missing = r.consumer.Missing()
-	if err := needBothKinds(r.cfg, res.Missing); err != nil {
+	if err := needBothKinds(r.st.Config, res.Missing); err != nil {
 		return res, err
 	}
 	for _, t := range res.Missing {
@@ -277,13 +283,13 @@ func (r *Replay) Run(ctx context.Context) (ReplayResult, error) {
 	res.Events = r.events.Load()
 	res.StartsAfterStart = r.consumer.StartsAfterStart()
 	res.Findings = m.reported()
-	res.Plots = m.plots.result()
-	for _, d := range r.store.Deploys(nil) {
+	res.Plots = m.plots.Result()
+	for _, d := range r.st.Store.Deploys(nil) {
 		if !d.Initial && d.At >= res.Start.UnixNano() && d.At <= res.To.UnixNano() {
 			res.Deploys = append(res.Deploys, d)
 		}
 	}
-	res.Topics, err = topicStats(r.opts.Registry, r.cfg)
+	res.Topics, err = topicStats(r.opts.Registry, r.st.Config)
 	if err != nil {
 		return res, err
 	}
@@ -313,7 +319,7 @@ func (r *Replay) progress(began time.Time) (stop func()) {
 				return
 			case <-t.C:
 			}
-			p := ReplayProgress{Records: r.records.Load(), Events: r.events.Load(), Elapsed: time.Since(began), Missing: r.consumer.Missing()}
+			p := Progress{Records: r.records.Load(), Events: r.events.Load(), Elapsed: time.Since(began), Missing: r.consumer.Missing()}
 			p.OffsetsRead, p.OffsetsTotal = r.consumer.Offsets()
 			if p.OffsetsRead > 0 && p.OffsetsTotal > p.OffsetsRead {
 				p.ETA = time.Duration(float64(p.Elapsed) * float64(p.OffsetsTotal-p.OffsetsRead) / float64(p.OffsetsRead))

@@ -1,4 +1,4 @@
-package pipeline
+package replay
 
 import (
 	"context"
@@ -64,9 +64,9 @@ func replayConfig(c *kfake.Cluster, topicOrder []string) config.Config {
 }
 
 type replayRun struct {
-	res      ReplayResult
+	res      Result
 	out      []detect.Finding // every change, as delivered
-	progress []ReplayProgress
+	progress []Progress
 	// catalogue is the window's fingerprint catalogue at the end, with the
 	// distinct-request estimates: what findings are made of.
 	catalogue []fingerprintState
@@ -82,10 +82,10 @@ func runReplay(t *testing.T, cfg config.Config, wikis *wikimap.Map, from, to tim
 	t.Helper()
 	var run replayRun
 	var mu sync.Mutex
-	r, err := NewReplay(ReplayOptions{
+	r, err := New(Options{
 		Config: cfg, Wikis: wikis, From: from, To: to, Plots: true, ProgressInterval: 20 * time.Millisecond,
 		OnChange: func(fs []detect.Finding) { run.out = append(run.out, fs...) },
-		OnProgress: func(p ReplayProgress) {
+		OnProgress: func(p Progress) {
 			mu.Lock()
 			run.progress = append(run.progress, p)
 			mu.Unlock()
@@ -95,15 +95,15 @@ func runReplay(t *testing.T, cfg config.Config, wikis *wikimap.Map, from, to tim
 	defer func() { require.NoError(t, r.Close()) }()
 	run.res, err = r.Run(context.Background())
 	require.NoError(t, err)
-	lo, hi := r.store.Oldest(), r.store.Newest()+1
-	for _, fi := range r.store.ActiveFingerprints(0, nil) {
+	lo, hi := r.st.Store.Oldest(), r.st.Store.Newest()+1
+	for _, fi := range r.st.Store.ActiveFingerprints(0, nil) {
 		st := fingerprintState{Info: fi}
 		for sc := range event.Scope(event.NumScopes) {
-			st.Distinct[sc] = r.store.FingerprintDistinct(fi.ID, sc, lo, hi)
-			st.Total[sc] = r.store.FingerprintTotal(fi.ID, sc, lo, hi)
+			st.Distinct[sc] = r.st.Store.FingerprintDistinct(fi.ID, sc, lo, hi)
+			st.Total[sc] = r.st.Store.FingerprintTotal(fi.ID, sc, lo, hi)
 		}
 		if len(fi.Wikis) > 0 {
-			st.PerWikiFirstWikiTr = r.store.FingerprintCount(fi.ID, fi.Wikis[0], event.ScopeTrain, lo, hi)
+			st.PerWikiFirstWikiTr = r.st.Store.FingerprintCount(fi.ID, fi.Wikis[0], event.ScopeTrain, lo, hi)
 		}
 		run.catalogue = append(run.catalogue, st)
 	}
@@ -170,8 +170,8 @@ func TestReplayDeterministic(t *testing.T) {
 	// Interrupted, it stops promptly and leaves nothing running (goleak).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r, err := NewReplay(ReplayOptions{Config: replayConfig(c4, replayTopics), Wikis: wikis, From: from, To: to,
-		ProgressInterval: 10 * time.Millisecond, OnProgress: func(ReplayProgress) { cancel() }})
+	r, err := New(Options{Config: replayConfig(c4, replayTopics), Wikis: wikis, From: from, To: to,
+		ProgressInterval: 10 * time.Millisecond, OnProgress: func(Progress) { cancel() }})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, r.Close()) }()
 	start := time.Now()
@@ -211,7 +211,7 @@ func TestReplayWithoutATopic(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "mediawiki.httpd.accesslog"))
 	require.NoError(t, err)
 	defer c.Close()
-	r, err := NewReplay(ReplayOptions{Config: replayConfig(c, replayTopics), Wikis: wikis, From: from, To: to})
+	r, err := New(Options{Config: replayConfig(c, replayTopics), Wikis: wikis, From: from, To: to})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, r.Close()) }()
 	_, err = r.Run(context.Background())

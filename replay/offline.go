@@ -1,4 +1,4 @@
-package pipeline
+package replay
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
+	"github.com/wikimedia/pretrain-detector/internal/stages"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -21,7 +22,7 @@ import (
 // Records must come in (roughly) event-time order; evaluation follows the
 // watermark exactly as live.
 type Offline struct {
-	*stages  // the window and the detector, built as live (newStages)
+	st       *stages.Stages // the window and the detector, built as live (stages.New)
 	w        *window.Writer
 	decoders map[string]*decode.Decoder
 	ev       event.Event
@@ -41,19 +42,19 @@ type Offline struct {
 
 // NewOffline builds the stages from cfg; topics maps topic names to formats.
 func NewOffline(cfg config.Config, wikis *wikimap.Map, topics map[string]decode.Format) (_ *Offline, err error) {
-	st, err := newStages(cfg, wikis, 0, prometheus.NewRegistry())
+	st, err := stages.New(cfg, wikis, 0, prometheus.NewRegistry())
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = st.close()
+			_ = st.Close()
 		}
 	}()
-	o := &Offline{stages: st, w: st.store.NewWriter(), decoders: map[string]*decode.Decoder{},
+	o := &Offline{st: st, w: st.Store.NewWriter(), decoders: map[string]*decode.Decoder{},
 		bucket: int64(time.Duration(cfg.Window.Bucket)), Rejected: map[error]int{}}
 	for topic, f := range topics {
-		d, err := st.newDecoder(f)
+		d, err := st.NewDecoder(f)
 		if err != nil {
 			return nil, fmt.Errorf("topic %s: %w", topic, err)
 		}
@@ -86,7 +87,7 @@ func (o *Offline) Add(topic string, value []byte, ts time.Time) error {
 		o.nextEval = t - t%o.bucket + o.bucket
 	}
 	if t >= o.nextEval {
-		o.evaluate(o.store.Watermark())
+		o.evaluate(o.st.Store.Watermark())
 		o.nextEval = t - t%o.bucket + o.bucket
 	}
 	return nil
@@ -94,8 +95,8 @@ func (o *Offline) Add(topic string, value []byte, ts time.Time) error {
 
 func (o *Offline) evaluate(wm int64) {
 	o.w.Flush()
-	o.store.Sync()
-	for _, f := range o.det.Evaluate(wm) {
+	o.st.Store.Sync()
+	for _, f := range o.st.Detector.Evaluate(wm) {
 		o.changes = append(o.changes, f)
 		if f.State == detect.StateFiring {
 			o.fired = append(o.fired, f)
@@ -111,10 +112,10 @@ func (o *Offline) Finish(end time.Time) (fired, changes []detect.Finding) {
 }
 
 // Detector exposes the detector, for its current findings.
-func (o *Offline) Detector() *detect.Detector { return o.det }
+func (o *Offline) Detector() *detect.Detector { return o.st.Detector }
 
 // Store exposes the window.
-func (o *Offline) Store() *window.Store { return o.store }
+func (o *Offline) Store() *window.Store { return o.st.Store }
 
 // Close releases the window.
-func (o *Offline) Close() error { return o.close() }
+func (o *Offline) Close() error { return o.st.Close() }

@@ -36,7 +36,7 @@ type Sink interface {
 // before the record is decoded (and Added, if it decodes), and when its
 // partition is done. Replay uses it to cut every partition at the same
 // event-time steps whatever the interleaving of the partitions
-// (pipeline.Replay); the daemon does not need it.
+// (replay.Replay); the daemon does not need it.
 type TimedSink interface {
 	Sink
 	// Record is called once per record read, with its Kafka time in Unix

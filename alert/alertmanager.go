@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/go-openapi/strfmt"
 	"github.com/prometheus/alertmanager/api/v2/models"
@@ -78,7 +76,6 @@ const (
 	defaultRunbookURL  = "https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>"
 	kindPlaceholder    = "<kind>"
 	findingPagePath    = "/findings/" // the finding's page on the detector (package ui)
-	ellipsis           = "…"
 )
 
 // alertname is the kind's Alertmanager alertname (detect.KindFacts).
@@ -170,13 +167,13 @@ func AlertFor(f detect.Finding, o NotifierOptions, now time.Time) *models.Postab
 			ann[k] = v
 		}
 	}
-	setAnn(annSummary, clean(f.Summary, maxSummary, false))
+	setAnn(annSummary, redact.Clean(f.Summary, maxSummary, false))
 	setAnn(annDescription, description(f))
 	setAnn(annWikis, wikisAnnotation(f.Wikis))
-	setAnn(annExemplar, clean(f.Evidence.Exemplar, maxExemplar, false))
-	setAnn(annMessage, clean(f.NormalizedMessage, maxMessage, false))
-	setAnn(annExceptionClass, clean(f.ExceptionClass, maxShortField, false))
-	setAnn(annChannel, clean(f.Channel, maxShortField, false))
+	setAnn(annExemplar, redact.Clean(f.Evidence.Exemplar, maxExemplar, false))
+	setAnn(annMessage, redact.Clean(f.NormalizedMessage, maxMessage, false))
+	setAnn(annExceptionClass, redact.Clean(f.ExceptionClass, maxShortField, false))
+	setAnn(annChannel, redact.Clean(f.Channel, maxShortField, false))
 	setAnn(annDeploy, deployText(f.Deploy))
 	setAnn(annSharedData, sharedDataText(f.Evidence))
 	setAnn(annStartedAt, timeText(f.StartedAt))
@@ -226,7 +223,7 @@ func AlertFor(f detect.Finding, o NotifierOptions, now time.Time) *models.Postab
 }
 
 // labelValue cleans and bounds a label value.
-func labelValue(s string) string { return clean(s, maxLabelValue, false) }
+func labelValue(s string) string { return redact.Clean(s, maxLabelValue, false) }
 
 // wikisLabel is the sorted, comma-joined wiki set when it is small enough to
 // be part of the identity, else "".
@@ -236,7 +233,7 @@ func wikisLabel(wikis []string) string {
 	}
 	set := make([]string, 0, len(wikis))
 	for _, w := range wikis {
-		if w = clean(w, maxShortField, false); w != "" {
+		if w = redact.Clean(w, maxShortField, false); w != "" {
 			set = append(set, w)
 		}
 	}
@@ -253,13 +250,13 @@ func wikisLabel(wikis []string) string {
 func wikisAnnotation(wikis []string) string {
 	var b strings.Builder
 	for i, w := range wikis {
-		w = clean(w, maxShortField, false)
+		w = redact.Clean(w, maxShortField, false)
 		if w == "" {
 			continue
 		}
 		// Keep room for the longest possible tail, " … (+N more)".
 		if b.Len()+1+len(w) > maxWikisAnn-32 {
-			fmt.Fprintf(&b, " %s (+%d more)", ellipsis, len(wikis)-i)
+			fmt.Fprintf(&b, " %s (+%d more)", redact.Ellipsis, len(wikis)-i)
 			break
 		}
 		if b.Len() > 0 {
@@ -311,7 +308,7 @@ func description(f detect.Finding) string {
 	if e.Alpha != 0 {
 		stats = append(stats, "alpha "+num(e.Alpha))
 	}
-	if t := clean(e.Test, maxShortField, false); t != "" || len(stats) > 0 {
+	if t := redact.Clean(e.Test, maxShortField, false); t != "" || len(stats) > 0 {
 		if t == "" {
 			t = "unnamed"
 		}
@@ -334,35 +331,35 @@ func description(f detect.Finding) string {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(&b, " %s %s", clean(w.Wiki, maxShortField, false), countsText(w.Errors, w.Requests))
+			fmt.Fprintf(&b, " %s %s", redact.Clean(w.Wiki, maxShortField, false), countsText(w.Errors, w.Requests))
 		}
 		b.WriteString(".\n")
 	}
 	if len(e.Versions) > 0 {
 		vs := make([]string, 0, len(e.Versions))
 		for _, v := range e.Versions {
-			vs = append(vs, clean(v, maxShortField, false))
+			vs = append(vs, redact.Clean(v, maxShortField, false))
 		}
 		fmt.Fprintf(&b, "Versions: %s.\n", strings.Join(vs, ", "))
 	}
-	if c := clean(f.ExceptionClass, maxShortField, false); c != "" {
+	if c := redact.Clean(f.ExceptionClass, maxShortField, false); c != "" {
 		fmt.Fprintf(&b, "Exception class: %s.\n", c)
 	}
-	if c := clean(f.Channel, maxShortField, false); c != "" {
+	if c := redact.Clean(f.Channel, maxShortField, false); c != "" {
 		fmt.Fprintf(&b, "Channel: %s.\n", c)
 	}
-	if m := clean(f.NormalizedMessage, maxMessage, false); m != "" {
+	if m := redact.Clean(f.NormalizedMessage, maxMessage, false); m != "" {
 		fmt.Fprintf(&b, "Message: %s\n", m)
 	}
-	if n := clean(e.Note, maxMessage, false); n != "" {
+	if n := redact.Clean(e.Note, maxMessage, false); n != "" {
 		fmt.Fprintf(&b, "Note: %s\n", n)
 	}
 	if c := e.Code; c != nil {
 		fmt.Fprintf(&b, "Code test in %s: Pretrain-served %s against train-served %s; ratio %s, 95%% [%s, %s]; %s.\n",
-			clean(c.Scope, maxShortField, false), countsText(c.K, c.RP), countsText(c.N, c.RT),
-			codeRatio(c), num(c.Lo), unboundedNum(c.Hi), clean(c.Verdict, maxShortField, false))
+			redact.Clean(c.Scope, maxShortField, false), countsText(c.K, c.RP), countsText(c.N, c.RT),
+			codeRatio(c), num(c.Lo), unboundedNum(c.Hi), redact.Clean(c.Verdict, maxShortField, false))
 	}
-	if m := clean(e.Margin, maxMessage, false); m != "" {
+	if m := redact.Clean(e.Margin, maxMessage, false); m != "" {
 		fmt.Fprintf(&b, "Attribution: %s\n", m)
 	}
 	for i, c := range e.Candidates {
@@ -374,10 +371,10 @@ func description(f detect.Finding) string {
 		if c.Fits {
 			fits = "fits"
 		}
-		fmt.Fprintf(&b, "Candidate %s %s (%s): %s\n", clean(c.Cause, maxShortField, false), clean(c.Name, maxShortField, false),
-			fits, clean(c.Evidence, maxMessage, false))
+		fmt.Fprintf(&b, "Candidate %s %s (%s): %s\n", redact.Clean(c.Cause, maxShortField, false), redact.Clean(c.Name, maxShortField, false),
+			fits, redact.Clean(c.Evidence, maxMessage, false))
 	}
-	return clean(strings.TrimRight(b.String(), "\n"), maxDescription, true)
+	return redact.Clean(strings.TrimRight(b.String(), "\n"), maxDescription, true)
 }
 
 // unboundedNum is num, with 0 read as unbounded: the code test's JSON
@@ -427,29 +424,29 @@ func deployText(d *detect.Deploy) string {
 	if d == nil {
 		return ""
 	}
-	parts := []string{clean(d.Scope, maxShortField, false)}
-	if g := clean(d.Group, maxShortField, false); g != "" {
+	parts := []string{redact.Clean(d.Scope, maxShortField, false)}
+	if g := redact.Clean(d.Group, maxShortField, false); g != "" {
 		parts = append(parts, g)
 	}
-	parts = append(parts, clean(d.Version, maxShortField, false))
+	parts = append(parts, redact.Clean(d.Version, maxShortField, false))
 	s := strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), " ")
 	if !d.At.IsZero() {
 		s += " at " + timeText(d.At)
 	}
-	if src := clean(d.Source, maxShortField, false); src != "" {
+	if src := redact.Clean(d.Source, maxShortField, false); src != "" {
 		s += " (" + src + ")"
 	}
-	return clean(s, maxMessage, false)
+	return redact.Clean(s, maxMessage, false)
 }
 
 // sharedDataText names the shared-data class and the frame or channel that
 // implicates it.
 func sharedDataText(e detect.Evidence) string {
-	class := clean(e.SharedData, maxShortField, false)
-	frame := clean(e.Frame, maxMessage, false)
+	class := redact.Clean(e.SharedData, maxShortField, false)
+	frame := redact.Clean(e.Frame, maxMessage, false)
 	switch {
 	case class != "" && frame != "":
-		return clean(class+" via "+frame, maxMessage, false)
+		return redact.Clean(class+" via "+frame, maxMessage, false)
 	case frame != "":
 		return "via " + frame
 	default:
@@ -469,54 +466,7 @@ func kindURL(tmpl string, k detect.Kind) string {
 	if tmpl == "" {
 		return ""
 	}
-	return clean(strings.ReplaceAll(tmpl, kindPlaceholder, url.PathEscape(string(k))), maxURL, false)
-}
-
-// clean makes text taken from events safe to hand to Alertmanager and its
-// receivers: invalid UTF-8 becomes U+FFFD, control and bidirectional-override
-// characters go (line breaks become spaces unless keepNewlines), surrounding
-// space is trimmed, and the result is at most limit bytes, ending in an
-// ellipsis when cut. It does not HTML-escape: values are text, and escaping
-// is the renderer's job (Alertmanager templates escape by default).
-func clean(s string, limit int, keepNewlines bool) string {
-	if s == "" {
-		return ""
-	}
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '\n' && keepNewlines:
-			return r
-		case r == '\n' || r == '\r' || r == '\t' || r == '\u2028' || r == '\u2029':
-			return ' '
-		case unicode.IsControl(r), isBidiControl(r):
-			return -1
-		default:
-			return r
-		}
-	}, s)
-	return truncate(strings.TrimSpace(s), limit)
-}
-
-// isBidiControl reports the explicit directional formatting characters,
-// which can make a message read differently from what it says.
-func isBidiControl(r rune) bool {
-	return (r >= '\u202A' && r <= '\u202E') || (r >= '\u2066' && r <= '\u2069') || r == '\u200E' || r == '\u200F' || r == '\u061C'
-}
-
-// truncate cuts s to at most limit bytes on a rune boundary, marking the cut.
-func truncate(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	if limit < len(ellipsis) {
-		return ""
-	}
-	cut := limit - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
+	return redact.Clean(strings.ReplaceAll(tmpl, kindPlaceholder, url.PathEscape(string(k))), maxURL, false)
 }
 
 // validLabelName is Prometheus's classic label name syntax, which every

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/redact"
 )
 
 // Rewrite testdata/alerts.golden.json with
@@ -362,7 +363,7 @@ func TestAlertForUntrustedContent(t *testing.T) {
 	require.NotContains(t, a.Labels, labelWikis, "a spillover's growing wiki set is no label")
 	require.Equal(t, script+`,enwiki,dewiki="x",evil="y"`, a.Annotations[annWikis], "a value is only a value")
 	require.LessOrEqual(t, len(a.Annotations[annExemplar]), maxExemplar)
-	require.True(t, strings.HasSuffix(a.Annotations[annExemplar], ellipsis))
+	require.True(t, strings.HasSuffix(a.Annotations[annExemplar], redact.Ellipsis))
 	require.True(t, strings.HasPrefix(a.Annotations[annExemplar], "Error: "+script+" éé"), "markup stays as literal text")
 	require.True(t, strings.HasPrefix(a.Annotations[annSummary], script))
 	require.Equal(t, "ab[31mredevil  next\uFFFDend", a.Annotations[annExceptionClass])
@@ -386,40 +387,7 @@ func requireSafe(t *testing.T, name, v string) {
 			continue
 		}
 		require.False(t, unicode.IsControl(r), "%s: control character %U", name, r)
-		require.False(t, isBidiControl(r), "%s: bidi control %U", name, r)
-	}
-}
-
-func TestClean(t *testing.T) {
-	tests := []struct {
-		name  string
-		in    string
-		limit int
-		keep  bool
-		want  string
-	}{
-		{name: "plain", in: "hello", limit: 10, want: "hello"},
-		{name: "empty", in: "", limit: 10, want: ""},
-		{name: "trimmed", in: "  hi \n", limit: 10, want: "hi"},
-		{name: "newlines to spaces", in: "a\nb\tc\rd", limit: 10, want: "a b c d"},
-		{name: "newlines kept", in: "a\nb\tc", limit: 10, keep: true, want: "a\nb c"},
-		{name: "controls dropped", in: "a\x00\x1b\x7f\u0085b", limit: 10, want: "ab"},
-		{name: "bidi dropped", in: "a\u202Eb\u2067c\u200Fd", limit: 10, want: "abcd"},
-		{name: "invalid UTF-8 replaced", in: "a\xffb", limit: 10, want: "a\uFFFDb"},
-		{name: "cut with ellipsis", in: "abcdefghijk", limit: 10, want: "abcdefg…"},
-		{name: "exact fit not cut", in: "abcdefghij", limit: 10, want: "abcdefghij"},
-		{name: "cut on a rune boundary", in: "ééééé", limit: 8, want: "éé…"},
-		{name: "4-byte runes", in: "𝄞𝄞𝄞", limit: 9, want: "𝄞…"},
-		{name: "limit below ellipsis", in: "abcdef", limit: 2, want: ""},
-		{name: "markup untouched", in: "<b>&amp;</b>", limit: 20, want: "<b>&amp;</b>"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := clean(tc.in, tc.limit, tc.keep)
-			require.Equal(t, tc.want, got)
-			require.LessOrEqual(t, len(got), tc.limit)
-			require.True(t, utf8.ValidString(got))
-		})
+		require.False(t, redact.IsBidiControl(r), "%s: bidi control %U", name, r)
 	}
 }
 

@@ -22,11 +22,11 @@ type JSONL struct {
 // NewJSONL writes to w.
 func NewJSONL(w io.Writer) *JSONL { return &JSONL{w: w, written: map[string]bool{}} }
 
-// Notify writes the findings that fire for the first time.
-func (j *JSONL) Notify(fs []detect.Finding) error {
+// Notify writes the changed findings that fire for the first time (Sink).
+func (j *JSONL) Notify(changed, _ []detect.Finding) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for _, f := range fs {
+	for _, f := range changed {
 		if f.State != detect.StateFiring || j.written[f.ID] {
 			continue
 		}

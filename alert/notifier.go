@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/redact"
 )
 
 const (
@@ -348,6 +349,14 @@ func (n *Notifier) QueueLen() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.queue)
+}
+
+// Notify is Update(all) (Sink): what to send is decided from the whole set
+// after every evaluation, so a resend is decided in the evaluation
+// goroutine too, the notifier's only caller.
+func (n *Notifier) Notify(_, all []detect.Finding) error {
+	n.Update(all)
+	return nil
 }
 
 // Update takes the detector's current set of findings. A firing finding is
@@ -716,5 +725,5 @@ func checkResponse(resp *http.Response) error {
 		return nil
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody)) // best effort, for the log
-	return &statusError{code: resp.StatusCode, body: clean(strings.TrimSpace(string(b)), maxErrorBody, false)}
+	return &statusError{code: resp.StatusCode, body: redact.Clean(strings.TrimSpace(string(b)), maxErrorBody, false)}
 }

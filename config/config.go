@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -662,4 +663,25 @@ func (c *Config) OverrideBrokers(brokers []string) {
 	for i := range c.Kafka.Clusters {
 		c.Kafka.Clusters[i].Brokers = append([]string(nil), brokers...)
 	}
+}
+
+// Changes lists the top-level sections that differ between two
+// configurations: those a reload applies (deploys) and those that need a
+// restart (all others: the readers, window, detector and notifier are
+// built from them at start).
+func Changes(old, cur Config) (live, restart []string) {
+	ov, cv := reflect.ValueOf(old), reflect.ValueOf(cur)
+	t := ov.Type()
+	for i := range t.NumField() {
+		if reflect.DeepEqual(ov.Field(i).Interface(), cv.Field(i).Interface()) {
+			continue
+		}
+		name := t.Field(i).Tag.Get("yaml")
+		if name == "deploys" {
+			live = append(live, name)
+		} else {
+			restart = append(restart, name)
+		}
+	}
+	return live, restart
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
@@ -35,14 +36,11 @@ type Options struct {
 	Start time.Time
 	// End makes the pipeline run to completion (replay); zero follows forever.
 	End time.Time
-	// OnChange receives findings whose state changed, from the evaluation
-	// goroutine, in order.
-	OnChange func([]detect.Finding)
-	// OnEvaluated receives every finding after each evaluation (every
-	// EvalInterval once warmed up, and the last one at the end), from the
-	// evaluation goroutine, after OnChange. A notifier fed from here alone
-	// has one caller, so a resend can never overtake a resolution.
-	OnEvaluated  func(all []detect.Finding)
+	// Sink gets the findings after each evaluation (every EvalInterval
+	// once warmed up, and the last one at the end), from the evaluation
+	// goroutine alone: a notifier fed from here has one caller, so a
+	// resend can never overtake a resolution. Its errors are logged.
+	Sink         alert.Sink
 	EvalInterval time.Duration // how often the watermark is checked; default 200ms
 	ClientID     string
 	Registry     prometheus.Registerer
@@ -301,11 +299,10 @@ func (p *Pipeline) evaluate(wm int64, a ingest.Assessment) {
 	p.findings = all
 	p.cohort, p.fleetOn, p.fleetSince = cohort, fleet, since
 	p.mu.Unlock()
-	if len(changed) > 0 && p.opts.OnChange != nil {
-		p.opts.OnChange(changed)
-	}
-	if p.opts.OnEvaluated != nil {
-		p.opts.OnEvaluated(all)
+	if p.opts.Sink != nil {
+		if err := p.opts.Sink.Notify(changed, all); err != nil {
+			p.opts.Logger.Warn("Notifying findings", "err", err)
+		}
 	}
 }
 

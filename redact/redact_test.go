@@ -16,7 +16,7 @@ import (
 
 // sampleFiles are Wikimedia's own MediaWiki log events (operations/puppet's
 // logstash tests, as Kafka carries them and as Logstash outputs them),
-// which package ingest keeps in its testdata.
+// which package decode keeps in its testdata.
 var sampleFiles = []string{
 	"mediawiki-log-events.kafka-input.jsonl",
 	"mediawiki-log-events.logstash-legacy.jsonl",
@@ -32,7 +32,7 @@ var anyIPv4 = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
 func TestRealMessages(t *testing.T) {
 	checked := 0
 	for _, name := range sampleFiles {
-		f, err := os.Open(filepath.Join("..", "ingest", "testdata", name))
+		f, err := os.Open(filepath.Join("..", "decode", "testdata", name))
 		require.NoError(t, err)
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)

@@ -42,10 +42,15 @@ type Finding struct {
 
 // Plot is a finding's cohort and control, step by step (a minute).
 type Plot struct {
-	Start       time.Time
-	Step        time.Duration
+	Start time.Time     // first minute
+	Step  time.Duration // one minute
+	// Cohort are the finding's wikis, counted in CohortScope ("pretrain"
+	// for the kinds that blame Pretrain-served traffic, else "train"); the
+	// control is every other wiki on the train scope.
 	Cohort      []string
 	CohortScope string
+	// Fingerprint is the finding's error (hex), counted on the cohort;
+	// empty for findings about a rate.
 	Fingerprint string
 	Points      []Point
 }

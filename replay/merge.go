@@ -35,6 +35,8 @@ type merge struct {
 	index    map[string]int // finding ID → position in findings
 	findings []detect.Finding
 	plots    *rateplot.Recorder
+	verdicts *verdicts // nil unless Options.Verdicts
+	sinkErr  error     // the sink's first error
 }
 
 // partState is what the merge knows of one partition.
@@ -65,6 +67,9 @@ func newMerge(r *Replay, parts int) *merge {
 	m.maxIdle = int(int64(length)/r.bw) + 2
 	if r.opts.Plots {
 		m.plots = rateplot.NewRecorder(r.st.Store, r.opts.Wikis, r.Start().UnixNano(), r.opts.To.UnixNano())
+	}
+	if r.opts.Verdicts {
+		m.verdicts = newVerdicts(r.st)
 	}
 	return m
 }
@@ -289,11 +294,11 @@ func (m *merge) evaluate(wm int64) {
 	if m.plots != nil {
 		m.plots.Fill(wm)
 	}
-	if m.r.opts.OnEvaluate != nil {
-		m.r.opts.OnEvaluate(m.r.st.Store, wm)
-	}
-	if len(out) > 0 && m.r.opts.OnChange != nil {
-		m.r.opts.OnChange(out)
+	m.verdicts.judge()
+	if m.r.opts.Sink != nil {
+		if err := m.r.opts.Sink.Notify(out, m.findings); err != nil && m.sinkErr == nil {
+			m.sinkErr = err
+		}
 	}
 }
 

@@ -18,13 +18,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
-	"github.com/wikimedia/pretrain-detector/internal/rateplot"
 	"github.com/wikimedia/pretrain-detector/internal/stages"
+	"github.com/wikimedia/pretrain-detector/render"
+	"github.com/wikimedia/pretrain-detector/verdict"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -85,18 +87,20 @@ type Options struct {
 	// length (the warm-up) and stops at its first record past To, or at its
 	// end. Findings detected before From are not reported.
 	From, To time.Time
-	// OnChange receives, from one goroutine and in order, the findings
-	// detected at or after From whose state changed (first firing, resolution).
-	OnChange func([]detect.Finding)
+	// Sink gets, from the merge goroutine after every evaluation, the
+	// findings detected at or after From whose state changed (first
+	// firing, resolution) and every such finding so far. Its first error
+	// ends nothing, but Run returns it once the replay is done.
+	Sink alert.Sink
 	// OnProgress is called at most once per ProgressInterval (default 1s),
 	// from its own goroutine, while the replay runs.
 	OnProgress       func(Progress)
 	ProgressInterval time.Duration
-	// OnEvaluate, when set, is called from the merge goroutine after every
-	// evaluation with the window and the watermark: what must read the
-	// window as the replay passes it (the deploy verdicts) reads it there,
-	// at the same event times whatever the machine.
-	OnEvaluate func(store *window.Store, watermark int64)
+	// Verdicts judges every deploy as the replay passes it (Result.Verdicts):
+	// after every evaluation, on the merge goroutine, so that each verdict
+	// reads its counts at the same event time as the daemon could, and the
+	// same records give the same verdicts whatever the machine.
+	Verdicts bool
 	// Plots records, for each reported finding, per-minute error rates of
 	// its cohort and control around its onset (Result.Plots).
 	Plots bool
@@ -144,7 +148,11 @@ type Result struct {
 	// state of each series.
 	Deploys []window.Deploy
 	// Plots are by finding ID, when Options.Plots is set.
-	Plots map[string]*rateplot.Plot
+	Plots map[string]*render.Plot
+	// Verdicts are every deploy's of the range as of its end, newest
+	// first, when Options.Verdicts is set: the findings reported decide
+	// the fails.
+	Verdicts []verdict.Result
 	// Missing are the configured topics that do not exist (read without).
 	Missing []string
 	// StartsAfterStart are the partitions whose oldest retained record is
@@ -289,6 +297,7 @@ func (r *Replay) Run(ctx context.Context) (Result, error) {
 			res.Deploys = append(res.Deploys, d)
 		}
 	}
+	res.Verdicts = m.verdicts.result(res.Deploys, res.Findings)
 	res.Topics, err = topicStats(r.opts.Registry, r.st.Config)
 	if err != nil {
 		return res, err
@@ -297,6 +306,9 @@ func (r *Replay) Run(ctx context.Context) (Result, error) {
 		res.Records += t.Records
 		res.Rejected += t.Rejected
 		res.Skipped += t.Skipped
+	}
+	if m.sinkErr != nil {
+		return res, m.sinkErr
 	}
 	return res, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
@@ -84,7 +85,7 @@ func runReplay(t *testing.T, cfg config.Config, wikis *wikimap.Map, from, to tim
 	var mu sync.Mutex
 	r, err := New(Options{
 		Config: cfg, Wikis: wikis, From: from, To: to, Plots: true, ProgressInterval: 20 * time.Millisecond,
-		OnChange: func(fs []detect.Finding) { run.out = append(run.out, fs...) },
+		Sink: alert.SinkFunc(func(changed, _ []detect.Finding) error { run.out = append(run.out, changed...); return nil }),
 		OnProgress: func(p Progress) {
 			mu.Lock()
 			run.progress = append(run.progress, p)

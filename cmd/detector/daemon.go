@@ -19,8 +19,8 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/api"
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -46,12 +46,14 @@ type daemon struct {
 	p         *pipeline.Pipeline
 	notifier  *alert.Notifier // nil without an Alertmanager
 	markers   *markerTopic
+	pages     *api.Pages
 	metrics   *daemonMetrics
 	srv       *http.Server
 	listeners []net.Listener
 
 	// wg tracks every goroutine Run starts (web listeners, notifier
-	// sender, marker follower, reload coordinator); shutdown waits for it.
+	// sender, marker follower, reload coordinator, the pages' verdict
+	// loop); shutdown waits for it.
 	wg sync.WaitGroup
 	// stopping is set once the pipeline has returned: not ready from then on.
 	stopping atomic.Bool
@@ -85,9 +87,13 @@ func newDaemon(ctx context.Context, o runOptions, cfg config.Config, wikis *wiki
 	if err != nil {
 		return nil, err
 	}
+	h, err := d.newHandler(ctx, wikis, reg, addDeploy)
+	if err != nil {
+		return nil, err
+	}
 	// The server's own errors (TLS handshakes, panics in handlers) go to our
 	// logger, not to the process's stderr in another format.
-	d.srv = newWebServer(d.newHandler(ctx, wikis, reg, addDeploy), o.limits, d.logger)
+	d.srv = newWebServer(h, o.limits, d.logger)
 	if d.listeners, err = listen(o); err != nil {
 		return nil, err
 	}
@@ -115,36 +121,32 @@ func newNotifier(o runOptions, cfg config.Config, reg prometheus.Registerer, log
 	return n, nil
 }
 
-// newPipeline builds the pipeline with its outputs, both called from its
-// evaluation goroutine: the console gets the findings that changed, the
-// notifier (if any) every evaluation.
+// newPipeline builds the pipeline with its outputs, both fed from its
+// evaluation goroutine alone: the console prints the findings that
+// changed; the notifier (if any) decides from every evaluation's findings
+// what to send, re-send (once its resend delay is due, or Alertmanager
+// would resolve the alert at its EndsAt while the finding fires on) and
+// resolve.
 func (d *daemon) newPipeline(wikis *wikimap.Map, reg prometheus.Registerer) (*pipeline.Pipeline, error) {
-	console := alert.NewConsole(d.o.common.stdout)
-	return pipeline.New(pipeline.Options{
-		Config: d.cfg, Wikis: wikis, Registry: reg, Logger: d.logger,
-		OnChange: func(changed []detect.Finding) {
-			if err := console.Notify(changed); err != nil {
-				d.logger.Warn("Printing findings", "err", err)
-			}
-		},
-		// Sends, resends and resolutions are all decided here, in the
-		// evaluation goroutine, the notifier's only caller: Update sends
-		// what changed and re-sends a firing alert once its resend delay
-		// is due, or Alertmanager would resolve it at its EndsAt while the
-		// finding fires on.
-		OnEvaluated: func(all []detect.Finding) {
-			if d.notifier != nil {
-				d.notifier.Update(all)
-			}
-		},
-	})
+	sinks := alert.Sinks{alert.NewConsole(d.o.common.stdout)}
+	if d.notifier != nil {
+		sinks = append(sinks, d.notifier)
+	}
+	return pipeline.New(pipeline.Options{Config: d.cfg, Wikis: wikis, Registry: reg, Logger: d.logger, Sink: sinks})
 }
 
 // newHandler is the web handler: probes, findings, status, reload, deploy
-// markers, metrics and the page. Its hooks that outlive a request's
-// context (reload, marker writes, the page's verdict ticker) end with ctx.
-func (d *daemon) newHandler(ctx context.Context, wikis *wikimap.Map, reg *prometheus.Registry, addDeploy func(alert.DeployMarker) error) http.Handler {
-	return alert.NewHandler(alert.WebOptions{
+// markers, metrics and the pages (d.pages, whose verdict loop Run
+// starts). Its hooks that outlive a request's context (reload, marker
+// writes) end with ctx.
+func (d *daemon) newHandler(ctx context.Context, wikis *wikimap.Map, reg *prometheus.Registry, addDeploy func(api.DeployMarker) error) (http.Handler, error) {
+	pages, err := api.NewPages(d.cfg, d.p, wikis, reg, d.logger, false)
+	if err != nil {
+		return nil, err
+	}
+	d.pages = pages
+	sec := securityOf(d.o.limits, d.o.alertmanagers)
+	return api.NewHandler(api.Options{
 		Gatherer:     reg,
 		Findings:     d.p.Findings,
 		Ready:        func() (bool, string) { return d.ready(ctx) },
@@ -152,13 +154,13 @@ func (d *daemon) newHandler(ctx context.Context, wikis *wikimap.Map, reg *promet
 		AddDeploy:    addDeploy,
 		DeployMaxAge: time.Duration(d.cfg.Window.Length), DeployMaxAhead: time.Duration(d.cfg.DeployMarkers.MaxAhead),
 		Status: func() any {
-			st := status(d.cfg, d.p).(map[string]any)
-			st["security"] = securityStatus(d.cfg, d.o.limits, d.o.alertmanagers)
+			st := api.Status(d.cfg, d.p)
+			st["security"] = api.SecurityStatus(d.cfg, sec)
 			return st
 		},
-		Mount:  webUI(ctx, d.cfg, d.p, wikis, reg, d.logger, false),
+		Mount:  pages.Register,
 		Logger: d.logger,
-	})
+	}), nil
 }
 
 // stoppedReason is /-/ready's word, after "shutting down: ", once ingest
@@ -227,6 +229,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	// One goroutine serves SIGHUP and POST /-/reload alike; it ends with
 	// ctx, or when shutdown begins, before shutdown waits for the group.
 	d.wg.Go(func() { d.reloadLoop(d.reloading) })
+	d.wg.Go(func() { d.pages.Run(ctx) })
 
 	// The shutdown budget runs from the signal, not from whenever ingest
 	// gets round to returning: a slow stop of the readers must eat into the

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/api"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/pipeline"
@@ -72,16 +73,16 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	p, err := pipeline.New(pipeline.Options{
 		Config: cfg, Wikis: wikis, Registry: reg, Logger: logger,
 		Start: truth.Start.Add(-time.Minute),
-		OnChange: func(changed []detect.Finding) {
-			_ = console.Notify(changed)
+		Sink: alert.Sinks{console, alert.SinkFunc(func(changed, _ []detect.Finding) error {
 			mu.Lock()
+			defer mu.Unlock()
 			for _, f := range changed {
 				if f.State == detect.StateFiring {
 					fired = append(fired, f)
 				}
 			}
-			mu.Unlock()
-		},
+			return nil
+		})},
 	})
 	if err != nil {
 		return err
@@ -94,17 +95,27 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	}
 	// The same server limits as the daemon's, at their defaults: the demo
 	// listens on a port too.
-	srv := newWebServer(alert.NewHandler(alert.WebOptions{
+	pages, err := api.NewPages(cfg, p, wikis, reg, logger, true)
+	if err != nil {
+		_ = l.Close()
+		return err
+	}
+	srv := newWebServer(api.NewHandler(api.Options{
 		Gatherer: reg, Findings: p.Findings, Logger: logger,
 		Ready:  func() (bool, string) { return true, "" },
-		Status: func() any { return status(cfg, p) },
-		Mount:  webUI(ctx, cfg, p, wikis, reg, logger, true),
+		Status: func() any { return api.Status(cfg, p) },
+		Mount:  pages.Register,
 	}), webLimits{}, logger)
-	go func() { _ = srv.Serve(limitListener(l, webLimits{})) }()
+	var web sync.WaitGroup
+	pctxWeb, stopPages := context.WithCancel(ctx)
+	web.Go(func() { _ = srv.Serve(limitListener(l, webLimits{})) })
+	web.Go(func() { pages.Run(pctxWeb) })
 	defer func() {
+		stopPages()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
+		web.Wait()
 	}()
 
 	dur := truth.End.Sub(truth.Start)

@@ -68,7 +68,7 @@ func reloadConfig(c commonOptions, p *pipeline.Pipeline, running config.Config, 
 	for _, m := range cfg.Deploys {
 		p.Store.AddDeploy(stages.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
 	}
-	if live, restart := configChanges(running, cfg); len(restart) > 0 {
+	if live, restart := config.Changes(running, cfg); len(restart) > 0 {
 		logger.Warn("Configuration changes that take effect only after a restart", "sections", restart, "applied", live)
 	}
 	return nil

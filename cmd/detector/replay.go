@@ -8,20 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/common/version"
 
 	"github.com/wikimedia/pretrain-detector/alert"
-	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/report"
-	verdicts "github.com/wikimedia/pretrain-detector/verdict"
 )
 
 type replayOptions struct {
@@ -107,31 +102,30 @@ func replayRange(ctx context.Context, o replayOptions) (err error) {
 	defer closeSummary(&err)
 
 	reg := newRegistry()
-	var alerts *replayAlerts
+	sinks := alert.Sinks{alert.NewJSONL(w)}
+	var alerts *alert.ReplayNotifier
 	if len(o.alertmanagers) > 0 {
-		if alerts, err = newReplayAlerts(cfg, splitList(o.alertmanagers), logger, reg); err != nil {
-			return err
+		plain, sets := replayTargets(cfg, splitList(o.alertmanagers))
+		alerts, err = alert.NewReplayNotifier(alert.NotifierOptions{
+			URLs: plain, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
+			RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
+			ExtraLabels: cfg.Alerting.Labels(),
+		}, logger.With("component", "notifier"), reg)
+		if err != nil {
+			return fmt.Errorf("alertmanager: %w", err)
 		}
+		sinks = append(sinks, alerts)
 		// Whatever happens, what was sent is resolved before exit.
-		defer func() { err = errors.Join(err, alerts.finish(ctx, o.hold, err == nil)) }()
+		defer func() { err = errors.Join(err, alerts.Finish(ctx, o.hold, shutdownTimeout, err == nil)) }()
 	}
 
-	jsonl := alert.NewJSONL(w)
-	rv := newReplayVerdicts(cfg, wikis)
-	var sinkErr error
 	progress := newReplayProgress(o.common.stderr, logger)
 	r, err := replay.New(replay.Options{
-		Config: cfg, Wikis: wikis, From: from, To: to, Plots: o.report != "",
-		Registry: reg, Logger: logger, OnEvaluate: rv.onEvaluate,
-		OnChange: func(changed []detect.Finding) {
-			if err := jsonl.Notify(changed); err != nil && sinkErr == nil {
-				sinkErr = err
-			}
-			alerts.add(changed)
-		},
+		Config: cfg, Wikis: wikis, From: from, To: to, Plots: o.report != "", Verdicts: true,
+		Registry: reg, Logger: logger, Sink: sinks,
 		OnProgress: func(p replay.Progress) {
 			progress.show(p)
-			alerts.resend()
+			alerts.Resend()
 		},
 	})
 	if err != nil {
@@ -145,19 +139,14 @@ func replayRange(ctx context.Context, o replayOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	warnings := replayWarnings(res)
-	for _, w := range warnings {
+	data := res.Report()
+	for _, w := range data.Warnings {
 		logger.Warn("Replay: " + w)
 	}
 	logger.Info("Replay done", "records", res.Records, "rejected", res.Rejected, "skipped", res.Skipped, "events", res.Events,
 		"events_per_second", int64(float64(res.Events)/res.Elapsed.Seconds()), "findings", len(res.Findings),
 		"findings_by_kind", findingsByKind(res.Findings), "missing_topics", strings.Join(res.Missing, ","),
 		"duration", res.Elapsed.Round(time.Millisecond))
-	if sinkErr != nil {
-		return sinkErr
-	}
-	data := reportData(res, rv.result(res))
-	data.Warnings = warnings
 	if reportFile != nil {
 		if err := report.Write(reportFile, data); err != nil {
 			return fmt.Errorf("--report: %w", err)
@@ -234,19 +223,6 @@ func findingsByKind(fs []detect.Finding) string {
 	return strings.Join(parts, ",")
 }
 
-// replayWarnings are what a reader of the result must know to trust it.
-func replayWarnings(res replay.Result) []string {
-	var out []string
-	for _, t := range res.Missing {
-		out = append(out, fmt.Sprintf("topic %s does not exist: replayed without it", t))
-	}
-	for _, p := range res.StartsAfterStart {
-		out = append(out, fmt.Sprintf("%s partition %d: the oldest record retained is from %s, after the warm-up start %s: the range begins before the data, so findings near its start may be missing",
-			p.Topic, p.Partition, p.Oldest.UTC().Format(time.RFC3339), res.Start.UTC().Format(time.RFC3339)))
-	}
-	return out
-}
-
 // replayProgress shows a replay's progress on stderr: a bar redrawn in
 // place when stderr is a terminal, else a log line per tick. The fraction
 // and the ETA count records (offsets), not event time: a replay spends its
@@ -302,145 +278,6 @@ func (r *replayProgress) end() {
 	if r.drawn {
 		fmt.Fprintln(r.w)
 	}
-}
-
-// reportData turns a replay's result and its deploys' verdicts into the
-// report's input.
-func reportData(res replay.Result, vs []verdicts.Result) report.Data {
-	d := report.Data{
-		Version: version.Version, From: res.From, To: res.To, Start: res.Start, Elapsed: res.Elapsed,
-		Records: res.Records, Rejected: res.Rejected, Skipped: res.Skipped, Events: res.Events, Verdicts: vs,
-	}
-	for _, t := range res.Topics {
-		d.Inputs = append(d.Inputs, report.Input{Cluster: t.Cluster, Topic: t.Topic, Format: t.Format, Partitions: t.Partitions,
-			Records: t.Records, Bytes: t.Bytes, Rejected: t.Rejected, Skipped: t.Skipped})
-	}
-	for _, dp := range res.Deploys {
-		d.Deploys = append(d.Deploys, report.Deploy{Scope: dp.Scope.String(), Group: dp.Group, Version: dp.Version, Source: dp.Source,
-			At: time.Unix(0, dp.At).UTC()})
-	}
-	for _, f := range res.Findings {
-		d.Findings = append(d.Findings, report.Finding{Finding: f, Plot: renderPlot(res.Plots[f.ID])})
-	}
-	return d
-}
-
-// replayAlerts sends replayed findings to Alertmanager. Alertmanager drops
-// an alert whose endsAt has passed, so a past incident is sent as firing now
-// (StartsAt stays the estimated onset; the started_at and detected_at
-// annotations carry the event times), with the label replay="true" so routes
-// and silences can tell it from a live one, and resolved when the replay
-// ends. A nil *replayAlerts does nothing.
-type replayAlerts struct {
-	n      *alert.Notifier
-	logger *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
-
-	mu     sync.Mutex
-	firing []detect.Finding // in the order they fired
-	seen   map[string]bool
-}
-
-func newReplayAlerts(cfg config.Config, urls []string, logger *slog.Logger, reg prometheus.Registerer) (*replayAlerts, error) {
-	plain, sets := replayTargets(cfg, urls)
-	labels := cfg.Alerting.Labels()
-	labels["replay"] = "true"
-	n, err := alert.NewNotifier(alert.NotifierOptions{
-		URLs: plain, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
-		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
-		ExtraLabels: labels,
-	}, logger.With("component", "notifier"), reg)
-	if err != nil {
-		return nil, fmt.Errorf("alertmanager: %w", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &replayAlerts{n: n, logger: logger, cancel: cancel, done: make(chan struct{}), seen: map[string]bool{}}
-	go func() {
-		defer close(a.done)
-		n.Run(ctx)
-	}()
-	return a, nil
-}
-
-// add sends the findings that fired for the first time. A finding that
-// resolves during the replay stays firing here: the replayed incident is
-// happening now, until the replay ends.
-func (a *replayAlerts) add(changed []detect.Finding) {
-	if a == nil {
-		return
-	}
-	a.mu.Lock()
-	for _, f := range changed {
-		if f.State == detect.StateFiring && !a.seen[f.ID] {
-			a.seen[f.ID] = true
-			a.firing = append(a.firing, f)
-		}
-	}
-	a.mu.Unlock()
-	a.resend()
-}
-
-// resend hands the notifier the firing set; it re-sends each alert once per
-// resend delay, so a long replay keeps the early ones alive.
-func (a *replayAlerts) resend() {
-	if a == nil {
-		return
-	}
-	a.mu.Lock()
-	fs := append([]detect.Finding(nil), a.firing...)
-	a.mu.Unlock()
-	if len(fs) > 0 {
-		a.n.Update(fs)
-	}
-}
-
-// finish holds the alerts firing for hold (only after a complete replay),
-// resolves them all and drains the queue. Its error says whether an alert
-// could not be sent.
-func (a *replayAlerts) finish(ctx context.Context, hold time.Duration, complete bool) error {
-	if a == nil {
-		return nil
-	}
-	a.mu.Lock()
-	fs := append([]detect.Finding(nil), a.firing...)
-	a.mu.Unlock()
-	if len(fs) > 0 && complete && hold > 0 {
-		a.logger.Info("Holding replayed alerts firing before resolving them", "alerts", len(fs), "hold", hold)
-		t := time.NewTimer(hold)
-		tick := time.NewTicker(10 * time.Second)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				break wait
-			case <-t.C:
-				break wait
-			case <-tick.C:
-				a.n.Update(fs)
-			}
-		}
-		t.Stop()
-		tick.Stop()
-	}
-	if len(fs) > 0 {
-		now := time.Now().UTC()
-		for i := range fs {
-			fs[i].State, fs[i].ResolvedAt = detect.StateResolved, &now
-		}
-		a.n.Update(fs)
-	}
-	a.cancel()
-	<-a.done
-	dctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := a.n.Drain(dctx); err != nil {
-		return fmt.Errorf("alertmanager: %w", err)
-	}
-	if len(fs) > 0 {
-		a.logger.Info("Replayed alerts resolved", "alerts", len(fs))
-	}
-	return nil
 }
 
 // oneLine prints an error on one line: errors.Join separates with newlines,

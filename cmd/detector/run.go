@@ -13,12 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/ingest"
-	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
@@ -117,68 +114,4 @@ func runDaemon(ctx context.Context, o runOptions) error {
 	}
 	defer d.close()
 	return d.Run(ctx)
-}
-
-// status is /api/v1/status: configuration without secrets and progress.
-func status(cfg config.Config, p *pipeline.Pipeline) any {
-	type cluster struct {
-		Name    string   `json:"name"`
-		Brokers []string `json:"brokers"`
-		TLS     bool     `json:"tls"`
-		SASL    string   `json:"sasl_mechanism,omitempty"`
-		Topics  []string `json:"topics"`
-	}
-	var cls []cluster
-	for _, c := range cfg.Kafka.Clusters {
-		cl := cluster{Name: c.Name, Brokers: c.Brokers, TLS: c.TLS.Enabled, SASL: c.SASL.Mechanism}
-		for _, t := range c.Topics {
-			cl.Topics = append(cl.Topics, t.Name+" ("+t.Format+")")
-		}
-		cls = append(cls, cl)
-	}
-	// The watermark is that of the last evaluation: what has been judged.
-	wm := p.EvaluatedTo()
-	var wmt *time.Time
-	if wm > 0 {
-		t := time.Unix(0, wm).UTC()
-		wmt = &t
-	}
-	ready, why := p.Readiness()
-	a := p.Assessment()
-	setAside := a.SetAside
-	if setAside == nil {
-		setAside = []ingest.SetAside{}
-	}
-	fleet, since := p.FleetIncident()
-	type deploy struct {
-		Scope   string    `json:"scope"`
-		Group   string    `json:"group,omitempty"`
-		Version string    `json:"version"`
-		At      time.Time `json:"at"`
-		Source  string    `json:"source"`
-		Initial bool      `json:"initial,omitempty"`
-	}
-	deploys := []deploy{}
-	for _, d := range p.Store.Deploys(nil) {
-		deploys = append(deploys, deploy{Scope: d.Scope.String(), Group: d.Group, Version: d.Version,
-			At: time.Unix(0, d.At).UTC(), Source: d.Source, Initial: d.Initial})
-	}
-	return map[string]any{
-		"version":   version.Version,
-		"revision":  version.GetRevision(),
-		"ready":     ready,
-		"not_ready": why,
-		"watermark": wmt,
-		"ingest": map[string]any{
-			"warmed_up":          a.WarmedUp,
-			"missing_topics":     p.Consumer.Missing(),
-			"partitions_stalled": setAside,
-		},
-		"cohort":         cfg.Pretrain.Cohort,
-		"kafka":          cls,
-		"fleet_incident": map[string]any{"active": fleet, "since": since},
-		"cohort_test":    p.CohortStatus(),
-		"window":         p.Store.Stats(),
-		"deploys":        deploys,
-	}
 }

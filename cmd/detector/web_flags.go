@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/api"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/markertopic"
@@ -204,14 +204,14 @@ func (m *markerTopic) stop() {
 // addDeploy is the deploys API's hook: nil unless the admin API is on. The
 // marker goes to the topic only; this replica, like every other, adds it
 // when it reads it back.
-func (m *markerTopic) addDeploy(ctx context.Context, l webLimits) (func(alert.DeployMarker) error, error) {
+func (m *markerTopic) addDeploy(ctx context.Context, l webLimits) (func(api.DeployMarker) error, error) {
 	if !l.enableAdminAPI {
 		return nil, nil
 	}
 	if m.writer == nil {
 		return nil, errors.New("--web.enable-admin-api needs deploy_markers.topic: markers kept in one process's memory would differ between replicas and vanish on restart")
 	}
-	return func(d alert.DeployMarker) error {
+	return func(d api.DeployMarker) error {
 		return m.writer.Write(ctx, markertopic.Marker{Scope: d.Scope, Group: d.Group, Version: d.Version, At: d.At, By: d.By})
 	}, nil
 }
@@ -222,6 +222,14 @@ func (m *markerTopic) close() error {
 		return nil
 	}
 	return m.writer.Close()
+}
+
+// securityOf is what /api/v1/status reports of the web limits and the
+// --alertmanager.url flags, as running (defaults applied).
+func securityOf(l webLimits, alertmanagerFlags []string) api.Security {
+	l = l.withDefaults()
+	return api.Security{AdminAPI: l.enableAdminAPI, ReadTimeout: l.readTimeout, MaxConnections: l.maxConnections,
+		AlertmanagerURLs: splitList(alertmanagerFlags)}
 }
 
 // logSecurityWarnings says at start what is configured unsafely on
@@ -236,70 +244,4 @@ func logSecurityWarnings(cfg config.Config, logger *slog.Logger) {
 			logger.Warn("Kafka SASL PLAIN without TLS (sasl.allow_plaintext): the password crosses the network in clear", "cluster", cl.Name)
 		}
 	}
-}
-
-// securityStatus is the "security" part of /api/v1/status: the settings
-// that weaken or harden the detector, never a secret.
-func securityStatus(cfg config.Config, l webLimits, alertmanagerFlags []string) map[string]any {
-	l = l.withDefaults()
-	var insecure, plaintext []string
-	for _, cl := range cfg.Kafka.Clusters {
-		if cl.TLS.Enabled && cl.TLS.InsecureSkipVerify {
-			insecure = append(insecure, cl.Name)
-		}
-		if cl.SASL.Mechanism == "PLAIN" && !cl.TLS.Enabled {
-			plaintext = append(plaintext, cl.Name)
-		}
-	}
-	type amSet struct {
-		URLs      []string `json:"urls"`
-		TLS       bool     `json:"tls_config,omitempty"`
-		BasicAuth bool     `json:"basic_auth,omitempty"`
-		Authz     bool     `json:"authorization,omitempty"`
-		Timeout   string   `json:"timeout"`
-	}
-	sets := []amSet{}
-	if urls := splitList(alertmanagerFlags); len(urls) > 0 {
-		sets = append(sets, amSet{URLs: urls, Timeout: config.DefaultAlertmanagerTimeout.String()})
-	}
-	for _, s := range cfg.Alerting.Alertmanagers {
-		h := s.HTTPClientConfig
-		sets = append(sets, amSet{URLs: s.URLs, TLS: !reflect.ValueOf(h.TLSConfig).IsZero(), BasicAuth: h.BasicAuth != nil,
-			Authz: h.Authorization != nil, Timeout: time.Duration(s.Timeout).String()})
-	}
-	markers := map[string]any{"topic": cfg.DeployMarkers.Topic}
-	if cl := cfg.MarkerCluster(); cl != nil {
-		markers["cluster"] = cl.Name
-	}
-	return map[string]any{
-		"admin_api":                  l.enableAdminAPI,
-		"web_read_timeout":           l.readTimeout.String(),
-		"web_max_connections":        l.maxConnections,
-		"kafka_insecure_skip_verify": insecure,
-		"kafka_sasl_plaintext":       plaintext,
-		"alertmanagers":              sets,
-		"deploy_markers":             markers,
-		"exemplar_redaction":         true,
-	}
-}
-
-// configChanges lists the top-level sections that differ between two
-// configurations: those a reload applies (deploys) and those that need a
-// restart (all others: the readers, window, detector and notifier are
-// built from them at start).
-func configChanges(old, cur config.Config) (live, restart []string) {
-	ov, cv := reflect.ValueOf(old), reflect.ValueOf(cur)
-	t := ov.Type()
-	for i := range t.NumField() {
-		if reflect.DeepEqual(ov.Field(i).Interface(), cv.Field(i).Interface()) {
-			continue
-		}
-		name := t.Field(i).Tag.Get("yaml")
-		if name == "deploys" {
-			live = append(live, name)
-		} else {
-			restart = append(restart, name)
-		}
-	}
-	return live, restart
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/api"
 	"github.com/wikimedia/pretrain-detector/config"
 )
 
@@ -44,7 +44,7 @@ func TestAlertmanagerURLWithCredentialsRefused(t *testing.T) {
 // limitListener with the given limits, on 127.0.0.1.
 func slowServer(t *testing.T, l webLimits) string {
 	t.Helper()
-	h := alert.NewHandler(alert.WebOptions{AddDeploy: func(alert.DeployMarker) error { return nil }})
+	h := api.NewHandler(api.Options{AddDeploy: func(api.DeployMarker) error { return nil }})
 	srv := newWebServer(h, l, slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -130,13 +130,13 @@ func TestMaxConnections(t *testing.T) {
 func TestConfigChanges(t *testing.T) {
 	old := config.Default()
 	cur := config.Default()
-	live, restart := configChanges(old, cur)
+	live, restart := config.Changes(old, cur)
 	require.Empty(t, live)
 	require.Empty(t, restart)
 	cur.Deploys = []config.DeployMarker{{Scope: "pretrain", Version: "v", At: time.Now()}}
 	cur.Detect.Alpha = 0.01
 	cur.Kafka.MaxWait *= 2
-	live, restart = configChanges(old, cur)
+	live, restart = config.Changes(old, cur)
 	require.Equal(t, []string{"deploys"}, live)
 	require.Equal(t, []string{"kafka", "detect"}, restart)
 }
@@ -304,7 +304,7 @@ alerting:
 	require.Contains(t, logs.String(), `level=WARN msg="Kafka SASL PLAIN without TLS (sasl.allow_plaintext)`)
 	require.Contains(t, logs.String(), "cluster=b")
 
-	st := securityStatus(cfg, webLimits{enableAdminAPI: true}, []string{"http://am2:9093"})
+	st := api.SecurityStatus(cfg, securityOf(webLimits{enableAdminAPI: true}, []string{"http://am2:9093"}))
 	b, err := json.Marshal(st)
 	require.NoError(t, err)
 	js := string(b)

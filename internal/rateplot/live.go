@@ -2,6 +2,7 @@ package rateplot
 
 import (
 	"github.com/wikimedia/pretrain-detector/detect"
+	"github.com/wikimedia/pretrain-detector/render"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -11,7 +12,7 @@ import (
 // before the onset (or the oldest minute held) to half an hour after the
 // detection (or the watermark). The daemon's page draws it; nil when the
 // window holds none of those minutes.
-func Live(store *window.Store, wikis *wikimap.Map, f detect.Finding) *Plot {
+func Live(store *window.Store, wikis *wikimap.Map, f detect.Finding) *render.Plot {
 	wm := store.Watermark()
 	if wm <= 0 {
 		return nil

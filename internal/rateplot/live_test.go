@@ -8,6 +8,7 @@ import (
 
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
+	"github.com/wikimedia/pretrain-detector/render"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -48,6 +49,6 @@ func TestLivePlot(t *testing.T) {
 	require.Equal(t, t0.Add(10*time.Minute), p.Start, "half an hour before the onset")
 	require.Equal(t, "train", p.CohortScope)
 	require.Len(t, p.Points, 48, "12:10 to 12:57: the last minute the watermark (12:58:30) closed")
-	require.Equal(t, Point{CohortRequests: 10, ControlRequests: 10}, p.Points[0])
-	require.Equal(t, Point{CohortRequests: 10, CohortErrors: 1, ControlRequests: 10, FingerprintErrors: 1}, p.Points[30])
+	require.Equal(t, render.Point{CohortRequests: 10, ControlRequests: 10}, p.Points[0])
+	require.Equal(t, render.Point{CohortRequests: 10, CohortErrors: 1, ControlRequests: 10, FingerprintErrors: 1}, p.Points[30])
 }

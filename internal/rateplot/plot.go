@@ -1,5 +1,6 @@
-// Package rateplot records a finding's plot, cohort against control per
-// minute, from the window: the replay while it runs (Recorder), the daemon
+// Package rateplot records a finding's plot (render.Plot: cohort against
+// control per minute, from half an hour before its onset to half an hour
+// after its detection) from the window: the replay while it runs (Recorder), the daemon
 // from what the window still holds (Live).
 package rateplot
 
@@ -9,33 +10,10 @@ import (
 
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
+	"github.com/wikimedia/pretrain-detector/render"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
-
-// Plot is a finding's cohort and control, minute by minute, around its
-// onset: what the report plots. It is recorded while the replay runs, as
-// the window holds only its last ring length.
-type Plot struct {
-	Start time.Time     // first minute
-	Step  time.Duration // one minute
-	// Cohort are the finding's wikis, counted in CohortScope ("pretrain"
-	// for the kinds that blame Pretrain-served traffic, else "train"); the
-	// control is every other wiki on the train scope.
-	Cohort      []string
-	CohortScope string
-	// Fingerprint is the finding's error (hex), counted on the cohort;
-	// empty for findings about a rate.
-	Fingerprint string
-	Points      []Point
-}
-
-// Point is one minute.
-type Point struct {
-	CohortRequests, CohortErrors   int64
-	ControlRequests, ControlErrors int64
-	FingerprintErrors              int64 // the finding's error on the cohort
-}
 
 // Recorder fills RatePlots from the window after every evaluation, up
 // to the watermark: minutes before the onset from the ring when the finding
@@ -51,7 +29,7 @@ type Recorder struct {
 }
 
 type plotState struct {
-	Plot
+	render.Plot
 	ids       []wikimap.ID
 	scope     event.Scope
 	fp        uint64
@@ -113,14 +91,14 @@ func (p *Recorder) Fill(wm int64) {
 	}
 }
 
-func (p *Recorder) point(st *plotState, m0 int64) Point {
+func (p *Recorder) point(st *plotState, m0 int64) render.Point {
 	m1 := m0 + plotStep
 	if p.minute != m0 {
 		p.train = p.store.SumWikis(event.ScopeTrain, m0, m1, p.train)
 		p.pre = p.store.SumWikis(event.ScopePretrain, m0, m1, p.pre)
 		p.minute = m0
 	}
-	var pt Point
+	var pt render.Point
 	for w := 1; w < len(p.train); w++ {
 		pt.ControlRequests += p.train[w].Requests
 		pt.ControlErrors += p.train[w].Errors
@@ -142,11 +120,11 @@ func (p *Recorder) point(st *plotState, m0 int64) Point {
 }
 
 // Result returns the plots by finding ID.
-func (p *Recorder) Result() map[string]*Plot {
+func (p *Recorder) Result() map[string]*render.Plot {
 	if p == nil {
 		return nil
 	}
-	out := make(map[string]*Plot, len(p.plots))
+	out := make(map[string]*render.Plot, len(p.plots))
 	for id, st := range p.plots {
 		rp := st.Plot
 		out[id] = &rp

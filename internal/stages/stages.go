@@ -13,6 +13,7 @@ import (
 	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/event"
+	"github.com/wikimedia/pretrain-detector/verdict"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 	"github.com/wikimedia/pretrain-detector/window"
 )
@@ -90,6 +91,13 @@ func detectConfig(cfg config.Config) detect.Config {
 		ResolveAfter: time.Duration(cfg.Detect.ResolveAfter), AnomalyWindow: time.Duration(cfg.Detect.AnomalyWindow),
 		MinBuckets: cfg.Detect.MinBuckets, MinDistinct: cfg.Detect.MinDistinct, LeakMinEvents: cfg.Detect.LeakMinEvents,
 	}
+}
+
+// VerdictConfig is the part of the configuration deploy verdicts are
+// judged with: the detector's level, margin and attribution window.
+func VerdictConfig(cfg config.Config) verdict.Config {
+	return verdict.Config{Alpha: cfg.Detect.Alpha, Margin: cfg.Detect.Margin,
+		Attribution: time.Duration(cfg.Detect.Attribution), MinPrePeriod: time.Duration(cfg.Detect.MinPrePeriod)}
 }
 
 func decoderOptions(cfg config.Config, cls *decode.Classifier) decode.Options {

@@ -1,4 +1,4 @@
-package alert_test
+package api_test
 
 import (
 	"encoding/json"
@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/api"
 	"github.com/wikimedia/pretrain-detector/detect"
 )
 
@@ -35,7 +36,7 @@ type webFixture struct {
 
 	mu       sync.Mutex
 	findings []detect.Finding
-	deploys  []alert.DeployMarker
+	deploys  []api.DeployMarker
 	addErr   error
 }
 
@@ -44,7 +45,7 @@ func newWebFixture(t *testing.T, findings []detect.Finding, lifecycle bool) *web
 	f := &webFixture{findings: findings}
 	reg := prometheus.NewRegistry()
 	promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "web_test_events_total", Help: "A counter for the test."}).Add(3)
-	o := alert.WebOptions{
+	o := api.Options{
 		Gatherer: reg,
 		Findings: func() []detect.Finding {
 			f.mu.Lock()
@@ -57,7 +58,7 @@ func newWebFixture(t *testing.T, findings []detect.Finding, lifecycle bool) *web
 			}
 			return false, "warming the windows up from Kafka"
 		},
-		AddDeploy: func(m alert.DeployMarker) error {
+		AddDeploy: func(m api.DeployMarker) error {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.addErr != nil {
@@ -78,7 +79,7 @@ func newWebFixture(t *testing.T, findings []detect.Finding, lifecycle bool) *web
 			return nil
 		}
 	}
-	f.srv = httptest.NewServer(alert.NewHandler(o))
+	f.srv = httptest.NewServer(api.NewHandler(o))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -192,16 +193,16 @@ func TestWebDeploys(t *testing.T) {
 		addErr   error
 		wantCode int
 		wantBody string
-		want     *alert.DeployMarker // the marker AddDeploy receives
+		want     *api.DeployMarker // the marker AddDeploy receives
 	}{
 		{name: "pretrain", body: `{"scope":"pretrain","version":"1.47.0-alpha","at":"2026-03-04T10:58:00+01:00"}`,
-			wantCode: 202, want: &alert.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: at}},
+			wantCode: 202, want: &api.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: at}},
 		{name: "train group", body: `{"scope":"train","group":"group1","version":"1.46.0-wmf.18","at":"2026-03-04T09:58:00Z"}`,
-			wantCode: 202, want: &alert.DeployMarker{Scope: "train", Group: "group1", Version: "1.46.0-wmf.18", At: at}},
+			wantCode: 202, want: &api.DeployMarker{Scope: "train", Group: "group1", Version: "1.46.0-wmf.18", At: at}},
 		{name: "at defaults to now", body: `{"scope":"pretrain","version":"1.47.0-alpha"}`, wantCode: 202,
-			want: &alert.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: webNow}},
+			want: &api.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: webNow}},
 		{name: "at a few minutes ahead", body: `{"scope":"pretrain","version":"1.47.0-alpha","at":"2026-03-04T10:04:00Z"}`, wantCode: 202,
-			want: &alert.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: webNow.Add(4 * time.Minute)}},
+			want: &api.DeployMarker{Scope: "pretrain", Version: "1.47.0-alpha", At: webNow.Add(4 * time.Minute)}},
 		{name: "at far ahead", body: `{"scope":"train","version":"x","at":"2200-01-01T00:00:00Z"}`, wantCode: 400, wantBody: "field at"},
 		{name: "at six minutes ahead", body: `{"scope":"train","version":"x","at":"2026-03-04T10:06:00Z"}`, wantCode: 400, wantBody: "field at: 2026-03-04T10:06:00Z is more than 5m0s ahead"},
 		{name: "at before the window", body: `{"scope":"train","version":"x","at":"2026-03-04T07:59:00Z"}`, wantCode: 400, wantBody: "field at"},
@@ -229,7 +230,7 @@ func TestWebDeploys(t *testing.T) {
 			require.Equal(t, tc.wantCode, r.code, r.body)
 			require.Contains(t, r.body, tc.wantBody)
 			f.mu.Lock()
-			got := append([]alert.DeployMarker(nil), f.deploys...)
+			got := append([]api.DeployMarker(nil), f.deploys...)
 			f.mu.Unlock()
 			if tc.want == nil {
 				require.Empty(t, got, "a refused marker is not added")
@@ -240,7 +241,7 @@ func TestWebDeploys(t *testing.T) {
 			tc.want.By = got[0].By
 			require.Equal(t, *tc.want, got[0])
 			require.Equal(t, "application/json", r.header.Get("Content-Type"))
-			var echo alert.DeployMarker
+			var echo api.DeployMarker
 			require.NoError(t, json.Unmarshal([]byte(r.body), &echo))
 			require.True(t, echo.At.Equal(got[0].At))
 			echo.At = got[0].At
@@ -256,7 +257,7 @@ func TestWebDeploys(t *testing.T) {
 func TestWebDeploysRefused(t *testing.T) {
 	const body = `{"scope":"pretrain","version":"1.47.0-alpha"}`
 	t.Run("admin API off", func(t *testing.T) {
-		srv := httptest.NewServer(alert.NewHandler(alert.WebOptions{}))
+		srv := httptest.NewServer(api.NewHandler(api.Options{}))
 		defer srv.Close()
 		f := &webFixture{srv: srv}
 		r := f.do(t, "POST", "/api/v1/deploys", body)
@@ -282,9 +283,9 @@ func TestWebDeploysRefused(t *testing.T) {
 	t.Run("basic-auth user recorded and logged", func(t *testing.T) {
 		var logs syncBuf
 		f := &webFixture{}
-		f.srv = httptest.NewServer(alert.NewHandler(alert.WebOptions{Now: func() time.Time { return webNow },
+		f.srv = httptest.NewServer(api.NewHandler(api.Options{Now: func() time.Time { return webNow },
 			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-			AddDeploy: func(m alert.DeployMarker) error {
+			AddDeploy: func(m api.DeployMarker) error {
 				f.mu.Lock()
 				defer f.mu.Unlock()
 				f.deploys = append(f.deploys, m)
@@ -333,8 +334,8 @@ func TestRedactedWhereFindingsLeave(t *testing.T) {
 	w := newWebFixture(t, []detect.Finding{f}, false)
 	api := w.do(t, "GET", "/api/v1/findings", "").body
 	var console, jsonl strings.Builder
-	require.NoError(t, alert.NewConsole(&console).Notify([]detect.Finding{f}))
-	require.NoError(t, alert.NewJSONL(&jsonl).Notify([]detect.Finding{f}))
+	require.NoError(t, alert.NewConsole(&console).Notify([]detect.Finding{f}, nil))
+	require.NoError(t, alert.NewJSONL(&jsonl).Notify([]detect.Finding{f}, nil))
 	ann := alert.AlertFor(f, alert.NotifierOptions{}, webNow).Annotations["exemplar"]
 	for where, out := range map[string]string{"api": api, "console": console.String(), "jsonl": jsonl.String(), "alert": ann} {
 		require.NotContains(t, out, secret, where)
@@ -345,7 +346,7 @@ func TestRedactedWhereFindingsLeave(t *testing.T) {
 
 func loadTestFindings(t *testing.T) []detect.Finding {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "findings.json"))
+	b, err := os.ReadFile(filepath.Join("..", "alert", "testdata", "findings.json")) // the notifier's golden findings
 	require.NoError(t, err)
 	var fs []detect.Finding
 	require.NoError(t, json.Unmarshal(b, &fs))
@@ -431,7 +432,7 @@ func TestUntrustedTextEscapedForHumans(t *testing.T) {
 
 	t.Run("console", func(t *testing.T) {
 		var b strings.Builder
-		require.NoError(t, alert.NewConsole(&b).Notify([]detect.Finding{f}))
+		require.NoError(t, alert.NewConsole(&b).Notify([]detect.Finding{f}, nil))
 		out := b.String()
 		require.Equal(t, out, alert.FindingsText([]detect.Finding{f}))
 		require.Contains(t, out, "DBQueryError "+script)
@@ -463,7 +464,7 @@ func TestUntrustedTextEscapedForHumans(t *testing.T) {
 	})
 	t.Run("jsonl", func(t *testing.T) {
 		var b strings.Builder
-		require.NoError(t, alert.NewJSONL(&b).Notify([]detect.Finding{f}))
+		require.NoError(t, alert.NewJSONL(&b).Notify([]detect.Finding{f}, nil))
 		require.NotContains(t, b.String(), "<script>")
 		require.Contains(t, b.String(), `\u003cscript\u003e`)
 		require.Equal(t, 1, strings.Count(b.String(), "\n"), "one line per finding")

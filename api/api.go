@@ -1,4 +1,9 @@
-package alert
+// Package api is the detector's HTTP face: /metrics, the /-/ probes,
+// /api/v1/findings, /api/v1/status, /api/v1/deploys (POST behind
+// --web.enable-admin-api), pprof, and the live page and deploy verdicts
+// (Pages). It reads the running pipeline; it sends nothing anywhere (the
+// sinks in package alert do).
+package api
 
 import (
 	"encoding/json"
@@ -9,7 +14,6 @@ import (
 	"mime"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +25,9 @@ import (
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
-// WebOptions are what the HTTP endpoints read and call. Nil functions
+// Options are what the HTTP endpoints read and call. Nil functions
 // disable their endpoint.
-type WebOptions struct {
+type Options struct {
 	Gatherer prometheus.Gatherer
 	Findings func() []detect.Finding
 	// Ready reports readiness and, when not ready, why.
@@ -74,7 +78,7 @@ const (
 
 // NewHandler returns the detector's HTTP endpoints: /metrics, the /-/
 // probes, /api/v1/findings, /api/v1/deploys, /api/v1/status and pprof.
-func NewHandler(o WebOptions) http.Handler {
+func NewHandler(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -157,14 +161,14 @@ func NewHandler(o WebOptions) http.Handler {
 // HTML form or text/plain fetch from another site can post one without a
 // CORS preflight), every field bounded (400 naming it), who posted what
 // logged, then handed to AddDeploy.
-func addDeploy(w http.ResponseWriter, r *http.Request, o WebOptions) {
+func addDeploy(w http.ResponseWriter, r *http.Request, o Options) {
 	user := basicAuthUser(r)
 	by := r.RemoteAddr
 	if user != "" {
 		by = user + "@" + r.RemoteAddr
 	}
 	log := o.Logger.With("remote_addr", r.RemoteAddr, "user", user)
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != contentTypeJSON {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		log.Warn("Deploy marker refused", "reason", "content type is not application/json")
 		http.Error(w, "bad deploy marker: Content-Type must be application/json", http.StatusUnsupportedMediaType)
 		return
@@ -191,13 +195,13 @@ func addDeploy(w http.ResponseWriter, r *http.Request, o WebOptions) {
 // basicAuthUser is the request's basic-auth user name, bounded; "" without.
 func basicAuthUser(r *http.Request) string {
 	user, _, _ := r.BasicAuth()
-	return clean(user, maxFieldEcho, false)
+	return redact.Clean(user, maxFieldEcho, false)
 }
 
 // checkDeployMarker bounds each field, naming the one that is wrong: the
 // lengths and characters of the deploy timeline's own check, and at within
 // [now − DeployMaxAge, now + DeployMaxAhead] (now if absent).
-func checkDeployMarker(m *DeployMarker, o WebOptions) error {
+func checkDeployMarker(m *DeployMarker, o Options) error {
 	now := o.Now().UTC()
 	if m.At.IsZero() {
 		m.At = now
@@ -254,13 +258,4 @@ func writeJSON(w http.ResponseWriter, code int, v any, logger *slog.Logger) {
 	if err := enc.Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
 		logger.Debug("Writing JSON response", "err", err)
 	}
-}
-
-// FindingsText renders findings as plain text (the demo's console, tests).
-func FindingsText(fs []detect.Finding) string {
-	var b strings.Builder
-	for _, f := range fs {
-		FormatText(&b, f)
-	}
-	return b.String()
 }

@@ -132,7 +132,10 @@ func (d *daemon) newPipeline(wikis *wikimap.Map, reg prometheus.Registerer) (*pi
 	if d.notifier != nil {
 		sinks = append(sinks, d.notifier)
 	}
-	return pipeline.New(pipeline.Options{Config: d.cfg, Wikis: wikis, Registry: reg, Logger: d.logger, Sink: sinks})
+	if d.o.sink != nil {
+		sinks = append(sinks, d.o.sink)
+	}
+	return pipeline.New(pipeline.Options{Config: d.cfg, Wikis: wikis, Registry: reg, Logger: d.logger, Sink: sinks, Start: d.o.start})
 }
 
 // newHandler is the web handler: probes, findings, status, reload, deploy
@@ -140,7 +143,7 @@ func (d *daemon) newPipeline(wikis *wikimap.Map, reg prometheus.Registerer) (*pi
 // starts). Its hooks that outlive a request's context (reload, marker
 // writes) end with ctx.
 func (d *daemon) newHandler(ctx context.Context, wikis *wikimap.Map, reg *prometheus.Registry, addDeploy func(api.DeployMarker) error) (http.Handler, error) {
-	pages, err := api.NewPages(d.cfg, d.p, wikis, reg, d.logger, false)
+	pages, err := api.NewPages(d.cfg, d.p, wikis, reg, d.logger, d.o.simulated)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +232,11 @@ func (d *daemon) Run(ctx context.Context) error {
 	// One goroutine serves SIGHUP and POST /-/reload alike; it ends with
 	// ctx, or when shutdown begins, before shutdown waits for the group.
 	d.wg.Go(func() { d.reloadLoop(d.reloading) })
-	d.wg.Go(func() { d.pages.Run(ctx) })
+	// The verdict loop ends once the pipeline has returned, whether the
+	// signal came or the pipeline failed on its own: nothing new to judge.
+	vctx, stopVerdicts := context.WithCancel(ctx)
+	defer stopVerdicts()
+	d.wg.Go(func() { d.pages.Run(vctx) })
 
 	// The shutdown budget runs from the signal, not from whenever ingest
 	// gets round to returning: a slow stop of the readers must eat into the
@@ -239,6 +246,7 @@ func (d *daemon) Run(ctx context.Context) error {
 
 	d.logger.Info("Starting detector", "version", version.Info(), "topics", len(d.cfg.Topics()), "cohort", d.cfg.Pretrain.Cohort)
 	runErr := d.p.Run(ctx)
+	stopVerdicts()
 	return d.shutdown(runErr, stopNotifier)
 }
 
@@ -311,6 +319,18 @@ func later(a, b time.Time) time.Time {
 // daemonMetrics are the daemon's own series, besides those of the stages.
 type daemonMetrics struct {
 	reloadOK, reloadTime prometheus.Gauge
+	restart              *prometheus.GaugeVec // by configuration section
+}
+
+// reloaded records a successful reload after which the sections in restart
+// still differ from what runs.
+func (m *daemonMetrics) reloaded(restart []string) {
+	m.reloadOK.Set(1)
+	m.reloadTime.SetToCurrentTime()
+	m.restart.Reset()
+	for _, s := range restart {
+		m.restart.WithLabelValues(s).Set(1)
+	}
 }
 
 // newDaemonMetrics registers the reload status and the watermark delay.
@@ -322,6 +342,9 @@ func newDaemonMetrics(reg prometheus.Registerer, watermark func() int64, now fun
 			Help: "Whether the last configuration reload attempt was successful."}),
 		reloadTime: f.NewGauge(prometheus.GaugeOpts{Namespace: "detector", Name: "config_last_reload_success_timestamp_seconds",
 			Help: "Timestamp of the last successful configuration reload."}),
+		restart: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "detector", Name: "config_restart_required",
+			Help: "1 for each top-level configuration section that the last successful reload changed but only a restart applies."},
+			[]string{"section"}),
 	}
 	// The window exports the watermark as a time; alerting on "event time
 	// stopped advancing" wants its age, which only the wall clock can give.

@@ -4,21 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/wikimedia/pretrain-detector/alert"
-	"github.com/wikimedia/pretrain-detector/api"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/pipeline"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -33,13 +31,12 @@ type demoOptions struct {
 }
 
 // runDemo is `detector demo`: an in-process Kafka broker, the simulator at
-// high speed and the real pipeline (kafka-go readers → window → detect →
-// sinks). The findings come from the pipeline alone; the simulator's ground
-// truth is used only to narrate the story and, with --exit-when-done, to
-// grade the result.
+// high speed and the daemon itself (kafka-go readers → window → detect →
+// sinks, the web page and API). The findings come from the daemon alone;
+// the simulator's ground truth is used only to narrate the story and, with
+// --exit-when-done, to grade the result.
 func runDemo(ctx context.Context, o demoOptions) error {
 	out := o.common.stdout
-	logger := o.common.logger
 	wikis, err := wikimap.Default()
 	if err != nil {
 		return err
@@ -55,97 +52,111 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return fmt.Errorf("start in-process kafka: %w", err)
 	}
 	defer cluster.Close()
-
-	cfg := config.Default()
-	cfg.OverrideBrokers(cluster.ListenAddrs())
-	cfg.Kafka.MaxWait = config.Default().Kafka.MaxWait / 2
-	// The story has half an hour of calm before the deploy; ask for a little
-	// less so bucket alignment cannot make it fall short.
-	cfg.Detect.MinPrePeriod = model.Duration(20 * time.Minute)
-	if err := cfg.Validate(); err != nil {
+	cfg, err := demoConfig(cluster.ListenAddrs())
+	if err != nil {
 		return err
 	}
 
-	reg := newRegistry()
-	var mu sync.Mutex
-	var fired []detect.Finding
-	console := alert.NewConsole(out)
-	p, err := pipeline.New(pipeline.Options{
-		Config: cfg, Wikis: wikis, Registry: reg, Logger: logger,
-		Start: truth.Start.Add(-time.Minute),
-		Sink: alert.Sinks{console, alert.SinkFunc(func(changed, _ []detect.Finding) error {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, f := range changed {
-				if f.State == detect.StateFiring {
-					fired = append(fired, f)
-				}
-			}
-			return nil
-		})},
+	var fired firedFindings
+	dctx, stop := context.WithCancel(ctx)
+	defer stop()
+	d, err := newDaemon(dctx, demoRunOptions(o, truth, &fired), cfg, wikis, nil)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	addr := d.listeners[0].Addr()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(dctx) }()
+	// Whatever way runDemo returns, the daemon has stopped (readers first)
+	// before its window and the broker close (deferred earlier, so run
+	// later): none is left reconnecting to a broker that is gone.
+	stopDaemon := sync.OnceValue(func() error {
+		stop()
+		return <-done
 	})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = p.Close() }()
-
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("web.listen-address: %w", err)
-	}
-	// The same server limits as the daemon's, at their defaults: the demo
-	// listens on a port too.
-	pages, err := api.NewPages(cfg, p, wikis, reg, logger, true)
-	if err != nil {
-		_ = l.Close()
-		return err
-	}
-	srv := newWebServer(api.NewHandler(api.Options{
-		Gatherer: reg, Findings: p.Findings, Logger: logger,
-		Ready:  func() (bool, string) { return true, "" },
-		Status: func() any { return api.Status(cfg, p) },
-		Mount:  pages.Register,
-	}), webLimits{}, logger)
-	var web sync.WaitGroup
-	pctxWeb, stopPages := context.WithCancel(ctx)
-	web.Go(func() { _ = srv.Serve(limitListener(l, webLimits{})) })
-	web.Go(func() { pages.Run(pctxWeb) })
-	defer func() {
-		stopPages()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		web.Wait()
-	}()
+	defer stopDaemon()
 
 	dur := truth.End.Sub(truth.Start)
 	fmt.Fprintf(out, "Pretrain detector demo: scenario %q, %s of simulated Wikimedia traffic at %.0f× (about %s).\n",
 		truth.Scenario, dur, o.speed, (time.Duration(float64(dur) / o.speed)).Round(time.Second))
 	fmt.Fprintf(out, "In-process Kafka at %s; the page at http://%s/, findings at http://%s/api/v1/findings, metrics at http://%s/metrics\n\n",
-		strings.Join(cluster.ListenAddrs(), ","), l.Addr(), l.Addr(), l.Addr())
+		strings.Join(cluster.ListenAddrs(), ","), addr, addr, addr)
 
-	pctx, cancelPipeline := context.WithCancel(ctx)
-	defer cancelPipeline()
-	pdone := make(chan error, 1)
-	go func() { pdone <- p.Run(pctx) }()
-	// Whatever way runDemo returns, the readers have stopped before the
-	// window and the broker close (deferred earlier, so run later): none is
-	// left reconnecting to a broker that is gone.
-	stopPipeline := sync.OnceValue(func() error {
-		cancelPipeline()
-		return <-pdone
-	})
-	defer stopPipeline()
+	story := newNarrator(out, truth)
+	addDemoMarker(d.p, story, truth)
+	if err := playStory(ctx, cluster.ListenAddrs(), simCfg, wikis, story); err != nil {
+		return err
+	}
+	story.advance(truth.End)
+	// Let the daemon read what was written and evaluate the last buckets.
+	// On a loaded machine the readers lag at the story's end: wait for the
+	// evaluation itself, not for a fixed time, but not for ever.
+	deadline := time.Now().Add(demoDrain)
+	target := truth.End.Add(-time.Duration(cfg.Window.Lateness) - time.Duration(cfg.Window.Bucket)).UnixNano()
+	for ctx.Err() == nil && time.Now().Before(deadline) && d.p.EvaluatedTo() < target {
+		time.Sleep(100 * time.Millisecond)
+	}
 
+	got := fired.list()
+	fmt.Fprintf(out, "\nThe story is over: %d findings fired.\n", len(got))
+	verdict := grade(truth, got, wikis)
+	fmt.Fprintln(out, verdict.text)
+	if o.exitWhenDone {
+		if err := stopDaemon(); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		if !verdict.ok {
+			return errors.New("the scripted incident was not found")
+		}
+		return nil
+	}
+	fmt.Fprintf(out, "Still serving http://%s/api/v1/findings; press Ctrl-C to stop.\n", addr)
+	<-ctx.Done()
+	return stopDaemon()
+}
+
+// demoConfig is the default configuration reading the in-process broker.
+func demoConfig(brokers []string) (config.Config, error) {
+	cfg := config.Default()
+	cfg.OverrideBrokers(brokers)
+	cfg.Kafka.MaxWait = config.Default().Kafka.MaxWait / 2
+	// The story has half an hour of calm before the deploy; ask for a little
+	// less so bucket alignment cannot make it fall short.
+	cfg.Detect.MinPrePeriod = model.Duration(20 * time.Minute)
+	// The demo adds its marker to the window itself (addDemoMarker): its
+	// times are the story's, which the marker API would refuse as past.
+	cfg.DeployMarkers.Topic = ""
+	if err := cfg.Validate(); err != nil {
+		return config.Config{}, err
+	}
+	return cfg, nil
+}
+
+// demoRunOptions are the daemon's options in the demo: no flags but the
+// listen address; the web server's limits at their defaults; readers from
+// the story's start; the fired findings collected for the grade.
+func demoRunOptions(o demoOptions, truth simulate.GroundTruth, fired alert.Sink) runOptions {
+	noConfigFile := ""
+	return runOptions{
+		common:    o.common,
+		web:       &web.FlagConfig{WebListenAddresses: &[]string{o.listen}, WebConfigFile: &noConfigFile},
+		start:     truth.Start.Add(-time.Minute),
+		simulated: true,
+		sink:      fired,
+	}
+}
+
+// playStory writes the scenario into the broker at its speed, telling the
+// story as simulated time passes.
+func playStory(ctx context.Context, brokers []string, simCfg simulate.Config, wikis *wikimap.Map, story *narrator) error {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections() // Writer.Close leaves them open
-	w := &kafka.Writer{Addr: kafka.TCP(cluster.ListenAddrs()...), Transport: tr, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Transport: tr, Balancer: &kafka.Hash{},
 		BatchSize: 2000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne}
 	defer func() { _ = w.Close() }()
-	story := newNarrator(out, truth)
-	addDemoMarker(p, story, truth)
 	sink := simulate.KafkaSink(w)
-	_, err = simulate.Run(ctx, simCfg, wikis, func(ctx context.Context, batch []simulate.Record) error {
+	_, err := simulate.Run(ctx, simCfg, wikis, func(ctx context.Context, batch []simulate.Record) error {
 		if len(batch) > 0 {
 			story.advance(batch[len(batch)-1].Time)
 		}
@@ -154,34 +165,31 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("simulate: %w", err)
 	}
-	story.advance(truth.End)
-	// Let the pipeline read what was written and evaluate the last buckets.
-	// On a loaded machine the readers lag at the story's end: wait for the
-	// evaluation itself, not for a fixed time, but not for ever.
-	deadline := time.Now().Add(demoDrain)
-	target := truth.End.Add(-time.Duration(cfg.Window.Lateness) - time.Duration(cfg.Window.Bucket)).UnixNano()
-	for ctx.Err() == nil && time.Now().Before(deadline) && p.EvaluatedTo() < target {
-		time.Sleep(100 * time.Millisecond)
-	}
+	return nil
+}
 
-	mu.Lock()
-	got := slices.Clone(fired)
-	mu.Unlock()
-	fmt.Fprintf(out, "\nThe story is over: %d findings fired.\n", len(got))
-	verdict := grade(truth, got, wikis)
-	fmt.Fprintln(out, verdict.text)
-	if o.exitWhenDone {
-		if err := stopPipeline(); err != nil {
-			return fmt.Errorf("pipeline: %w", err)
+// firedFindings collects the findings that fired (alert.Sink), in order.
+type firedFindings struct {
+	mu sync.Mutex
+	fs []detect.Finding
+}
+
+// Notify keeps the changed findings that fire.
+func (c *firedFindings) Notify(changed, _ []detect.Finding) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range changed {
+		if f.State == detect.StateFiring {
+			c.fs = append(c.fs, f)
 		}
-		if !verdict.ok {
-			return errors.New("the scripted incident was not found")
-		}
-		return nil
 	}
-	fmt.Fprintf(out, "Still serving http://%s/api/v1/findings; press Ctrl-C to stop.\n", l.Addr())
-	<-ctx.Done()
-	return stopPipeline()
+	return nil
+}
+
+func (c *firedFindings) list() []detect.Finding {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.fs)
 }
 
 // demoDrain bounds the wait, after the story's last record is written, for

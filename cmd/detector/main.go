@@ -60,17 +60,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 	runCmd := app.Command("run", "Run the detector as a daemon.").Default()
 	var ro runOptions
-	runCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); overrides every cluster's brokers in the config.").StringsVar(&c.brokers)
-	runCmd.Flag("alertmanager.url", "Alertmanager base URL (repeatable; alerts go to all).").StringsVar(&ro.alertmanagers)
-	runCmd.Flag("alertmanager.resend-delay", "How often firing alerts are re-sent (overrides alerting.resend_delay).").DurationVar(&ro.resendDelay)
-	runCmd.Flag("web.external-url", "The URL under which the detector is reachable, for alert links.").StringVar(&ro.externalURL)
-	runCmd.Flag("web.enable-lifecycle", "Enable POST /-/reload.").BoolVar(&ro.enableLifecycle)
-	ro.web = kingpinflag.AddFlags(runCmd, defaultListen)
-	addWebLimitFlags(runCmd, &ro.limits)
-	var autoMemLimit bool
-	var memLimitRatio float64
-	runCmd.Flag("auto-gomemlimit", "Set GOMEMLIMIT from the container's cgroup memory limit (a GOMEMLIMIT in the environment wins).").Default("true").BoolVar(&autoMemLimit)
-	runCmd.Flag("auto-gomemlimit.ratio", "The share of the cgroup memory limit GOMEMLIMIT is set to, in (0, 1].").Default("0.9").Float64Var(&memLimitRatio)
+	ro.addFlags(runCmd, &c.brokers)
 
 	replayCmd := app.Command("replay", "Run the detector over a time range of historical topics and exit.")
 	var rp replayOptions
@@ -78,24 +68,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 	demoCmd := app.Command("demo", "Run an in-process Kafka, simulated Wikimedia traffic and the detector: a Pretrain incident end to end.")
 	var do demoOptions
-	demoCmd.Flag("web.listen-address", "Address of the web endpoints during the demo.").Default("127.0.0.1:9797").StringVar(&do.listen)
-	demoCmd.Flag("exit-when-done", "Exit when the story ends: 0 if the scripted incident was found, 1 otherwise.").BoolVar(&do.exitWhenDone)
-	demoCmd.Flag("speed", "Simulated seconds per wall second.").Default("45").Float64Var(&do.speed)
-	demoCmd.Flag("seed", "Simulator seed.").Default("1").Int64Var(&do.seed)
-	demoCmd.Flag("scenario", "Simulator scenario to tell.").Default("demo").StringVar(&do.scenario)
+	do.addFlags(demoCmd)
 
 	simCmd := app.Command("simulate", "Produce realistic Wikimedia traffic into a Kafka cluster.")
 	var so simulateOptions
-	simCmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); required unless --list.").StringsVar(&so.brokers)
-	simCmd.Flag("scenario", "Scenario name (see --list).").Default("quiet").StringVar(&so.scenario)
-	simCmd.Flag("list", "List the scenarios and exit.").BoolVar(&so.list)
-	simCmd.Flag("seed", "Random seed: the same seed gives the same records.").Default("1").Int64Var(&so.seed)
-	simCmd.Flag("speed", "Simulated seconds per wall second; 0 = as fast as possible.").Default("0").Float64Var(&so.speed)
-	simCmd.Flag("duration", "Simulated duration; 0 = the scenario's own.").Default("0").DurationVar(&so.duration)
-	simCmd.Flag("start", "Simulated start time (RFC 3339); empty = the scenario's own.").StringVar(&so.start)
-	simCmd.Flag("rate", "Train-fleet requests per simulated second; 0 = default.").Default("0").Float64Var(&so.rate)
-	simCmd.Flag("truth", "Write the scenario's ground truth (JSON) to this file.").StringVar(&so.truth)
-	simCmd.Flag("create-topics", "Create missing topics with this many partitions (0 = do not).").Default("4").IntVar(&so.partitions)
+	so.addFlags(simCmd)
 
 	// Listed for --help; verdictMain parses it (see realMain's start).
 	app.Command("verdict", "Ask a running detector for a deploy's verdict: exit 0 pass, 1 fail, 2 insufficient evidence, 3 error (detector verdict --help).")
@@ -120,14 +97,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, version.Print("detector"))
+		return 0
 	case runCmd.FullCommand():
 		ro.common = c
-		if autoMemLimit {
-			err = setMemLimit(c.logger, memLimitRatio, memlimit.FromCgroup)
-		}
-		if err == nil {
-			err = runDaemon(ctx, ro)
-		}
+		err = runRun(ctx, ro)
 	case replayCmd.FullCommand():
 		c.brokers = rp.brokers
 		rp.common = c
@@ -138,9 +113,6 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case simCmd.FullCommand():
 		so.common = c
 		err = runSimulate(ctx, so)
-	case "version":
-		fmt.Fprintln(stdout, version.Print("detector"))
-		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "detector %s: %v\n", cmd, err)
@@ -157,3 +129,50 @@ const (
 	shutdownTimeout   = 8 * time.Second
 	httpShutdownSlice = time.Second
 )
+
+// runRun is `detector run`: GOMEMLIMIT from the cgroup, then the daemon.
+func runRun(ctx context.Context, o runOptions) error {
+	if o.autoMemLimit {
+		if err := setMemLimit(o.common.logger, o.memLimitRatio, memlimit.FromCgroup); err != nil {
+			return err
+		}
+	}
+	return runDaemon(ctx, o)
+}
+
+// addFlags registers run's flags; --kafka.brokers goes to brokers (common
+// to every mode that reads Kafka).
+func (o *runOptions) addFlags(cmd *kingpin.CmdClause, brokers *[]string) {
+	cmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); overrides every cluster's brokers in the config.").StringsVar(brokers)
+	cmd.Flag("alertmanager.url", "Alertmanager base URL (repeatable; alerts go to all).").StringsVar(&o.alertmanagers)
+	cmd.Flag("alertmanager.resend-delay", "How often firing alerts are re-sent (overrides alerting.resend_delay).").DurationVar(&o.resendDelay)
+	cmd.Flag("web.external-url", "The URL under which the detector is reachable, for alert links.").StringVar(&o.externalURL)
+	cmd.Flag("web.enable-lifecycle", "Enable POST /-/reload.").BoolVar(&o.enableLifecycle)
+	o.web = kingpinflag.AddFlags(cmd, defaultListen)
+	addWebLimitFlags(cmd, &o.limits)
+	cmd.Flag("auto-gomemlimit", "Set GOMEMLIMIT from the container's cgroup memory limit (a GOMEMLIMIT in the environment wins).").Default("true").BoolVar(&o.autoMemLimit)
+	cmd.Flag("auto-gomemlimit.ratio", "The share of the cgroup memory limit GOMEMLIMIT is set to, in (0, 1].").Default("0.9").Float64Var(&o.memLimitRatio)
+}
+
+// addFlags registers demo's flags.
+func (o *demoOptions) addFlags(cmd *kingpin.CmdClause) {
+	cmd.Flag("web.listen-address", "Address of the web endpoints during the demo.").Default("127.0.0.1:9797").StringVar(&o.listen)
+	cmd.Flag("exit-when-done", "Exit when the story ends: 0 if the scripted incident was found, 1 otherwise.").BoolVar(&o.exitWhenDone)
+	cmd.Flag("speed", "Simulated seconds per wall second.").Default("45").Float64Var(&o.speed)
+	cmd.Flag("seed", "Simulator seed.").Default("1").Int64Var(&o.seed)
+	cmd.Flag("scenario", "Simulator scenario to tell.").Default("demo").StringVar(&o.scenario)
+}
+
+// addFlags registers simulate's flags.
+func (o *simulateOptions) addFlags(cmd *kingpin.CmdClause) {
+	cmd.Flag("kafka.brokers", "Kafka brokers (host:port, comma-separated or repeated); required unless --list.").StringsVar(&o.brokers)
+	cmd.Flag("scenario", "Scenario name (see --list).").Default("quiet").StringVar(&o.scenario)
+	cmd.Flag("list", "List the scenarios and exit.").BoolVar(&o.list)
+	cmd.Flag("seed", "Random seed: the same seed gives the same records.").Default("1").Int64Var(&o.seed)
+	cmd.Flag("speed", "Simulated seconds per wall second; 0 = as fast as possible.").Default("0").Float64Var(&o.speed)
+	cmd.Flag("duration", "Simulated duration; 0 = the scenario's own.").Default("0").DurationVar(&o.duration)
+	cmd.Flag("start", "Simulated start time (RFC 3339); empty = the scenario's own.").StringVar(&o.start)
+	cmd.Flag("rate", "Train-fleet requests per simulated second; 0 = default.").Default("0").Float64Var(&o.rate)
+	cmd.Flag("truth", "Write the scenario's ground truth (JSON) to this file.").StringVar(&o.truth)
+	cmd.Flag("create-topics", "Create missing topics with this many partitions (0 = do not).").Default("4").IntVar(&o.partitions)
+}

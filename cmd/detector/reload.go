@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/internal/stages"
@@ -21,14 +20,18 @@ func (d *daemon) reloadLoop(ctx context.Context) {
 		case <-d.hup:
 		case reply = <-d.reloads:
 		}
-		err := reloadConfig(d.o.common, d.p, d.cfg, d.logger)
+		live, restart, err := reloadConfig(d.o.common, d.p, d.cfg)
 		if err != nil {
 			d.logger.Error("Configuration reload failed; keeping the old one", "err", err)
 			d.metrics.reloadOK.Set(0)
 		} else {
-			d.logger.Info("Configuration reloaded")
-			d.metrics.reloadOK.Set(1)
-			d.metrics.reloadTime.SetToCurrentTime()
+			d.metrics.reloaded(restart)
+			if len(restart) > 0 {
+				d.logger.Warn("Configuration reloaded; some changes take effect only after a restart",
+					"applied", live, "restart_required", restart)
+			} else {
+				d.logger.Info("Configuration reloaded", "applied", live)
+			}
 		}
 		if reply != nil {
 			reply <- err
@@ -56,20 +59,19 @@ func lifecycle(ctx context.Context, enabled bool, reloads chan chan error) func(
 
 // reloadConfig re-reads the configuration. What can change without a
 // restart is applied (deploy markers are added; one removed from the file
-// stays until a restart); every other section that differs from running,
-// the configuration the daemon started with, is named in the log as
-// waiting for a restart, so a reload never claims more than it did. A bad
-// file never replaces a good one.
-func reloadConfig(c commonOptions, p *pipeline.Pipeline, running config.Config, logger *slog.Logger) error {
+// stays until a restart) and named in live; every other section that
+// differs from running, the configuration the daemon started with, is
+// named in restart, for the log line and detector_config_restart_required,
+// so a reload never claims more than it did. A bad file never replaces a
+// good one.
+func reloadConfig(c commonOptions, p *pipeline.Pipeline, running config.Config) (live, restart []string, err error) {
 	cfg, err := loadConfig(c)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	for _, m := range cfg.Deploys {
 		p.Store.AddDeploy(stages.MarkerDeploy(m.Scope, m.Group, m.Version, m.At, "config"))
 	}
-	if live, restart := config.Changes(running, cfg); len(restart) > 0 {
-		logger.Warn("Configuration changes that take effect only after a restart", "sections", restart, "applied", live)
-	}
-	return nil
+	live, restart = config.Changes(running, cfg)
+	return live, restart, nil
 }

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
 	"github.com/wikimedia/pretrain-detector/alert"
+	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/report"
@@ -55,17 +57,9 @@ func runReplay(ctx context.Context, o replayOptions) error {
 // replayRange does runReplay's work; runReplay makes its error one line.
 func replayRange(ctx context.Context, o replayOptions) (err error) {
 	logger := o.common.logger
-	now := time.Now().UTC().Truncate(time.Second)
-	from, err := parseWhen(o.from, now)
+	from, to, err := o.timeRange(time.Now().UTC().Truncate(time.Second))
 	if err != nil {
-		return fmt.Errorf("--from: %w", err)
-	}
-	to, err := parseWhen(o.to, now)
-	if err != nil {
-		return fmt.Errorf("--to: %w", err)
-	}
-	if !to.After(from) {
-		return fmt.Errorf("--to (%s) must be after --from (%s)", o.to, o.from)
+		return err
 	}
 	cfg, err := loadConfig(o.common)
 	if err != nil {
@@ -77,19 +71,11 @@ func replayRange(ctx context.Context, o replayOptions) (err error) {
 	}
 
 	// Open the outputs first, so that a bad path fails before the replay.
-	var w io.Writer = o.common.stdout
-	if o.output != "-" {
-		f, err := os.Create(o.output)
-		if err != nil {
-			return fmt.Errorf("--output: %w", err)
-		}
-		defer func() {
-			if cerr := f.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("--output: %w", cerr)
-			}
-		}()
-		w = f
+	w, closeOutput, err := openOutput(o.output, o.common.stdout)
+	if err != nil {
+		return err
 	}
+	defer closeOutput(&err)
 	reportFile, closeReport, err := createArtefact(o.report, "--report")
 	if err != nil {
 		return err
@@ -105,14 +91,8 @@ func replayRange(ctx context.Context, o replayOptions) (err error) {
 	sinks := alert.Sinks{alert.NewJSONL(w)}
 	var alerts *alert.ReplayNotifier
 	if len(o.alertmanagers) > 0 {
-		plain, sets := replayTargets(cfg, splitList(o.alertmanagers))
-		alerts, err = alert.NewReplayNotifier(alert.NotifierOptions{
-			URLs: plain, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
-			RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
-			ExtraLabels: cfg.Alerting.Labels(),
-		}, logger.With("component", "notifier"), reg)
-		if err != nil {
-			return fmt.Errorf("alertmanager: %w", err)
+		if alerts, err = newReplayNotifier(cfg, splitList(o.alertmanagers), logger, reg); err != nil {
+			return err
 		}
 		sinks = append(sinks, alerts)
 		// Whatever happens, what was sent is resolved before exit.
@@ -158,6 +138,54 @@ func replayRange(ctx context.Context, o replayOptions) (err error) {
 		}
 	}
 	return nil
+}
+
+// timeRange is --from and --to, relative to now.
+func (o replayOptions) timeRange(now time.Time) (from, to time.Time, err error) {
+	if from, err = parseWhen(o.from, now); err != nil {
+		return from, to, fmt.Errorf("--from: %w", err)
+	}
+	if to, err = parseWhen(o.to, now); err != nil {
+		return from, to, fmt.Errorf("--to: %w", err)
+	}
+	if !to.After(from) {
+		return from, to, fmt.Errorf("--to (%s) must be after --from (%s)", o.to, o.from)
+	}
+	return from, to, nil
+}
+
+// newReplayNotifier sends the replay's findings to the Alertmanagers of
+// --alertmanager.url, each with the client configuration of the
+// alerting.alertmanagers[] set that lists it (replayTargets).
+func newReplayNotifier(cfg config.Config, urls []string, logger *slog.Logger, reg prometheus.Registerer) (*alert.ReplayNotifier, error) {
+	plain, sets := replayTargets(cfg, urls)
+	n, err := alert.NewReplayNotifier(alert.NotifierOptions{
+		URLs: plain, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
+		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
+		ExtraLabels: cfg.Alerting.Labels(),
+	}, logger.With("component", "notifier"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager: %w", err)
+	}
+	return n, nil
+}
+
+// openOutput is --output: stdout for "-", else a new file; finish closes
+// it, reporting a close error into *errp. The findings written stay, even
+// when the replay fails later: they are what it found so far.
+func openOutput(path string, stdout io.Writer) (w io.Writer, finish func(errp *error), err error) {
+	if path == "-" {
+		return stdout, func(*error) {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--output: %w", err)
+	}
+	return f, func(errp *error) {
+		if cerr := f.Close(); cerr != nil && *errp == nil {
+			*errp = fmt.Errorf("--output: %w", cerr)
+		}
+	}, nil
 }
 
 // createArtefact creates the file of an output flag (none when path is

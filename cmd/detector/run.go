@@ -15,6 +15,7 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
@@ -27,9 +28,18 @@ type runOptions struct {
 	enableLifecycle bool
 	web             *web.FlagConfig
 	limits          webLimits // --web.enable-admin-api, --web.read-timeout, --web.max-connections
+	autoMemLimit    bool
+	memLimitRatio   float64
 	// listening, when set, is told the bound web addresses before serving
 	// starts: tests listen on 127.0.0.1:0 and need the port.
 	listening func([]net.Addr)
+
+	// The demo's, never flags: where the readers start (zero: now −
+	// window length), one more sink for the findings, and whether the
+	// events carry a simulation's times (the page says so).
+	start     time.Time
+	sink      alert.Sink
+	simulated bool
 }
 
 // loadConfig reads the config file (or the defaults) and applies the flags

@@ -305,6 +305,15 @@ func TestDaemonWebTLSAndBasicAuth(t *testing.T) {
 		require.Equal(t, 200, code, body)
 		require.Contains(t, deploysInStatus(t, client, base, good), statusDeploy{Scope: "pretrain", Version: "1.47.0-alpha", At: "2026-03-04T10:00:00Z", Source: "config"})
 
+		// A change only a restart applies is named in the log and a metric,
+		// and the reload does not claim it.
+		writeFile(t, dir, "detector.yml", goodConfig+"detect:\n  alpha: 0.0002\n")
+		code, body = webGet(t, client, "POST", base+"/-/reload", "", good...)
+		require.Equal(t, 200, code, body)
+		require.Equal(t, 1.0, scrapeValue(t, client, base, good, "detector_config_restart_required"), "one section: detect")
+		require.Contains(t, d.logs.String(), `msg="Configuration reloaded; some changes take effect only after a restart"`)
+		require.Contains(t, d.logs.String(), `restart_required=[detect]`)
+
 		// A bad file keeps the old configuration and says why.
 		writeFile(t, dir, "detector.yml", "detect:\n  alpha: 2\n")
 		code, body = webGet(t, client, "POST", base+"/-/reload", "", good...)

@@ -137,24 +137,13 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 	if p > math.Sqrt(level) {
 		return
 	}
-	var notes []string
-	if !d.preCovered(dep.At) {
-		notes = append(notes, "insufficient evidence: too little data before the deploy to call this fingerprint new")
-	}
-	if distinct < int64(d.cfg.MinDistinct) {
-		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests of the %d needed", distinct, d.cfg.MinDistinct))
-	}
-	if st.bucketsPre < d.cfg.MinBuckets {
-		notes = append(notes, fmt.Sprintf("burst guard: seen in %d of the %d buckets needed", st.bucketsPre, d.cfg.MinBuckets))
-	}
-	if d.fleet.active {
-		notes = append(notes, "a fleet-wide incident is under way: not blaming Pretrain while it lasts")
-	}
-	if p > level {
-		notes = append(notes, fmt.Sprintf("insufficient evidence: code test p=%s above %s", fmtP(p), fmtP(level)))
-	}
+	var held guards
+	held.add(!d.preCovered(dep.At), guard{kind: guardNoPrePeriod})
+	held.burst(distinct, st.bucketsPre, &d.cfg)
+	held.add(d.fleet.active, guard{kind: guardFleet})
+	held.add(p > level, guard{kind: guardEvidence, test: "code test", p: p, level: level})
 	cands := d.candidates(dep, &code, d.scopeSet, b1)
-	fire := len(notes) == 0
+	fire := !held.blocks()
 	d.upsert(KindPretrainRegression, keyCohort, b1, fire, func(f *Finding) {
 		d.fillFingerprint(f, info, event.ScopePretrain, dep.At, b1)
 		f.Wikis = d.cohortNames()
@@ -167,7 +156,7 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 		f.Evidence.RateRatio = code.Ratio
 		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = p, level, distinct
 		f.Evidence.Insufficient = !fire
-		f.Evidence.Note = strings.Join(notes, "; ")
+		f.Evidence.Note = held.note()
 		f.Evidence.Code, f.Evidence.Candidates, f.Evidence.Margin = &code, cands, winMargin(code, cands)
 		f.Summary = fmt.Sprintf("New error on %s's Pretrain-served requests since the Pretrain deploy at %s: “%s” (%d requests on the cohort, %d occurrences on the %s; p=%s ≤ %s).",
 			strings.Join(f.Wikis, ", "), ts(dep.At).Format("15:04"), short(f.NormalizedMessage, 120), k, m, d.scopeName(), fmtP(p), fmtP(level))
@@ -203,7 +192,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	}
 	rs.spillTested[info.ID] = true
 	level := Bonferroni(d.cfg.Alpha, len(rs.spillTested))
-	var notes []string
+	var held guards
 	// Distinct requests, not lines: one request looping on an error is one.
 	distinct := d.w.FingerprintDistinct(info.ID, event.ScopeTrain, dep.At, b1)
 	n := min(st.train, distinct)
@@ -235,9 +224,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			undecided = "both the Pretrain deploy and a train deploy could explain the onset (errors carry old and new train versions)"
 		}
 	}
-	if !d.preCovered(dep.At) {
-		notes = append(notes, "insufficient evidence: too little data before the deploy to call this fingerprint new")
-	}
+	held.add(!d.preCovered(dep.At), guard{kind: guardNoPrePeriod})
 	if why := d.otherIncident(info.ID, set, b1); why != "" {
 		undecided = why
 	}
@@ -271,9 +258,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			p0 = 0
 		}
 		pConc = BinomialUpperTail(inSet, inSet+out, p0)
-		if pConc > d.cfg.Alpha {
-			notes = append(notes, fmt.Sprintf("not concentrated on %s (%d of %d errors there; p=%s): a fleet-wide cause could explain it", setName, inSet, n, fmtP(pConc)))
-		}
+		held.add(pConc > d.cfg.Alpha, guard{kind: guardNotConcentrated, where: setName, in: inSet, of: n, p: pConc})
 	}
 
 	// Code before place: the same fingerprint on the cohort's Pretrain-served
@@ -310,29 +295,18 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	// A fleet-wide incident hides a spillover only if it is more than this
 	// fingerprint: a code-specific signature (Pretrain-served spared) that
 	// makes most of the fleet's excess is the spillover itself.
-	if d.fleet.active && !d.explainsFleet(info.ID, b1) {
-		notes = append(notes, "a fleet-wide incident is under way beyond this fingerprint: not blaming Pretrain")
-	}
-	if distinct < int64(d.cfg.MinDistinct) {
-		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests of the %d needed", distinct, d.cfg.MinDistinct))
-	}
-	if st.bucketsTr < d.cfg.MinBuckets {
-		notes = append(notes, fmt.Sprintf("burst guard: seen in %d of the %d buckets needed", st.bucketsTr, d.cfg.MinBuckets))
-	}
-	if pOnset > level {
-		notes = append(notes, fmt.Sprintf("insufficient evidence: onset p=%s above %s", fmtP(pOnset), fmtP(level)))
-	}
+	held.add(d.fleet.active && !d.explainsFleet(info.ID, b1), guard{kind: guardFleet, beyond: true})
+	held.burst(distinct, st.bucketsTr, &d.cfg)
+	held.add(pOnset > level, guard{kind: guardEvidence, test: "onset", p: pOnset, level: level})
 	cands := d.candidates(dep, &code, set, info.FirstSeen)
 	if why, ok := otherFits(cands); ok && undecided == "" && code.Verdict != VerdictPretrainSpared {
 		undecided = why
 	}
-	if undecided != "" {
-		if len(notes) == 0 {
-			d.undetermined(KindSharedDataSpillover, key, b1, undecided, cands)
-		}
-		notes = append(notes, undecided)
+	held.add(undecided != "", guard{kind: guardUndecided, reason: undecided})
+	if held.only(guardUndecided) {
+		d.undetermined(KindSharedDataSpillover, key, b1, undecided, cands)
 	}
-	fire := len(notes) == 0
+	fire := !held.blocks()
 	pv := pOnset
 	stat := fmt.Sprintf("onset p=%s", fmtP(pOnset))
 	if !broad {
@@ -360,7 +334,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 			where = "the cohort through the train jobrunners: data written by Pretrain code, read by train code"
 			f.Evidence.Frame = strings.TrimSpace(f.Evidence.Frame + " jobrunner")
 		}
-		f.Evidence.Note = strings.Join(append([]string{"reached via " + where}, notes...), "; ")
+		f.Evidence.Note = held.note("reached via " + where)
 		f.Summary = fmt.Sprintf("Train-served errors on %d wikis (%s) began %s after the Pretrain deploy at %s, in %s, sparing Pretrain-served requests: “%s” (%d errors; %s).",
 			len(f.Wikis), strings.Join(firstN(f.Wikis, 3), ", "), minutes(info.FirstSeen-dep.At), ts(dep.At).Format("15:04"),
 			sharedName(info.Shared, jobrunner), short(f.NormalizedMessage, 100), n, stat)
@@ -531,21 +505,12 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 	if p > math.Sqrt(level) {
 		return
 	}
-	var notes []string
+	var held guards
 	distinct := d.w.FingerprintDistinct(info.ID, event.ScopeTrain, dep.At, b1)
-	if distinct < int64(d.cfg.MinDistinct) {
-		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests of the %d needed", distinct, d.cfg.MinDistinct))
-	}
-	if st.bucketsTr < d.cfg.MinBuckets {
-		notes = append(notes, fmt.Sprintf("burst guard: seen in %d of the %d buckets needed", st.bucketsTr, d.cfg.MinBuckets))
-	}
-	if !d.preCovered(dep.At) {
-		notes = append(notes, "insufficient evidence: too little data before the deploy to call this fingerprint new")
-	}
-	if p > level {
-		notes = append(notes, fmt.Sprintf("insufficient evidence: p=%s above %s", fmtP(p), fmtP(level)))
-	}
-	fire := len(notes) == 0
+	held.burst(distinct, st.bucketsTr, &d.cfg)
+	held.add(!d.preCovered(dep.At), guard{kind: guardNoPrePeriod})
+	held.add(p > level, guard{kind: guardEvidence, p: p, level: level})
+	fire := !held.blocks()
 	gs := make([]string, 0, len(groups))
 	for g := range groups {
 		gs = append(gs, g)
@@ -561,7 +526,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = p, level, distinct
 		f.Evidence.TopWikis = capTop(top, 10)
 		f.Evidence.Insufficient = !fire
-		f.Evidence.Note = strings.Join(append([]string{"the train's, not Pretrain's: only " + strings.Join(info.Versions, ", ") + " carries it"}, notes...), "; ")
+		f.Evidence.Note = held.note("the train's, not Pretrain's: only " + strings.Join(info.Versions, ", ") + " carries it")
 		f.Summary = fmt.Sprintf("New error after the train deploy of %s (%s) at %s, on %d wikis: “%s” (%d errors; p=%s).",
 			strings.Join(gs, ", "), dep.Version, ts(dep.At).Format("15:04"), len(f.Wikis), short(f.NormalizedMessage, 100), n, fmtP(p))
 	})

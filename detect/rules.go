@@ -122,18 +122,13 @@ func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
 		scope = d.scopeSet
 	}
 	cands := d.candidates(dep, &code, scope, b1)
-	fire := e >= 1/d.cfg.Alpha && rs.buckets >= d.cfg.MinBuckets && !d.fleet.active && code.Verdict == VerdictPretrainWorse
-	note := ""
-	switch {
-	case d.fleet.active:
-		note = "a fleet-wide incident is under way: not blaming Pretrain while it lasts"
-	case !fire && rs.buckets < d.cfg.MinBuckets:
-		note = fmt.Sprintf("burst guard: errors in %d of the %d buckets needed", rs.buckets, d.cfg.MinBuckets)
-	case !fire && e < 1/d.cfg.Alpha:
-		note = fmt.Sprintf("insufficient evidence: e-value %.3g of the %.3g needed", e, 1/d.cfg.Alpha)
-	case !fire:
-		note = "undetermined: " + code.String()
-	}
+	var held guards
+	held.add(d.fleet.active, guard{kind: guardFleet})
+	held.add(rs.buckets < d.cfg.MinBuckets, guard{kind: guardBurstBuckets, errors: true, buckets: rs.buckets, need: d.cfg.MinBuckets})
+	held.add(!(e >= 1/d.cfg.Alpha), guard{kind: guardEValue, e: e, threshold: 1 / d.cfg.Alpha}) // not "<": it fires only at full strength
+	held.add(code.Verdict != VerdictPretrainWorse, guard{kind: guardUndecided, reason: "undetermined: " + code.String()})
+	fire := !held.blocks()
+	note := held.first() // the first guard alone, in this order
 	if !fire && e >= 1/d.cfg.Alpha {
 		d.undetermined(KindPretrainRegression, keyCohort, b1, note, cands)
 	}

@@ -3,6 +3,9 @@ package detect
 import (
 	"fmt"
 	"strings"
+
+	"github.com/wikimedia/pretrain-detector/event"
+	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
 // Guards. A rule that has a signal still holds its finding back (pending,
@@ -150,4 +153,71 @@ func (gs guards) first() string {
 		return ""
 	}
 	return gs[0].String()
+}
+
+// preCovered says whether the window saw enough before a deploy for an
+// error after it to be called new.
+func (d *Detector) preCovered(at int64) bool {
+	return at-max(d.dataStart, d.w.Oldest()) >= int64(d.cfg.MinPrePeriod)
+}
+
+// explainsFleet says whether fingerprint fp makes at least half of the
+// train fleet's erroring requests since the fleet-wide incident began: then
+// the "incident" is this one error, whatever its cause.
+func (d *Detector) explainsFleet(fp uint64, to int64) bool {
+	from := d.fleet.since
+	n := d.w.FingerprintDistinct(fp, event.ScopeTrain, from, to)
+	d.sumT = d.w.SumWikis(event.ScopeTrain, from, to, d.sumT[:0])
+	var all int64
+	for id := 1; id < len(d.sumT); id++ {
+		all += d.sumT[id].ErrorRequests
+	}
+	return all > 0 && 2*n >= all
+}
+
+// otherIncident says why a section incident on the wikis of set, or a
+// fleet-wide one, explains a fingerprint better than a Pretrain deploy:
+// when the incident is more than this fingerprint (other errors rose too,
+// the infrastructure fingerprints are not flat). "" when none does.
+func (d *Detector) otherIncident(fp uint64, set wikiSet, to int64) string {
+	fs := &d.fleet
+	for s := 0; s < fs.nsec; s++ {
+		if !fs.secActive[s] {
+			continue
+		}
+		touches := false
+		for id := 1; id < len(set); id++ {
+			if set[id] && int(fs.sectionOf[id]) == s {
+				touches = true
+				break
+			}
+		}
+		if !touches {
+			continue
+		}
+		from := fs.secSince[s]
+		n := d.w.FingerprintSection(fp, d.w.SectionOf(d.firstWikiOf(s)), event.ScopeTrain, from, to)
+		d.sumT = d.w.SumWikis(event.ScopeTrain, from, to, d.sumT[:0])
+		var all int64
+		for id := 1; id < len(d.sumT); id++ {
+			if int(fs.sectionOf[id]) == s {
+				all += d.sumT[id].ErrorRequests
+			}
+		}
+		if 2*n < all {
+			return fmt.Sprintf("a section incident on %s since %s is more than this error (%d of its %d erroring requests): infrastructure explains it as well as code",
+				fs.names[s], ts(from).Format("15:04"), n, all)
+		}
+	}
+	return ""
+}
+
+// firstWikiOf returns a wiki of fleet section s.
+func (d *Detector) firstWikiOf(s int) wikimap.ID {
+	for id := 1; id < len(d.fleet.sectionOf); id++ {
+		if int(d.fleet.sectionOf[id]) == s {
+			return wikimap.ID(id)
+		}
+	}
+	return 0
 }

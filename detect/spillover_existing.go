@@ -265,13 +265,3 @@ func (d *Detector) trainRequests(from, to int64) int64 {
 	}
 	return n
 }
-
-// sectionIndexOf returns a section's index, 0 when unknown.
-func (fs *fleetState) sectionIndexOf(name string) int {
-	for i, n := range fs.names {
-		if n == name {
-			return i
-		}
-	}
-	return 0
-}

@@ -73,7 +73,8 @@ type Detector struct {
 
 type tracked struct {
 	f            Finding
-	lastEvidence int64 // event time of the newest supporting evidence
+	lastEvidence int64  // event time of the newest supporting evidence
+	held         guards // what held it back at its last evaluation while pending; nil once it fires
 }
 
 // New returns a Detector reading from w.
@@ -221,12 +222,14 @@ func (d *Detector) evalBucket(b0, b1 int64) {
 }
 
 // upsert records supporting evidence for the finding (kind, key). A new or
-// resolved finding starts firing when fire is true, pending otherwise. A
+// resolved finding starts firing when no guard held it, pending otherwise
+// (held nil: it fires). A
 // firing finding keeps the evidence, deploy and detection time it fired on
 // (a later Pretrain deploy does not rewrite what brought it); one that
 // resolved less than detect.resolve_after ago and fires again is the same
 // incident come back: it reopens with its identity and first detection.
-func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(*Finding)) {
+func (d *Detector) upsert(kind Kind, key string, at int64, held guards, fill func(*Finding)) {
+	fire := !held.blocks()
 	id := findingID(kind, key)
 	t, ok := d.findings[id]
 	if ok && t.f.State == StateResolved && fire && t.f.ResolvedAt != nil && at-t.f.ResolvedAt.UnixNano() <= int64(d.cfg.ResolveAfter) {
@@ -251,6 +254,7 @@ func (d *Detector) upsert(kind Kind, key string, at int64, fire bool, fill func(
 		return // keep the evidence it fired on; later evidence only keeps it alive
 	}
 	fill(&t.f)
+	t.held = held
 	rateRatioLower(&t.f.Evidence)
 	finiteEvidence(&t.f.Evidence)
 	t.f.ID, t.f.Kind, t.f.Severity = id, kind, kind.Severity()

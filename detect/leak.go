@@ -63,7 +63,7 @@ func (d *Detector) leakTest(b0, b1 int64) {
 		}
 		return top[i].Wiki < top[j].Wiki
 	})
-	d.upsert(KindPretrainLeak, "leak", b1, true, func(f *Finding) {
+	d.upsert(KindPretrainLeak, "leak", b1, nil, func(f *Finding) {
 		f.Wikis = wikisOf(top)
 		if f.StartedAt.IsZero() || ts(first).Before(f.StartedAt) {
 			f.StartedAt = ts(first)

@@ -131,7 +131,7 @@ func (d *Detector) cohortRateTest(b0, b1 int64, dc deployContext) {
 		return // fire on a bucket that shows the excess, so onset and evidence agree
 	}
 	obs := ratio(float64(rs.x), float64(rs.rc), float64(rs.y), float64(rs.rk))
-	d.upsert(KindPretrainRegression, keyCohort, b1, fire, func(f *Finding) {
+	d.upsert(KindPretrainRegression, keyCohort, b1, held, func(f *Finding) {
 		f.Wikis = d.cohortNames()
 		f.StartedAt = ts(dep.At)
 		f.Deploy = deployOf(dep)
@@ -205,7 +205,7 @@ func (d *Detector) pretrainNewFingerprint(info *window.FingerprintInfo, st *fpSt
 	held.add(p > level, guard{kind: guardEvidence, test: "code test", p: p, level: level})
 	cands := d.candidates(dep, &code, d.scopeSet, b1)
 	fire := !held.blocks()
-	d.upsert(KindPretrainRegression, keyCohort, b1, fire, func(f *Finding) {
+	d.upsert(KindPretrainRegression, keyCohort, b1, held, func(f *Finding) {
 		d.fillFingerprint(f, info, event.ScopePretrain, dep.At, b1)
 		f.Wikis = d.cohortNames()
 		f.StartedAt = ts(info.FirstSeen)

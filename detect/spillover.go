@@ -152,7 +152,7 @@ func (d *Detector) spillover(info *window.FingerprintInfo, st *fpState, b1 int64
 	if !jobrunner {
 		stat += fmt.Sprintf(", code test p=%s", fmtP(code.PSpared))
 	}
-	d.upsert(KindSharedDataSpillover, key, b1, fire, func(f *Finding) {
+	d.upsert(KindSharedDataSpillover, key, b1, held, func(f *Finding) {
 		d.fillFingerprint(f, info, event.ScopeTrain, dep.At, b1)
 		f.Wikis = wikisOf(top)
 		f.StartedAt = ts(info.FirstSeen)

@@ -220,7 +220,7 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 		}
 		return // held back: no pending finding either; status lists an undecided one
 	}
-	d.upsert(KindSharedDataSpillover, key, b1, true, func(f *Finding) {
+	d.upsert(KindSharedDataSpillover, key, b1, nil, func(f *Finding) {
 		d.fillFingerprint(f, &info, event.ScopeTrain, dep.At, b1)
 		var top []WikiCount
 		for wid := 1; wid < len(set); wid++ {

@@ -72,7 +72,7 @@ func (d *Detector) trainRegression(info *window.FingerprintInfo, st *fpState, b1
 		gs = append(gs, g)
 	}
 	sort.Strings(gs)
-	d.upsert(KindTrainRegression, key, b1, fire, func(f *Finding) {
+	d.upsert(KindTrainRegression, key, b1, held, func(f *Finding) {
 		d.fillFingerprint(f, info, event.ScopeTrain, dep.At, b1)
 		f.Wikis = wikisOf(top)
 		f.StartedAt = ts(info.FirstSeen)

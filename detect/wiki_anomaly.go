@@ -234,7 +234,7 @@ func (d *Detector) fire5xx(wid wikimap.ID, st *wikiState, stat, h float64, b1 in
 	}
 	share := float64(st.x5) / float64(max(st.r5, 1))
 	usual := st.b5x / math.Max(st.b5r, 1)
-	d.upsert(KindWikiAnomaly, "wiki:"+w.DBName, b1, true, func(f *Finding) {
+	d.upsert(KindWikiAnomaly, "wiki:"+w.DBName, b1, nil, func(f *Finding) {
 		f.Wikis = []string{w.DBName}
 		if f.StartedAt.IsZero() {
 			f.StartedAt = ts(st.onset5)
@@ -282,7 +282,7 @@ func (d *Detector) fireAnomaly(wid wikimap.ID, st *wikiState, stat, h float64, b
 		return // a firing finding's fingerprints on this wiki: that finding, seen on one wiki
 	}
 	obs := ratio(float64(st.x), float64(st.rw), float64(st.y), float64(st.ro))
-	d.upsert(KindWikiAnomaly, "wiki:"+w.DBName, b1, true, func(f *Finding) {
+	d.upsert(KindWikiAnomaly, "wiki:"+w.DBName, b1, nil, func(f *Finding) {
 		f.Wikis = []string{w.DBName}
 		if f.StartedAt.IsZero() {
 			f.StartedAt = ts(st.onset)

@@ -327,3 +327,26 @@ func finite(x float64) float64 {
 	}
 	return x
 }
+
+// infraFingerprint says whether an error looks like a database fault's by
+// its class, channel or message: a connection, lag, read-only, lock or
+// deadlock error. Database incidents are the commonest confounder of a
+// core-DB spillover, so blaming one of these on Pretrain takes the code
+// test at alpha. Cache and timeout errors are left to the section-incident
+// guard: a cache key written by Pretrain code is a real spillover path.
+func infraFingerprint(info *window.FingerprintInfo) bool {
+	for _, s := range []string{info.Class, info.Channel, info.Message} {
+		l := strings.ToLower(s)
+		for _, w := range infraWords {
+			if strings.Contains(l, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var infraWords = []string{
+	"dbconnection", "connection refused", "cannot access the database", "too many connections", "lost connection",
+	"dbreadonly", "read-only", "readonly", "dbreplication", "replica lag", "lagged", "lock wait", "deadlock",
+}

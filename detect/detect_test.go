@@ -413,16 +413,16 @@ func TestFindingReopensWithinResolveAfter(t *testing.T) {
 	fill := func(note string) func(*Finding) {
 		return func(f *Finding) { f.Evidence.Note = note; f.Wikis = []string{"testwiki"} }
 	}
-	d.upsert(KindPretrainRegression, keyCohort, at, true, fill("first"))
+	d.upsert(KindPretrainRegression, keyCohort, at, nil, fill("first"))
 	id := findingID(KindPretrainRegression, keyCohort)
 	require.Equal(t, StateFiring, d.findings[id].f.State)
-	d.upsert(KindPretrainRegression, keyCohort, at+int64(time.Minute), true, fill("later"))
+	d.upsert(KindPretrainRegression, keyCohort, at+int64(time.Minute), nil, fill("later"))
 	require.Equal(t, "first", d.findings[id].f.Evidence.Note, "a firing finding keeps the evidence it fired on")
 	d.resolveQuiet(at + int64(time.Minute) + int64(d.cfg.ResolveAfter))
 	require.Equal(t, StateResolved, d.findings[id].f.State)
 	d.changed = d.changed[:0]
 	back := at + int64(time.Minute) + int64(d.cfg.ResolveAfter) + int64(5*time.Minute)
-	d.upsert(KindPretrainRegression, keyCohort, back, true, fill("again"))
+	d.upsert(KindPretrainRegression, keyCohort, back, nil, fill("again"))
 	f := d.findings[id].f
 	require.Equal(t, StateFiring, f.State)
 	require.Nil(t, f.ResolvedAt)
@@ -431,7 +431,7 @@ func TestFindingReopensWithinResolveAfter(t *testing.T) {
 	require.Equal(t, []string{id}, d.changed, "the reopening is a state change")
 	d.resolveQuiet(back + int64(d.cfg.ResolveAfter))
 	late := back + 2*int64(d.cfg.ResolveAfter) + int64(time.Minute)
-	d.upsert(KindPretrainRegression, keyCohort, late, true, fill("new"))
+	d.upsert(KindPretrainRegression, keyCohort, late, nil, fill("new"))
 	require.Equal(t, ts(late), d.findings[id].f.DetectedAt, "past resolve_after it is a new occurrence")
 }
 

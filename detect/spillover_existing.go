@@ -196,20 +196,12 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 		}
 	}
 	cands := d.candidates(dep, &code, set, b1)
-	var notes []string
-	if bestP > level {
-		notes = append(notes, fmt.Sprintf("insufficient evidence: difference in differences p=%s above %s", fmtP(bestP), fmtP(level)))
-	}
-	if pOwn > level {
-		notes = append(notes, fmt.Sprintf("insufficient evidence: own-history p=%s above %s", fmtP(pOwn), fmtP(level)))
-	}
+	var held guards
+	held.add(bestP > level, guard{kind: guardEvidence, test: "difference in differences", p: bestP, level: level})
+	held.add(pOwn > level, guard{kind: guardEvidence, test: "own-history", p: pOwn, level: level})
 	distinct := d.w.FingerprintDistinct(id, event.ScopeTrain, dep.At, b1)
-	if distinct < int64(d.cfg.MinDistinct) || st.buckets < d.cfg.MinBuckets {
-		notes = append(notes, fmt.Sprintf("burst guard: %d distinct requests in %d buckets", distinct, st.buckets))
-	}
-	if d.fleet.active && !d.explainsFleet(id, b1) {
-		notes = append(notes, "a fleet-wide incident is under way beyond this fingerprint: not blaming Pretrain")
-	}
+	held.add(distinct < int64(d.cfg.MinDistinct) || st.buckets < d.cfg.MinBuckets, guard{kind: guardBurst, distinct: distinct, buckets: st.buckets})
+	held.add(d.fleet.active && !d.explainsFleet(id, b1), guard{kind: guardFleet, beyond: true})
 	undecided := d.otherIncident(id, set, b1)
 	if infraFingerprint(&info) && code.PSpared > d.cfg.Alpha && code.Verdict == VerdictPretrainSpared {
 		code.Verdict = VerdictUndetermined // infrastructure-looking: the code test at alpha
@@ -221,16 +213,14 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 		undecided = why
 	}
 	key := spillKey(info.Shared, false)
-	if undecided != "" {
-		if len(notes) == 0 {
+	held.add(undecided != "", guard{kind: guardUndecided, reason: undecided})
+	if held.blocks() {
+		if held.only(guardUndecided) {
 			d.undetermined(KindSharedDataSpillover, key, b1, undecided, cands)
 		}
-		return // nothing to show as a finding: status lists it
+		return // held back: no pending finding either; status lists an undecided one
 	}
-	if len(notes) > 0 {
-		return
-	}
-	d.upsert(KindSharedDataSpillover, key, b1, true, func(f *Finding) {
+	d.upsert(KindSharedDataSpillover, key, b1, nil, func(f *Finding) {
 		d.fillFingerprint(f, &info, event.ScopeTrain, dep.At, b1)
 		var top []WikiCount
 		for wid := 1; wid < len(set); wid++ {
@@ -274,14 +264,4 @@ func (d *Detector) trainRequests(from, to int64) int64 {
 		n += sum[id].Requests
 	}
 	return n
-}
-
-// sectionIndexOf returns a section's index, 0 when unknown.
-func (fs *fleetState) sectionIndexOf(name string) int {
-	for i, n := range fs.names {
-		if n == name {
-			return i
-		}
-	}
-	return 0
 }

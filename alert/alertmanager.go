@@ -51,10 +51,8 @@ const (
 )
 
 const (
-	defaultResendDelay = time.Minute
-	defaultRunbookURL  = "https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>"
-	kindPlaceholder    = "<kind>"
-	findingPagePath    = "/findings/" // the finding's page on the detector (package ui)
+	kindPlaceholder = "<kind>"
+	findingPagePath = "/findings/" // the finding's page on the detector (package ui)
 )
 
 // alertname is the kind's Alertmanager alertname (detect.KindFacts).

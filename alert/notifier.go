@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/config"
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/version"
 
 	"github.com/wikimedia/pretrain-detector/detect"
@@ -84,8 +84,8 @@ func NewNotifier(o NotifierOptions, logger *slog.Logger, reg prometheus.Register
 		return nil, fmt.Errorf("alertmanager notifier options: %w", err)
 	}
 	for si, set := range sets {
-		client, err := config.NewClientFromConfig(set.HTTPConfig, "alertmanager",
-			config.WithUserAgent("pretrain-detector/"+version.Version))
+		client, err := promconfig.NewClientFromConfig(set.HTTPConfig, "alertmanager",
+			promconfig.WithUserAgent("pretrain-detector/"+version.Version))
 		if err != nil {
 			return nil, fmt.Errorf("alertmanager notifier options: %s: HTTP client: %w", strings.TrimSuffix(names[si], ".URLs"), err)
 		}

@@ -8,8 +8,9 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/prometheus/common/config"
+	promconfig "github.com/prometheus/common/config"
 
+	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/detect"
 )
 
@@ -20,9 +21,15 @@ import (
 const (
 	defaultQueueCapacity = 10000
 	// maxBatchSize is the most alerts per POST, as Prometheus sends.
-	maxBatchSize   = 256
-	defaultTimeout = 10 * time.Second
+	maxBatchSize = 256
 )
+
+// configDefaults are the configuration's defaults. The options that the
+// configuration also sets (resend delay, runbook URL) take their defaults
+// from it, and the request timeout from config.DefaultAlertmanagerTimeout,
+// so that each default has one source. Read once: AlertFor applies the
+// defaults to every alert it builds.
+var configDefaults = config.Default().Alerting
 
 // AlertmanagerSet is Alertmanagers that share one HTTP client
 // configuration, as a Prometheus alertmanager_config does.
@@ -31,13 +38,15 @@ type AlertmanagerSet struct {
 	URLs []string
 	// HTTPConfig sets TLS, basic auth (password_file), authorization or
 	// bearer token file, proxies.
-	HTTPConfig config.HTTPClientConfig
-	// Timeout bounds each request (default 10s).
+	HTTPConfig promconfig.HTTPClientConfig
+	// Timeout bounds each request (default config.DefaultAlertmanagerTimeout).
 	Timeout time.Duration
 }
 
 // NotifierOptions configures a Notifier. Zero values take the documented
-// defaults.
+// defaults: the detector passes its configuration's values, which start
+// from the same defaults, so a caller without a configuration (a test, a
+// tool) sends the same alerts.
 type NotifierOptions struct {
 	// URLs are the Alertmanager base URLs (http[s]://host:port[/prefix])
 	// given on the command line, sent with HTTPConfig and Timeout. They may
@@ -49,24 +58,25 @@ type NotifierOptions struct {
 	// Sets are Alertmanagers from the config file, each set with its own
 	// HTTP client configuration.
 	Sets []AlertmanagerSet
-	// ResendDelay is how often a firing alert is re-sent (default 1m).
+	// ResendDelay is how often a firing alert is re-sent (default
+	// alerting.resend_delay of config.Default()).
 	ResendDelay time.Duration
 	// QueueCapacity bounds the queue; on overflow the oldest alerts go
 	// (default 10000).
 	QueueCapacity int
 	// BatchSize is the most alerts per POST (default and maximum 256).
 	BatchSize int
-	// Timeout bounds each request (default 10s).
+	// Timeout bounds each request (default config.DefaultAlertmanagerTimeout).
 	Timeout time.Duration
 	// HTTPConfig sets TLS, basic auth, bearer tokens, proxies, as in
 	// Prometheus's alertmanager_config.
-	HTTPConfig config.HTTPClientConfig
+	HTTPConfig promconfig.HTTPClientConfig
 	// ExternalURL is the detector's own URL; the alert's generatorURL is
 	// the finding's page, ExternalURL + "/findings/<id>". Empty: no
 	// generatorURL.
 	ExternalURL string
 	// RunbookURL is the runbook_url annotation, "<kind>" substituted
-	// (default https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>).
+	// (default alerting.runbook_url of config.Default()).
 	RunbookURL string
 	// DashboardURL is the optional dashboard annotation, "<kind>" substituted.
 	DashboardURL string
@@ -81,9 +91,10 @@ type NotifierOptions struct {
 	Now func() time.Time
 }
 
+// withDefaults fills in the zero fields (see NotifierOptions).
 func (o NotifierOptions) withDefaults() NotifierOptions {
 	if o.ResendDelay == 0 {
-		o.ResendDelay = defaultResendDelay
+		o.ResendDelay = time.Duration(configDefaults.ResendDelay)
 	}
 	if o.QueueCapacity == 0 {
 		o.QueueCapacity = defaultQueueCapacity
@@ -92,10 +103,10 @@ func (o NotifierOptions) withDefaults() NotifierOptions {
 		o.BatchSize = maxBatchSize
 	}
 	if o.Timeout == 0 {
-		o.Timeout = defaultTimeout
+		o.Timeout = config.DefaultAlertmanagerTimeout
 	}
 	if o.RunbookURL == "" {
-		o.RunbookURL = defaultRunbookURL
+		o.RunbookURL = configDefaults.RunbookURL
 	}
 	if o.Do == nil {
 		o.Do = func(ctx context.Context, c *http.Client, r *http.Request) (*http.Response, error) {
@@ -202,7 +213,7 @@ func (o NotifierOptions) sendSets() (sets []AlertmanagerSet, names []string) {
 	}
 	for i, s := range o.Sets {
 		if s.Timeout == 0 {
-			s.Timeout = defaultTimeout
+			s.Timeout = config.DefaultAlertmanagerTimeout
 		}
 		sets = append(sets, s)
 		names = append(names, fmt.Sprintf("Sets[%d].URLs", i))

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -183,4 +184,59 @@ func (c *Consumer) setAsideOf(st *partState) SetAside {
 		s.Progress = time.Unix(0, st.progress).UTC()
 	}
 	return s
+}
+
+// A replay's progress is counted in offsets rather than event times
+// (Offsets), and a range that begins before what Kafka retains is reported
+// (StartsAfterStart).
+
+// PartitionStart is a partition whose oldest retained record is newer than
+// where reading was to start.
+type PartitionStart struct {
+	Topic     string
+	Partition int
+	Oldest    time.Time // the oldest record's Kafka time
+}
+
+// StartsAfterStart lists the partitions whose oldest retained record is
+// newer than ConsumerOptions.Start, sorted.
+func (c *Consumer) StartsAfterStart() []PartitionStart {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []PartitionStart
+	for _, st := range c.parts {
+		if !st.oldest.IsZero() {
+			out = append(out, PartitionStart{Topic: st.key.topic, Partition: st.key.partition, Oldest: st.oldest})
+		}
+	}
+	slices.SortFunc(out, func(a, b PartitionStart) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return a.Partition - b.Partition
+	})
+	return out
+}
+
+// Offsets returns how many offsets the partitions have read since their
+// start and how many lie between their start and where they will stop
+// (with End; without it, their high-water marks at the last fetch are not
+// tracked and total is what was read). It measures a replay's progress
+// in records, whatever the event times.
+func (c *Consumer) Offsets() (read, total int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.parts {
+		if st.offset < st.startOff {
+			continue // not started
+		}
+		end := max(st.endOff, st.startOff)
+		r := min(st.offset, end) - st.startOff
+		if st.done {
+			r = end - st.startOff
+		}
+		read += max(r, 0)
+		total += end - st.startOff
+	}
+	return read, total
 }

@@ -87,67 +87,25 @@ func (a Assessment) RequestsSetAside() bool {
 // than that behind the newest holds the watermark back. Call it from one
 // goroutine (the evaluation loop), often.
 func (c *Consumer) Assess(now time.Time, lateness time.Duration) Assessment {
-	bound := c.opts.MaxPartitionStall
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var a Assessment
 	for _, st := range c.parts {
 		a.Newest = max(a.Newest, st.progress)
 	}
-	if !c.warm && c.initialDone {
-		warm := true
-		for _, st := range c.parts {
-			if !st.late && !st.caught && !st.done && !(st.setAside || c.unreadable(st, now)) {
-				warm = false
-			}
-		}
-		c.warm = warm
-	}
+	c.updateWarm(now)
 	a.WarmedUp = c.warm
 	low := int64(-1)
 	stalled := map[string]int{}
 	for _, st := range c.parts {
-		if st.done {
-			st.setAside = false
-			continue
-		}
-		if st.setAside {
-			// It rejoins once readable and no longer behind what was judged.
-			if c.unreadable(st, now) || !(st.idle || (st.caught && st.progress >= c.low)) {
-				stalled[st.key.topic]++
-				a.SetAside = append(a.SetAside, c.setAsideOf(st))
-				continue
-			}
-			st.setAside, st.behind = false, time.Time{}
-			c.logger.Info("Partition caught up; it holds the watermark again", "topic", st.key.topic, "partition", st.key.partition)
-		}
-		why := ""
-		switch {
-		case c.unreadable(st, now):
-			why = "unreadable"
-		case st.late && !st.caught, st.idle:
-			st.behind = time.Time{}
-			continue // warming up after the start, or nothing to read
-		case c.warm && st.progress < a.Newest-int64(lateness):
-			if st.behind.IsZero() {
-				st.behind = now
-			}
-			if now.Sub(st.behind) > bound {
-				why = "behind"
-			}
-		default:
-			st.behind = time.Time{}
-		}
-		if why != "" {
-			st.setAside, st.asideWhy, st.asideFrom = true, why, now
+		switch c.judge(st, now, a.Newest-int64(lateness)) {
+		case asideRole:
 			stalled[st.key.topic]++
 			a.SetAside = append(a.SetAside, c.setAsideOf(st))
-			c.logger.Warn("Partition set aside: it no longer holds the watermark back",
-				"topic", st.key.topic, "partition", st.key.partition, "reason", why, "bound", bound, "err", st.lastError)
-			continue
-		}
-		if low < 0 || st.progress < low {
-			low = st.progress
+		case holdsRole:
+			if low < 0 || st.progress < low {
+				low = st.progress
+			}
 		}
 	}
 	if low < 0 {
@@ -170,6 +128,72 @@ func (c *Consumer) Assess(now time.Time, lateness time.Duration) Assessment {
 		return x.Partition - y.Partition
 	})
 	return a
+}
+
+// updateWarm ends the warm-up once every partition found at start has
+// caught up, finished, or been set aside or become unreadable. Under c.mu.
+func (c *Consumer) updateWarm(now time.Time) {
+	if c.warm || !c.initialDone {
+		return
+	}
+	for _, st := range c.parts {
+		if !st.late && !st.caught && !st.done && !(st.setAside || c.unreadable(st, now)) {
+			return
+		}
+	}
+	c.warm = true
+}
+
+// partRole is what a partition does for the watermark, as judged by Assess.
+type partRole int
+
+const (
+	holdsRole partRole = iota // the watermark waits for it
+	freeRole                  // done, idle or warming up late: it holds nothing back
+	asideRole                 // set aside
+)
+
+// judge decides a partition's role, setting it aside or letting it rejoin.
+// lowBound is the oldest progress that is not behind: the newest minus the
+// lateness. Under c.mu.
+func (c *Consumer) judge(st *partState, now time.Time, lowBound int64) partRole {
+	if st.done {
+		st.setAside = false
+		return freeRole
+	}
+	if st.setAside {
+		// It rejoins once readable and no longer behind what was judged.
+		if c.unreadable(st, now) || !(st.idle || (st.caught && st.progress >= c.low)) {
+			return asideRole
+		}
+		st.setAside, st.behind = false, time.Time{}
+		c.logger.Info("Partition caught up; it holds the watermark again", "topic", st.key.topic, "partition", st.key.partition)
+	}
+	bound := c.opts.MaxPartitionStall
+	why := ""
+	switch {
+	case c.unreadable(st, now):
+		why = "unreadable"
+	case st.late && !st.caught, st.idle:
+		st.behind = time.Time{}
+		return freeRole // warming up after the start, or nothing to read
+	case c.warm && st.progress < lowBound:
+		if st.behind.IsZero() {
+			st.behind = now
+		}
+		if now.Sub(st.behind) > bound {
+			why = "behind"
+		}
+	default:
+		st.behind = time.Time{}
+	}
+	if why == "" {
+		return holdsRole
+	}
+	st.setAside, st.asideWhy, st.asideFrom = true, why, now
+	c.logger.Warn("Partition set aside: it no longer holds the watermark back",
+		"topic", st.key.topic, "partition", st.key.partition, "reason", why, "bound", bound, "err", st.lastError)
+	return asideRole
 }
 
 // unreadable: no fetch has succeeded for longer than the bound.

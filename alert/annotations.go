@@ -305,6 +305,8 @@ func sharedDataText(e detect.Evidence) string {
 	}
 }
 
+// timeText renders t in RFC 3339, UTC; "" for the zero time, so that an
+// unknown time leaves its annotation out.
 func timeText(t time.Time) string {
 	if t.IsZero() {
 		return ""

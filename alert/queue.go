@@ -19,6 +19,8 @@ type entry struct {
 	f  detect.Finding
 }
 
+// wake tells the send loop that alerts are queued; a wake-up already
+// pending covers this one, so the caller never blocks.
 func (n *Notifier) wake() {
 	select {
 	case n.more <- struct{}{}:
@@ -58,6 +60,8 @@ func (n *Notifier) trimLocked() int {
 	return over
 }
 
+// logDropped logs alerts dropped on overflow, once per call rather than
+// per alert.
 func (n *Notifier) logDropped(count int) {
 	if count > 0 {
 		n.logger.Warn("Alert queue full, dropping alerts", "count", count, "capacity", n.opts.QueueCapacity)

@@ -2,7 +2,7 @@ package decode
 
 // Decoder micro-benchmarks. Run:
 //
-//	go test -run '^$' -bench . -benchmem ./ingest
+//	go test -run '^$' -bench . -benchmem ./decode
 //
 // Compare runs with benchstat over -count=6 (docs/design.md section 8).
 

@@ -18,6 +18,14 @@ import (
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
+// This file holds the Decoder and what every format's decoder shares: its
+// construction, Decode, the record's time and skew check, and the origin
+// (scope, role, rollout) of the server that wrote the record. It is a
+// little over 400 lines and kept whole, like the scanner (json.go): these
+// functions run for every record, and moving them to other files changes
+// the placement of the hot code, which moved the benchmarks of formats
+// whose code had not changed.
+
 // Format is the record format of a topic.
 type Format string
 
@@ -29,7 +37,6 @@ const (
 	FormatWebrequest   Format = "webrequest"      // webrequest_text, webrequest_frontend_text
 )
 
-// Formats lists every format, in documentation order.
 // Requests tells whether the format carries requests (the denominators of
 // every rate) rather than errors.
 func (f Format) Requests() bool {
@@ -40,6 +47,7 @@ func (f Format) Requests() bool {
 	return false
 }
 
+// Formats lists every format, in documentation order.
 func Formats() []Format {
 	return []Format{FormatMediaWikiLog, FormatAccessLog, FormatAPIRequest, FormatClientError, FormatWebrequest}
 }

@@ -2,7 +2,7 @@ package decode
 
 // Fuzz targets, seeded from the real samples in testdata. Run one with e.g.
 //
-//	go test -run '^$' -fuzz '^FuzzDecodeAccessLog$' -fuzztime 20s ./ingest
+//	go test -run '^$' -fuzz '^FuzzDecodeAccessLog$' -fuzztime 20s ./decode
 
 import (
 	"bytes"

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -86,67 +87,25 @@ func (a Assessment) RequestsSetAside() bool {
 // than that behind the newest holds the watermark back. Call it from one
 // goroutine (the evaluation loop), often.
 func (c *Consumer) Assess(now time.Time, lateness time.Duration) Assessment {
-	bound := c.opts.MaxPartitionStall
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var a Assessment
 	for _, st := range c.parts {
 		a.Newest = max(a.Newest, st.progress)
 	}
-	if !c.warm && c.initialDone {
-		warm := true
-		for _, st := range c.parts {
-			if !st.late && !st.caught && !st.done && !(st.setAside || c.unreadable(st, now)) {
-				warm = false
-			}
-		}
-		c.warm = warm
-	}
+	c.updateWarm(now)
 	a.WarmedUp = c.warm
 	low := int64(-1)
 	stalled := map[string]int{}
 	for _, st := range c.parts {
-		if st.done {
-			st.setAside = false
-			continue
-		}
-		if st.setAside {
-			// It rejoins once readable and no longer behind what was judged.
-			if c.unreadable(st, now) || !(st.idle || (st.caught && st.progress >= c.low)) {
-				stalled[st.key.topic]++
-				a.SetAside = append(a.SetAside, c.setAsideOf(st))
-				continue
-			}
-			st.setAside, st.behind = false, time.Time{}
-			c.logger.Info("Partition caught up; it holds the watermark again", "topic", st.key.topic, "partition", st.key.partition)
-		}
-		why := ""
-		switch {
-		case c.unreadable(st, now):
-			why = "unreadable"
-		case st.late && !st.caught, st.idle:
-			st.behind = time.Time{}
-			continue // warming up after the start, or nothing to read
-		case c.warm && st.progress < a.Newest-int64(lateness):
-			if st.behind.IsZero() {
-				st.behind = now
-			}
-			if now.Sub(st.behind) > bound {
-				why = "behind"
-			}
-		default:
-			st.behind = time.Time{}
-		}
-		if why != "" {
-			st.setAside, st.asideWhy, st.asideFrom = true, why, now
+		switch c.judge(st, now, a.Newest-int64(lateness)) {
+		case asideRole:
 			stalled[st.key.topic]++
 			a.SetAside = append(a.SetAside, c.setAsideOf(st))
-			c.logger.Warn("Partition set aside: it no longer holds the watermark back",
-				"topic", st.key.topic, "partition", st.key.partition, "reason", why, "bound", bound, "err", st.lastError)
-			continue
-		}
-		if low < 0 || st.progress < low {
-			low = st.progress
+		case holdsRole:
+			if low < 0 || st.progress < low {
+				low = st.progress
+			}
 		}
 	}
 	if low < 0 {
@@ -171,6 +130,72 @@ func (c *Consumer) Assess(now time.Time, lateness time.Duration) Assessment {
 	return a
 }
 
+// updateWarm ends the warm-up once every partition found at start has
+// caught up, finished, or been set aside or become unreadable. Under c.mu.
+func (c *Consumer) updateWarm(now time.Time) {
+	if c.warm || !c.initialDone {
+		return
+	}
+	for _, st := range c.parts {
+		if !st.late && !st.caught && !st.done && !(st.setAside || c.unreadable(st, now)) {
+			return
+		}
+	}
+	c.warm = true
+}
+
+// partRole is what a partition does for the watermark, as judged by Assess.
+type partRole int
+
+const (
+	holdsRole partRole = iota // the watermark waits for it
+	freeRole                  // done, idle or warming up late: it holds nothing back
+	asideRole                 // set aside
+)
+
+// judge decides a partition's role, setting it aside or letting it rejoin.
+// lowBound is the oldest progress that is not behind: the newest minus the
+// lateness. Under c.mu.
+func (c *Consumer) judge(st *partState, now time.Time, lowBound int64) partRole {
+	if st.done {
+		st.setAside = false
+		return freeRole
+	}
+	if st.setAside {
+		// It rejoins once readable and no longer behind what was judged.
+		if c.unreadable(st, now) || !(st.idle || (st.caught && st.progress >= c.low)) {
+			return asideRole
+		}
+		st.setAside, st.behind = false, time.Time{}
+		c.logger.Info("Partition caught up; it holds the watermark again", "topic", st.key.topic, "partition", st.key.partition)
+	}
+	bound := c.opts.MaxPartitionStall
+	why := ""
+	switch {
+	case c.unreadable(st, now):
+		why = "unreadable"
+	case st.late && !st.caught, st.idle:
+		st.behind = time.Time{}
+		return freeRole // warming up after the start, or nothing to read
+	case c.warm && st.progress < lowBound:
+		if st.behind.IsZero() {
+			st.behind = now
+		}
+		if now.Sub(st.behind) > bound {
+			why = "behind"
+		}
+	default:
+		st.behind = time.Time{}
+	}
+	if why == "" {
+		return holdsRole
+	}
+	st.setAside, st.asideWhy, st.asideFrom = true, why, now
+	c.logger.Warn("Partition set aside: it no longer holds the watermark back",
+		"topic", st.key.topic, "partition", st.key.partition, "reason", why, "bound", bound, "err", st.lastError)
+	return asideRole
+}
+
 // unreadable: no fetch has succeeded for longer than the bound.
 func (c *Consumer) unreadable(st *partState, now time.Time) bool {
 	return !st.failing.IsZero() && now.Sub(st.failing) > c.opts.MaxPartitionStall
@@ -183,4 +208,59 @@ func (c *Consumer) setAsideOf(st *partState) SetAside {
 		s.Progress = time.Unix(0, st.progress).UTC()
 	}
 	return s
+}
+
+// A replay's progress is counted in offsets rather than event times
+// (Offsets), and a range that begins before what Kafka retains is reported
+// (StartsAfterStart).
+
+// PartitionStart is a partition whose oldest retained record is newer than
+// where reading was to start.
+type PartitionStart struct {
+	Topic     string
+	Partition int
+	Oldest    time.Time // the oldest record's Kafka time
+}
+
+// StartsAfterStart lists the partitions whose oldest retained record is
+// newer than ConsumerOptions.Start, sorted.
+func (c *Consumer) StartsAfterStart() []PartitionStart {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []PartitionStart
+	for _, st := range c.parts {
+		if !st.oldest.IsZero() {
+			out = append(out, PartitionStart{Topic: st.key.topic, Partition: st.key.partition, Oldest: st.oldest})
+		}
+	}
+	slices.SortFunc(out, func(a, b PartitionStart) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return a.Partition - b.Partition
+	})
+	return out
+}
+
+// Offsets returns how many offsets the partitions have read since their
+// start and how many lie between their start and where they will stop
+// (with End; without it, their high-water marks at the last fetch are not
+// tracked and total is what was read). It measures a replay's progress
+// in records, whatever the event times.
+func (c *Consumer) Offsets() (read, total int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.parts {
+		if st.offset < st.startOff {
+			continue // not started
+		}
+		end := max(st.endOff, st.startOff)
+		r := min(st.offset, end) - st.startOff
+		if st.done {
+			r = end - st.startOff
+		}
+		read += max(r, 0)
+		total += end - st.startOff
+	}
+	return read, total
 }

@@ -14,8 +14,8 @@ const (
 	alertmanagerLabel = "alertmanager"
 )
 
-// metrics are the notifier's instruments, after Prometheus's
-// notifier/metric.go.
+// metrics are the notifier's instruments, named and labelled as
+// Prometheus's own notifier names its.
 type metrics struct {
 	sent          *prometheus.CounterVec
 	errors        *prometheus.CounterVec

@@ -24,13 +24,6 @@ const (
 	maxBatchSize = 256
 )
 
-// configDefaults are the configuration's defaults. The options that the
-// configuration also sets (resend delay, runbook URL) take their defaults
-// from it, and the request timeout from config.DefaultAlertmanagerTimeout,
-// so that each default has one source. Read once: AlertFor applies the
-// defaults to every alert it builds.
-var configDefaults = config.Default().Alerting
-
 // AlertmanagerSet is Alertmanagers that share one HTTP client
 // configuration, as a Prometheus alertmanager_config does.
 type AlertmanagerSet struct {
@@ -91,10 +84,19 @@ type NotifierOptions struct {
 	Now func() time.Time
 }
 
-// withDefaults fills in the zero fields (see NotifierOptions).
+// withDefaults fills in the zero fields (see NotifierOptions). The options
+// that the configuration also sets (resend delay, runbook URL, the request
+// timeout) take their defaults from it, so that each default has one
+// source; config.Default is built only when one of them is missing.
 func (o NotifierOptions) withDefaults() NotifierOptions {
-	if o.ResendDelay == 0 {
-		o.ResendDelay = time.Duration(configDefaults.ResendDelay)
+	if o.ResendDelay == 0 || o.RunbookURL == "" {
+		def := config.Default().Alerting
+		if o.ResendDelay == 0 {
+			o.ResendDelay = time.Duration(def.ResendDelay)
+		}
+		if o.RunbookURL == "" {
+			o.RunbookURL = def.RunbookURL
+		}
 	}
 	if o.QueueCapacity == 0 {
 		o.QueueCapacity = defaultQueueCapacity
@@ -104,9 +106,6 @@ func (o NotifierOptions) withDefaults() NotifierOptions {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = config.DefaultAlertmanagerTimeout
-	}
-	if o.RunbookURL == "" {
-		o.RunbookURL = configDefaults.RunbookURL
 	}
 	if o.Do == nil {
 		o.Do = func(ctx context.Context, c *http.Client, r *http.Request) (*http.Response, error) {

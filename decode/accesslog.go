@@ -5,11 +5,10 @@ import (
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
-// The MediaWiki httpd access log (topic mediawiki.httpd.accesslog; field
-// map in operations/puppet modules/httpd/files/logformat/
-// accesslog_ecs_1.7.0.yaml; docs/domain.md section 4). httpd writes flat dotted
-// ECS keys, every value quoted (generate_logformats.py renders the YAML
-// map as JSON strings), inside rsyslog's envelope, which nests host.name,
+// The MediaWiki httpd access log (topic mediawiki.httpd.accesslog: ECS
+// 1.7.0 as Wikimedia's httpd log format defines it; docs/domain.md section
+// 4). httpd writes flat dotted ECS keys, every value quoted (the format's
+// field map is rendered as JSON strings), inside rsyslog's envelope, which nests host.name,
 // orchestrator{…} and labels{deployment, release}:
 //
 //	{"host":{"name":"mw-web.eqiad.main-5f6b8d7c9d-x7k2p"},

@@ -51,8 +51,9 @@ func readLines(t testing.TB, name string) [][]byte {
 	return out
 }
 
-// yamlInputs returns the input records of a Logstash filter test file
-// (operations/puppet modules/profile/files/logstash/tests/*.yaml).
+// yamlInputs returns the input records of a Logstash filter test file:
+// Wikimedia's own Logstash tests, copied into testdata (testdata/README.md
+// says from where).
 func yamlInputs(t testing.TB, name string) [][]byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))

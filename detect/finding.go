@@ -1,6 +1,10 @@
 package detect
 
-import "time"
+import (
+	"time"
+
+	"github.com/wikimedia/pretrain-detector/event"
+)
 
 // Kind is a finding kind. The names are a contract: the findings JSONL, the alerts and the API use them.
 type Kind string
@@ -26,14 +30,18 @@ type KindFacts struct {
 	BlamesPretrain bool
 	AlertName      string // the Alertmanager alertname
 	Cohort         string // whose code it speaks of, the alert's cohort label: pretrain, train or wiki
+	// PlotScope is the scope whose requests a finding's plot counts for its
+	// wikis: Pretrain-served for the kinds about what mw-pretrain served,
+	// train-served for the others (the control is always train-served).
+	PlotScope event.Scope
 }
 
 var kindFacts = map[Kind]KindFacts{
-	KindPretrainRegression:  {Severity: "warning", BlamesPretrain: true, AlertName: "PretrainRegression", Cohort: "pretrain"},
-	KindSharedDataSpillover: {Severity: "critical", BlamesPretrain: true, AlertName: "PretrainSharedDataSpillover", Cohort: "pretrain"},
-	KindPretrainLeak:        {Severity: "critical", BlamesPretrain: true, AlertName: "PretrainLeak", Cohort: "pretrain"},
-	KindTrainRegression:     {Severity: "warning", AlertName: "TrainRegression", Cohort: "train"},
-	KindWikiAnomaly:         {Severity: "info", AlertName: "WikiAnomaly", Cohort: "wiki"},
+	KindPretrainRegression:  {Severity: "warning", BlamesPretrain: true, AlertName: "PretrainRegression", Cohort: "pretrain", PlotScope: event.ScopePretrain},
+	KindSharedDataSpillover: {Severity: "critical", BlamesPretrain: true, AlertName: "PretrainSharedDataSpillover", Cohort: "pretrain", PlotScope: event.ScopeTrain},
+	KindPretrainLeak:        {Severity: "critical", BlamesPretrain: true, AlertName: "PretrainLeak", Cohort: "pretrain", PlotScope: event.ScopePretrain},
+	KindTrainRegression:     {Severity: "warning", AlertName: "TrainRegression", Cohort: "train", PlotScope: event.ScopeTrain},
+	KindWikiAnomaly:         {Severity: "info", AlertName: "WikiAnomaly", Cohort: "wiki", PlotScope: event.ScopeTrain},
 }
 
 // Facts returns the kind's facts; ok is false for a kind this build does

@@ -53,9 +53,9 @@ func (p *Recorder) Add(f detect.Finding) {
 	if _, ok := p.plots[f.ID]; ok {
 		return
 	}
-	st := &plotState{scope: event.ScopeTrain}
-	if f.Kind == detect.KindPretrainRegression || f.Kind == detect.KindPretrainLeak {
-		st.scope = event.ScopePretrain
+	st := &plotState{scope: event.ScopeTrain} // a kind this build does not know: train-served
+	if facts, ok := f.Kind.Facts(); ok {
+		st.scope = facts.PlotScope
 	}
 	for _, name := range f.Wikis {
 		if id := p.wikis.ByNameString(name); id != 0 {

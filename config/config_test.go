@@ -3,9 +3,11 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -124,4 +126,28 @@ func TestOverrideBrokers(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:9092"}, c.Kafka.Clusters[0].Brokers)
 	c.OverrideBrokers(nil)
 	require.Equal(t, []string{"127.0.0.1:9092"}, c.Kafka.Clusters[0].Brokers)
+}
+
+func TestValidateNamesEveryBadFieldInOrder(t *testing.T) {
+	c := Default()
+	c.Kafka.Clusters[0].Brokers = []string{"kafka1"}
+	c.DeployMarkers.MaxAhead = model.Duration(2 * time.Hour)
+	c.Kafka.MaxWait = 0
+	c.Pretrain.Cohort = nil
+	c.Window.CacheBytes = 0
+	c.Detect.Alpha = 1
+	c.Alerting.ResendDelay = 0
+	c.Deploys = []DeployMarker{{Scope: "train", Version: "x"}}
+	c.Classifier.Paths = []PathRule{{Class: "x"}}
+	err := c.Validate()
+	require.Error(t, err)
+	var fields []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fields = append(fields, strings.SplitN(strings.TrimPrefix(line, "field "), ":", 2)[0])
+	}
+	require.Equal(t, []string{
+		"kafka.clusters[0].brokers[0]", "deploy_markers.max_ahead", "kafka.max_wait",
+		"pretrain.cohort", "window.cache_bytes", "detect.alpha", "alerting.resend_delay", "deploys[0].at",
+		"classifier.paths[0].contains",
+	}, fields)
 }

@@ -43,6 +43,7 @@ func TestParse(t *testing.T) {
 		{name: "bad duration", yaml: "window:\n  bucket: ten seconds\n", err: "ten seconds"},
 		{name: "bad type", yaml: "detect:\n  alpha: lots\n", err: "lots"},
 		{name: "length not a multiple of bucket", yaml: "window:\n  bucket: 7s\n", err: "field window.length"},
+		{name: "more buckets than the window holds", yaml: "window:\n  bucket: 1ms\n  length: 24h\n", err: "field window.length: must be at most 1048576 buckets of window.bucket, not 86400000"},
 		{name: "alpha out of range", yaml: "detect:\n  alpha: 0.9\n", err: "field detect.alpha"},
 		{name: "unknown format", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:9092]\n    topics: [{name: t, format: csv}]\n", err: "field kafka.clusters[0].topics[0].format"},
 		{name: "broker without port", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [kafka1]\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].brokers[0]"},

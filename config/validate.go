@@ -169,13 +169,17 @@ func (c *Config) validatePretrain(p *problems) {
 	}
 }
 
-// validateWindow checks the window's sizes.
+// validateWindow checks the window's sizes. It refuses everything package
+// window's own check would (TestValidateRefusesWhatWindowRefuses), so a bad
+// window is named here, by its YAML key, before anything is built.
 func (c *Config) validateWindow(p *problems) {
 	w := c.Window
 	if w.Bucket <= 0 {
 		p.bad("window.bucket", "must be positive")
 	} else if w.Length < 6*w.Bucket || time.Duration(w.Length)%time.Duration(w.Bucket) != 0 {
 		p.bad("window.length", "must be a multiple of window.bucket and at least 6 buckets")
+	} else if n := w.Length / w.Bucket; n > window.MaxBuckets {
+		p.bad("window.length", "must be at most %d buckets of window.bucket, not %d", window.MaxBuckets, n)
 	}
 	if w.Lateness < 0 || (w.Length > 0 && w.Lateness >= w.Length) {
 		p.bad("window.lateness", "must be ≥ 0 and shorter than window.length")

@@ -18,11 +18,13 @@ const (
 	DefaultRolloutMerge     = 10 * time.Minute
 )
 
-// Hard limits that keep a mistyped config from asking for absurd memory.
-const (
-	maxSlots  = 1 << 20 // buckets in the ring
-	maxShards = 1 << 10 // the shard index is 16 bits in fastcache keys
-)
+// MaxBuckets is the most buckets the ring may hold (Length / Bucket): a
+// hard limit that keeps a mistyped config from asking for absurd memory.
+// config.Validate refuses a window.length over it.
+const MaxBuckets = 1 << 20
+
+// maxShards bounds Shards: the shard index is 16 bits in fastcache keys.
+const maxShards = 1 << 10
 
 // ErrInvalidConfig is wrapped by every validation error, so callers can
 // tell a bad config from other failures with errors.Is.
@@ -72,8 +74,8 @@ func (c Config) validate() error {
 		return bad("Length", "(%v) must be at least one Bucket (%v)", c.Length, c.Bucket)
 	case c.Length%c.Bucket != 0:
 		return bad("Length", "(%v) must be a multiple of Bucket (%v)", c.Length, c.Bucket)
-	case c.Length/c.Bucket > maxSlots:
-		return bad("Length", "(%v) holds %d buckets of %v, more than %d", c.Length, c.Length/c.Bucket, c.Bucket, maxSlots)
+	case c.Length/c.Bucket > MaxBuckets:
+		return bad("Length", "(%v) holds %d buckets of %v, more than %d", c.Length, c.Length/c.Bucket, c.Bucket, MaxBuckets)
 	case c.Lateness < 0:
 		return bad("Lateness", "must not be negative, got %v", c.Lateness)
 	case c.Lateness >= c.Length:

@@ -11,7 +11,6 @@ import (
 const (
 	DefaultBucket           = 10 * time.Second
 	DefaultLength           = 2 * time.Hour
-	DefaultLateness         = 30 * time.Second
 	DefaultCacheBytes       = 64 << 20
 	DefaultCatalogueEntries = 100_000
 	DefaultCatalogueBytes   = 64 << 20
@@ -30,17 +29,14 @@ const maxShards = 1 << 10
 // tell a bad config from other failures with errors.Is.
 var ErrInvalidConfig = errors.New("invalid window config")
 
-// withDefaults fills zero values. Negative values are kept so that validate
-// can name them.
+// withDefaults fills zero values but Lateness's, where zero is a lateness.
+// Negative values are kept so that validate can name them.
 func (c Config) withDefaults() Config {
 	if c.Bucket == 0 {
 		c.Bucket = DefaultBucket
 	}
 	if c.Length == 0 {
 		c.Length = DefaultLength
-	}
-	if c.Lateness == 0 {
-		c.Lateness = DefaultLateness
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes

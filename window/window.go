@@ -10,11 +10,12 @@ import (
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
-// Config sizes the window. Zero values take the defaults.
+// Config sizes the window. Zero values take the defaults, except Lateness's:
+// zero is a lateness.
 type Config struct {
 	Bucket           time.Duration // default 10s
 	Length           time.Duration // ring length, default 2h
-	Lateness         time.Duration // allowed lateness, default 30s
+	Lateness         time.Duration // allowed lateness
 	CacheBytes       int           // fastcache size for per-fingerprint counts, default 64 MiB; fastcache never holds less than 32 MiB
 	CatalogueEntries int           // max fingerprints in the catalogue, default 100000
 	CatalogueBytes   int           // max bytes of catalogue text, default 64 MiB

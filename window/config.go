@@ -7,15 +7,24 @@ import (
 	"time"
 )
 
-// Defaults of Config's zero values.
+// Defaults of the Config fields that package config sets. config.Default
+// is where the detector's defaults are kept; these are its values
+// (TestWindowFallbackIsConfigDefault, in package config, checks that) and
+// fill zero values for callers that build a window by hand, tests of other
+// packages above all. They never apply to the daemon's window: config
+// refuses zero for each of these fields, and internal/stages passes them
+// all. Lateness has none: zero is a lateness, as config allows.
 const (
 	DefaultBucket           = 10 * time.Second
 	DefaultLength           = 2 * time.Hour
 	DefaultCacheBytes       = 64 << 20
 	DefaultCatalogueEntries = 100_000
 	DefaultCatalogueBytes   = 64 << 20
-	DefaultRolloutMerge     = 10 * time.Minute
 )
+
+// DefaultRolloutMerge is RolloutMerge's default, and the value the detector
+// runs with: config has no setting for it.
+const DefaultRolloutMerge = 10 * time.Minute
 
 // MaxBuckets is the most buckets the ring may hold (Length / Bucket): a
 // hard limit that keeps a mistyped config from asking for absurd memory.
@@ -56,7 +65,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate checks a config after withDefaults; errors name the field.
+// validate checks a config after withDefaults; errors name the field. It
+// protects the window's own invariants for every caller; config.Validate
+// refuses all of this (and more) first, naming the YAML key
+// (TestValidateRefusesWhatWindowRefuses in package config).
 func (c Config) validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))

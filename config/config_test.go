@@ -3,9 +3,11 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -41,6 +43,7 @@ func TestParse(t *testing.T) {
 		{name: "bad duration", yaml: "window:\n  bucket: ten seconds\n", err: "ten seconds"},
 		{name: "bad type", yaml: "detect:\n  alpha: lots\n", err: "lots"},
 		{name: "length not a multiple of bucket", yaml: "window:\n  bucket: 7s\n", err: "field window.length"},
+		{name: "more buckets than the window holds", yaml: "window:\n  bucket: 1ms\n  length: 24h\n", err: "field window.length: must be at most 1048576 buckets of window.bucket, not 86400000"},
 		{name: "alpha out of range", yaml: "detect:\n  alpha: 0.9\n", err: "field detect.alpha"},
 		{name: "unknown format", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:9092]\n    topics: [{name: t, format: csv}]\n", err: "field kafka.clusters[0].topics[0].format"},
 		{name: "broker without port", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [kafka1]\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].brokers[0]"},
@@ -124,4 +127,28 @@ func TestOverrideBrokers(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:9092"}, c.Kafka.Clusters[0].Brokers)
 	c.OverrideBrokers(nil)
 	require.Equal(t, []string{"127.0.0.1:9092"}, c.Kafka.Clusters[0].Brokers)
+}
+
+func TestValidateNamesEveryBadFieldInOrder(t *testing.T) {
+	c := Default()
+	c.Kafka.Clusters[0].Brokers = []string{"kafka1"}
+	c.DeployMarkers.MaxAhead = model.Duration(2 * time.Hour)
+	c.Kafka.MaxWait = 0
+	c.Pretrain.Cohort = nil
+	c.Window.CacheBytes = 0
+	c.Detect.Alpha = 1
+	c.Alerting.ResendDelay = 0
+	c.Deploys = []DeployMarker{{Scope: "train", Version: "x"}}
+	c.Classifier.Paths = []PathRule{{Class: "x"}}
+	err := c.Validate()
+	require.Error(t, err)
+	var fields []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fields = append(fields, strings.SplitN(strings.TrimPrefix(line, "field "), ":", 2)[0])
+	}
+	require.Equal(t, []string{
+		"kafka.clusters[0].brokers[0]", "deploy_markers.max_ahead", "kafka.max_wait",
+		"pretrain.cohort", "window.cache_bytes", "detect.alpha", "alerting.resend_delay", "deploys[0].at",
+		"classifier.paths[0].contains",
+	}, fields)
 }

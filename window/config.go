@@ -7,38 +7,45 @@ import (
 	"time"
 )
 
-// Defaults of Config's zero values.
+// Defaults of the Config fields that package config sets. config.Default
+// is where the detector's defaults are kept; these are its values
+// (TestWindowFallbackIsConfigDefault, in package config, checks that) and
+// fill zero values for callers that build a window by hand, tests of other
+// packages above all. They never apply to the daemon's window: config
+// refuses zero for each of these fields, and internal/stages passes them
+// all. Lateness has none: zero is a lateness, as config allows.
 const (
 	DefaultBucket           = 10 * time.Second
 	DefaultLength           = 2 * time.Hour
-	DefaultLateness         = 30 * time.Second
 	DefaultCacheBytes       = 64 << 20
 	DefaultCatalogueEntries = 100_000
 	DefaultCatalogueBytes   = 64 << 20
-	DefaultRolloutMerge     = 10 * time.Minute
 )
 
-// Hard limits that keep a mistyped config from asking for absurd memory.
-const (
-	maxSlots  = 1 << 20 // buckets in the ring
-	maxShards = 1 << 10 // the shard index is 16 bits in fastcache keys
-)
+// DefaultRolloutMerge is RolloutMerge's default, and the value the detector
+// runs with: config has no setting for it.
+const DefaultRolloutMerge = 10 * time.Minute
+
+// MaxBuckets is the most buckets the ring may hold (Length / Bucket): a
+// hard limit that keeps a mistyped config from asking for absurd memory.
+// config.Validate refuses a window.length over it.
+const MaxBuckets = 1 << 20
+
+// maxShards bounds Shards: the shard index is 16 bits in fastcache keys.
+const maxShards = 1 << 10
 
 // ErrInvalidConfig is wrapped by every validation error, so callers can
 // tell a bad config from other failures with errors.Is.
 var ErrInvalidConfig = errors.New("invalid window config")
 
-// withDefaults fills zero values. Negative values are kept so that validate
-// can name them.
+// withDefaults fills zero values but Lateness's, where zero is a lateness.
+// Negative values are kept so that validate can name them.
 func (c Config) withDefaults() Config {
 	if c.Bucket == 0 {
 		c.Bucket = DefaultBucket
 	}
 	if c.Length == 0 {
 		c.Length = DefaultLength
-	}
-	if c.Lateness == 0 {
-		c.Lateness = DefaultLateness
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes
@@ -58,7 +65,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate checks a config after withDefaults; errors name the field.
+// validate checks a config after withDefaults; errors name the field. It
+// protects the window's own invariants for every caller; config.Validate
+// refuses all of this (and more) first, naming the YAML key
+// (TestValidateRefusesWhatWindowRefuses in package config).
 func (c Config) validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
@@ -72,8 +82,8 @@ func (c Config) validate() error {
 		return bad("Length", "(%v) must be at least one Bucket (%v)", c.Length, c.Bucket)
 	case c.Length%c.Bucket != 0:
 		return bad("Length", "(%v) must be a multiple of Bucket (%v)", c.Length, c.Bucket)
-	case c.Length/c.Bucket > maxSlots:
-		return bad("Length", "(%v) holds %d buckets of %v, more than %d", c.Length, c.Length/c.Bucket, c.Bucket, maxSlots)
+	case c.Length/c.Bucket > MaxBuckets:
+		return bad("Length", "(%v) holds %d buckets of %v, more than %d", c.Length, c.Length/c.Bucket, c.Bucket, MaxBuckets)
 	case c.Lateness < 0:
 		return bad("Lateness", "must not be negative, got %v", c.Lateness)
 	case c.Lateness >= c.Length:

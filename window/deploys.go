@@ -363,3 +363,14 @@ func (tl *timeline) series(dst []Deploy, s *Store, series uint64, keys []keyFirs
 	}
 	return dst
 }
+
+// Deploys appends to dst[:0] the deploy timeline ordered by At: versions
+// and rollouts seen in events, and the markers given to AddDeploy. It keeps
+// the newest maxTimeline entries.
+func (s *Store) Deploys(dst []Deploy) []Deploy {
+	return s.tl.deploys(dst[:0], s)
+}
+
+// AddDeploy adds an explicit deploy marker (config, scap announcement, the
+// deploys API). An identical marker is kept once.
+func (s *Store) AddDeploy(d Deploy) { s.tl.addMarker(d) }

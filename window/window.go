@@ -10,16 +10,20 @@ import (
 	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
-// Config sizes the window. Zero values take the defaults.
+// Config sizes the window. internal/stages builds it, complete, from
+// config's window section, whose defaults are config.Default's. A zero
+// field takes this package's Default constant for it (config.Default's
+// value), except Lateness, where zero is a lateness. Shards and
+// RolloutMerge are not configured; their defaults are window's own.
 type Config struct {
-	Bucket           time.Duration // default 10s
-	Length           time.Duration // ring length, default 2h
-	Lateness         time.Duration // allowed lateness, default 30s
-	CacheBytes       int           // fastcache size for per-fingerprint counts, default 64 MiB; fastcache never holds less than 32 MiB
-	CatalogueEntries int           // max fingerprints in the catalogue, default 100000
-	CatalogueBytes   int           // max bytes of catalogue text, default 64 MiB
+	Bucket           time.Duration // bucket width
+	Length           time.Duration // ring length, a multiple of Bucket
+	Lateness         time.Duration // allowed lateness, shorter than Length
+	CacheBytes       int           // fastcache size for per-fingerprint counts; fastcache never holds less than 32 MiB
+	CatalogueEntries int           // max fingerprints in the catalogue
+	CatalogueBytes   int           // max bytes of catalogue text
 	Shards           int           // default runtime.GOMAXPROCS(0)
-	RolloutMerge     time.Duration // rollouts of one scope within this of a deploy's first one are that deploy, default 10m
+	RolloutMerge     time.Duration // rollouts of one scope within this of a deploy's first one are that deploy, default DefaultRolloutMerge
 }
 
 // Counts are the per-(wiki, scope) counters summed over a bucket range.

@@ -48,7 +48,7 @@ func TestConfig(t *testing.T) {
 		c := Config{}.withDefaults()
 		require.Equal(t, 10*time.Second, c.Bucket)
 		require.Equal(t, 2*time.Hour, c.Length)
-		require.Equal(t, 30*time.Second, c.Lateness)
+		require.Zero(t, c.Lateness, "zero is a lateness")
 		require.Equal(t, runtime.GOMAXPROCS(0), c.Shards)
 		require.Equal(t, 10*time.Minute, c.RolloutMerge)
 	})

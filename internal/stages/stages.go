@@ -72,6 +72,10 @@ func (s *Stages) NewDecoder(f decode.Format) (*decode.Decoder, error) {
 // Close releases the window: its shard goroutines and its fastcache memory.
 func (s *Stages) Close() error { return s.Store.Close() }
 
+// windowConfig maps config's window section, which config.Validate has
+// checked as a whole: every field it maps is given, and none takes a
+// default of package window. Shards is New's argument; RolloutMerge is
+// window's own, as config has no setting for it.
 func windowConfig(cfg config.Config) window.Config {
 	return window.Config{
 		Bucket:           time.Duration(cfg.Window.Bucket),

@@ -1,0 +1,69 @@
+package config
+
+import (
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Default returns the configuration that describes Wikimedia production.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Clusters: []Cluster{{
+				Name: "logging-eqiad",
+				Brokers: []string{
+					"kafka-logging1001.eqiad.wmnet:9092",
+					"kafka-logging1002.eqiad.wmnet:9092",
+					"kafka-logging1003.eqiad.wmnet:9092",
+				},
+				Topics: []Topic{
+					{Name: "k8s-mw-eqiad", Format: "mediawiki-log"},
+					{Name: "k8s-mw-codfw", Format: "mediawiki-log"},
+					{Name: "mediawiki.httpd.accesslog", Format: "httpd-accesslog"},
+				},
+			}},
+			MaxWait:           model.Duration(250 * time.Millisecond),
+			MinBytes:          1,
+			MaxBytes:          16 << 20,
+			TopicRecheck:      model.Duration(time.Minute),
+			MaxRecordBytes:    1 << 20,
+			MaxSkew:           model.Duration(time.Hour),
+			MaxPartitionStall: model.Duration(2 * time.Minute),
+		},
+		Pretrain: Pretrain{
+			Cohort:            []string{"testwiki"},
+			ServergroupPrefix: "kube-mw-pretrain",
+			Deployment:        "mw-pretrain",
+		},
+		Window: Window{
+			Bucket:           model.Duration(10 * time.Second),
+			Length:           model.Duration(2 * time.Hour),
+			Lateness:         model.Duration(30 * time.Second),
+			CacheBytes:       64 << 20,
+			CatalogueEntries: 100000,
+			CatalogueBytes:   64 << 20,
+		},
+		Detect: Detect{
+			Alpha:         1e-3,
+			Margin:        1.5,
+			MinPrePeriod:  model.Duration(30 * time.Minute),
+			MinBuckets:    3,
+			MinDistinct:   3,
+			Attribution:   model.Duration(time.Hour),
+			ResolveAfter:  model.Duration(15 * time.Minute),
+			AnomalyWindow: model.Duration(15 * time.Minute),
+			LeakMinEvents: 3,
+		},
+		Alerting: Alerting{
+			ResendDelay: model.Duration(time.Minute),
+			RunbookURL:  "https://wikitech.wikimedia.org/wiki/Pretrain/Detector#<kind>",
+			// Release Engineering owns Pretrain and the detector.
+			Team: "releng",
+		},
+		DeployMarkers: DeployMarkers{
+			Topic:    DefaultMarkerTopic,
+			MaxAhead: model.Duration(5 * time.Minute),
+		},
+	}
+}

@@ -9,9 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +17,7 @@ import (
 
 	"github.com/wikimedia/pretrain-detector/alert"
 	"github.com/wikimedia/pretrain-detector/config"
-	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/detect"
-	"github.com/wikimedia/pretrain-detector/event"
 	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/internal/stages"
 	"github.com/wikimedia/pretrain-detector/render"
@@ -114,23 +109,6 @@ type Options struct {
 	Logger   *slog.Logger
 }
 
-// Progress is where a running replay is.
-type Progress struct {
-	Position time.Time     // every partition is merged and evaluated up to here (Kafka time)
-	Fraction float64       // of the range from the warm-up start to To, in event time
-	Records  int64         // records read
-	Events   int64         // events applied to the window
-	Elapsed  time.Duration // wall time since Run started
-	// OffsetsRead and OffsetsTotal measure the work in records: the
-	// offsets read so far, and those between every partition's start and
-	// where it stops (its first record past To, else its end). ETA is the
-	// time left at the average rate so far; 0 until it can be estimated.
-	OffsetsRead, OffsetsTotal int64
-	ETA                       time.Duration
-	// Missing are the configured topics that do not exist.
-	Missing []string
-}
-
 // Result is what a replay read and found.
 type Result struct {
 	From, To time.Time
@@ -158,14 +136,6 @@ type Result struct {
 	// StartsAfterStart are the partitions whose oldest retained record is
 	// newer than Start: the range, warm-up included, begins before the data.
 	StartsAfterStart []ingest.PartitionStart
-}
-
-// TopicStats counts one topic's records.
-type TopicStats struct {
-	Cluster, Topic, Format string
-	Partitions             int
-	Records, Bytes         int64
-	Rejected, Skipped      int64
 }
 
 const (
@@ -311,173 +281,4 @@ func (r *Replay) Run(ctx context.Context) (Result, error) {
 		return res, m.sinkErr
 	}
 	return res, nil
-}
-
-// progress calls OnProgress every ProgressInterval until the returned
-// function is called.
-func (r *Replay) progress(began time.Time) (stop func()) {
-	if r.opts.OnProgress == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(r.opts.ProgressInterval)
-		defer t.Stop()
-		start, end := r.Start().UnixNano(), r.opts.To.UnixNano()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			p := Progress{Records: r.records.Load(), Events: r.events.Load(), Elapsed: time.Since(began), Missing: r.consumer.Missing()}
-			p.OffsetsRead, p.OffsetsTotal = r.consumer.Offsets()
-			if p.OffsetsRead > 0 && p.OffsetsTotal > p.OffsetsRead {
-				p.ETA = time.Duration(float64(p.Elapsed) * float64(p.OffsetsTotal-p.OffsetsRead) / float64(p.OffsetsRead))
-			}
-			if pos := r.pos.Load(); pos != 0 {
-				p.Position = time.Unix(0, pos).UTC()
-				p.Fraction = min(1, max(0, float64(pos-start)/float64(end-start)))
-			}
-			r.opts.OnProgress(p)
-		}
-	})
-	return func() {
-		close(done)
-		wg.Wait()
-	}
-}
-
-// needBothKinds fails, in one line naming them, when every error-log topic
-// or every request topic of cfg is missing. A kind the config lists no
-// topic of at all is the operator's choice (a throughput benchmark reads
-// an access log alone), not a missing topic.
-func needBothKinds(cfg config.Config, missing []string) error {
-	var errTopics, reqTopics []string
-	errLeft, reqLeft := false, false
-	for _, ct := range cfg.Topics() {
-		f, err := decode.ParseFormat(ct.Topic.Format)
-		if err != nil {
-			return fmt.Errorf("topic %s: %w", ct.Topic.Name, err)
-		}
-		gone := slices.Contains(missing, ct.Topic.Name)
-		if f.Requests() {
-			reqTopics = append(reqTopics, ct.Topic.Name+" on kafka cluster "+ct.Cluster.Name)
-			reqLeft = reqLeft || !gone
-		} else {
-			errTopics = append(errTopics, ct.Topic.Name+" on kafka cluster "+ct.Cluster.Name)
-			errLeft = errLeft || !gone
-		}
-	}
-	var lacks []string
-	if len(errTopics) > 0 && !errLeft {
-		lacks = append(lacks, "no error-log topic exists ("+strings.Join(errTopics, ", ")+")")
-	}
-	if len(reqTopics) > 0 && !reqLeft {
-		lacks = append(lacks, "no request topic exists ("+strings.Join(reqTopics, ", ")+")")
-	}
-	if len(lacks) > 0 {
-		return fmt.Errorf("nothing to compare: %s", strings.Join(lacks, "; "))
-	}
-	return nil
-}
-
-// topicStats reads the ingest counters back from the registry.
-func topicStats(g prometheus.Gatherer, cfg config.Config) ([]TopicStats, error) {
-	mfs, err := g.Gather()
-	if err != nil {
-		return nil, fmt.Errorf("read ingest metrics: %w", err)
-	}
-	byTopic := map[string]map[string]float64{}
-	for _, mf := range mfs {
-		name, ok := strings.CutPrefix(mf.GetName(), "detector_ingest_")
-		if !ok {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var topic string
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "topic" {
-					topic = l.GetValue()
-				}
-			}
-			if byTopic[topic] == nil {
-				byTopic[topic] = map[string]float64{}
-			}
-			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			byTopic[topic][name] += v
-		}
-	}
-	var out []TopicStats
-	for _, ct := range cfg.Topics() {
-		c := byTopic[ct.Topic.Name]
-		out = append(out, TopicStats{
-			Cluster: ct.Cluster.Name, Topic: ct.Topic.Name, Format: ct.Topic.Format,
-			Partitions: int(c["partitions"]),
-			Records:    int64(c["records_total"]), Bytes: int64(c["bytes_total"]),
-			Rejected: int64(c["records_rejected_total"]), Skipped: int64(c["records_skipped_total"]),
-		})
-	}
-	return out, nil
-}
-
-// chunk is what a sink hands the merge after a Kafka batch: the events of
-// one or more steps, in the partition's order, requests and errors apart.
-type chunk struct {
-	sink  *replaySink
-	segs  []segment
-	reqs  []event.Event
-	errs  []replayErr
-	arena []byte
-	// next is the sink's step after this chunk: every later record of the
-	// partition is in a step ≥ next. doneStep when the partition is done.
-	next int64
-}
-
-// segment starts the events of one step at reqs[req0:] and errs[err0:].
-type segment struct {
-	step       int64
-	req0, err0 int
-}
-
-// replayErr is an error event with its Detail copied into the chunk's arena
-// and the hashes that make its order canonical.
-type replayErr struct {
-	ev        event.Event
-	req, text uint64
-	offs      [numReplayText + 1]uint32
-}
-
-// Detail fields a replayed error keeps, in arena order.
-const (
-	rtMessage = iota
-	rtExemplar
-	rtClass
-	rtChannel
-	rtFile
-	rtFrame
-	rtTrace
-	rtReqID
-	numReplayText
-)
-
-const (
-	noStep   = math.MinInt64 // before a partition's first timed record
-	doneStep = math.MaxInt64 // a finished partition: past every step
-)
-
-func (c *chunk) segEnd(i int) (req1, err1 int) {
-	if i+1 < len(c.segs) {
-		return c.segs[i+1].req0, c.segs[i+1].err0
-	}
-	return len(c.reqs), len(c.errs)
-}
-
-func (c *chunk) detail(e *replayErr) event.Detail {
-	f := func(i int) []byte { return c.arena[e.offs[i]:e.offs[i+1]:e.offs[i+1]] }
-	return event.Detail{
-		Message: f(rtMessage), Exemplar: f(rtExemplar), Class: f(rtClass), Channel: f(rtChannel),
-		File: f(rtFile), Frame: f(rtFrame), Trace: f(rtTrace), ReqID: f(rtReqID),
-	}
 }

@@ -1,5 +1,9 @@
 package simulate
 
+// This file is the error catalogue: the real MediaWiki errors the
+// simulator draws from, as data, with the few functions that render them.
+// It stays one file because the catalogue is read as one list.
+
 import (
 	"strconv"
 	"strings"

@@ -1,5 +1,10 @@
 package simulate
 
+// This file is the generator: the time-step loop and the one request it
+// draws, with the errors that request logs, in the order they happen. Its
+// length is one request's life read top to bottom; the wire formats are in
+// records.go and the scenarios in scenario.go.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,10 @@
 package simulate
 
+// This file is the scenario table (baseScenarios) and what a plan is made
+// of. It is longer than the others on purpose: each scenario is a few lines
+// of data read top to bottom beside its neighbours, and splitting the table
+// would only scatter the stories a reader compares.
+
 import (
 	"cmp"
 	"fmt"

@@ -9,6 +9,10 @@
 // they fail.
 package amtest
 
+// This file is the whole test helper: starting a real Alertmanager binary,
+// waiting for it, and reading back what it received. It is one file
+// because tests use it as one thing.
+
 import (
 	"bytes"
 	"context"

@@ -23,6 +23,11 @@
 //	go run ./benchmarks/ingest/cmd/ingestbench
 package ingestbench
 
+// This file is one benchmark command's body: configuration, the stages
+// (a)-(c) and the optional client comparisons, and the run loop that
+// alternates them, in the order the report prints them; the broker, the
+// client-side fetch and the report are in files of their own.
+
 import (
 	"context"
 	"errors"

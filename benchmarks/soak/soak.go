@@ -24,6 +24,10 @@
 //	go run ./benchmarks/soak/cmd/soak --duration=30s --rate=20000 --storm=100000
 package soak
 
+// This file is the soak run itself: configuration, the sampler and the run
+// loop, in the order a run goes; the load process is in load.go. It is
+// long because the run reads as one story, not because it holds several.
+
 import (
 	"bufio"
 	"context"

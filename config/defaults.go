@@ -4,9 +4,16 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/window"
 )
 
 // Default returns the configuration that describes Wikimedia production.
+// It is the one list of the detector's defaults. The few a stage also
+// needs when a test builds it by hand (the window's sizes, the decoders'
+// limits and Pretrain's names) are written once, as the stage's exported
+// constants, and read here, so no value has two copies to keep equal.
 func Default() Config {
 	return Config{
 		Kafka: Kafka{
@@ -27,22 +34,22 @@ func Default() Config {
 			MinBytes:          1,
 			MaxBytes:          16 << 20,
 			TopicRecheck:      model.Duration(time.Minute),
-			MaxRecordBytes:    1 << 20,
-			MaxSkew:           model.Duration(time.Hour),
+			MaxRecordBytes:    decode.DefaultMaxRecordBytes,
+			MaxSkew:           model.Duration(decode.DefaultMaxSkew),
 			MaxPartitionStall: model.Duration(2 * time.Minute),
 		},
 		Pretrain: Pretrain{
 			Cohort:            []string{"testwiki"},
-			ServergroupPrefix: "kube-mw-pretrain",
-			Deployment:        "mw-pretrain",
+			ServergroupPrefix: decode.DefaultPretrainServergroupPrefix,
+			Deployment:        decode.DefaultPretrainDeployment,
 		},
 		Window: Window{
-			Bucket:           model.Duration(10 * time.Second),
-			Length:           model.Duration(2 * time.Hour),
+			Bucket:           model.Duration(window.DefaultBucket),
+			Length:           model.Duration(window.DefaultLength),
 			Lateness:         model.Duration(30 * time.Second),
-			CacheBytes:       64 << 20,
-			CatalogueEntries: 100000,
-			CatalogueBytes:   64 << 20,
+			CacheBytes:       window.DefaultCacheBytes,
+			CatalogueEntries: window.DefaultCatalogueEntries,
+			CatalogueBytes:   window.DefaultCatalogueBytes,
 		},
 		Detect: Detect{
 			Alpha:         1e-3,

@@ -53,15 +53,3 @@ func TestValidateRefusesWhatWindowRefuses(t *testing.T) {
 		})
 	}
 }
-
-// TestWindowFallbackIsConfigDefault checks that the values package window
-// gives zero fields of a window built by hand are config.Default's, where
-// the detector's defaults are kept.
-func TestWindowFallbackIsConfigDefault(t *testing.T) {
-	w := Default().Window
-	require.Equal(t, window.DefaultBucket, time.Duration(w.Bucket))
-	require.Equal(t, window.DefaultLength, time.Duration(w.Length))
-	require.Equal(t, window.DefaultCacheBytes, w.CacheBytes)
-	require.Equal(t, window.DefaultCatalogueEntries, w.CatalogueEntries)
-	require.Equal(t, window.DefaultCatalogueBytes, w.CatalogueBytes)
-}

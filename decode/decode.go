@@ -84,26 +84,33 @@ type Options struct {
 	Classifier *Classifier
 }
 
+// Defaults of Options' zero fields, and the detector's defaults for the
+// settings they come from (kafka.max_record_bytes, kafka.max_skew,
+// pretrain.servergroup_prefix, pretrain.deployment): config.Default reads
+// them from here, so each value is written once.
 const (
-	defaultMaxRecordBytes = 1 << 20
-	maxRecordBytesLimit   = 1 << 30 // offsets into a record are int32
-	defaultMaxSkew        = time.Hour
+	DefaultMaxRecordBytes            = 1 << 20
+	DefaultMaxSkew                   = time.Hour
+	DefaultPretrainServergroupPrefix = "kube-mw-pretrain"
+	DefaultPretrainDeployment        = "mw-pretrain"
 )
+
+const maxRecordBytesLimit = 1 << 30 // offsets into a record are int32
 
 func (o *Options) withDefaults() Options {
 	out := *o
 	if out.MaxRecordBytes <= 0 {
-		out.MaxRecordBytes = defaultMaxRecordBytes
+		out.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	out.MaxRecordBytes = min(out.MaxRecordBytes, maxRecordBytesLimit)
 	if out.MaxSkew == 0 {
-		out.MaxSkew = defaultMaxSkew
+		out.MaxSkew = DefaultMaxSkew
 	}
 	if out.PretrainServergroupPrefix == "" {
-		out.PretrainServergroupPrefix = "kube-mw-pretrain"
+		out.PretrainServergroupPrefix = DefaultPretrainServergroupPrefix
 	}
 	if out.PretrainDeployment == "" {
-		out.PretrainDeployment = "mw-pretrain"
+		out.PretrainDeployment = DefaultPretrainDeployment
 	}
 	if out.Classifier == nil {
 		out.Classifier = DefaultClassifier()

@@ -7,13 +7,12 @@ import (
 	"time"
 )
 
-// Defaults of the Config fields that package config sets. config.Default
-// is where the detector's defaults are kept; these are its values
-// (TestWindowFallbackIsConfigDefault, in package config, checks that) and
-// fill zero values for callers that build a window by hand, tests of other
-// packages above all. They never apply to the daemon's window: config
-// refuses zero for each of these fields, and internal/stages passes them
-// all. Lateness has none: zero is a lateness, as config allows.
+// Defaults of the Config fields that package config sets, and the
+// detector's defaults for them: config.Default reads them from here, so
+// each value is written once. They fill zero values for callers that build
+// a window by hand (tests of other packages above all); the daemon's window
+// gets every field from the configuration (internal/stages). Lateness has
+// none: zero is a lateness, as config allows.
 const (
 	DefaultBucket           = 10 * time.Second
 	DefaultLength           = 2 * time.Hour

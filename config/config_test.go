@@ -50,6 +50,7 @@ func TestParse(t *testing.T) {
 		{name: "sasl without password file", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: SCRAM-SHA-512, username: u}\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].sasl"},
 		{name: "unknown sasl mechanism", yaml: "kafka:\n  clusters:\n  - name: a\n    brokers: [h:1]\n    sasl: {mechanism: GSSAPI}\n    topics: [{name: t, format: webrequest}]\n", err: "field kafka.clusters[0].sasl.mechanism"},
 		{name: "max partition stall", yaml: "kafka:\n  max_partition_stall: 0s\n", err: "field kafka.max_partition_stall"},
+		{name: "topic recheck", yaml: "kafka:\n  topic_recheck: 0s\n", err: "field kafka.topic_recheck"},
 		{name: "max partition stall default", yaml: "", check: func(t *testing.T, c Config) {
 			require.Equal(t, 2*time.Minute, time.Duration(c.Kafka.MaxPartitionStall))
 		}},

@@ -157,6 +157,11 @@ func (c *Config) validateKafka(p *problems) {
 	if k.MaxPartitionStall < k.MaxWait || k.MaxPartitionStall <= 0 {
 		p.bad("kafka.max_partition_stall", "must be positive and at least kafka.max_wait")
 	}
+	// Zero would mean "never look again" to a reader and "default" to
+	// another: refused, so the configured value is the one that runs.
+	if k.TopicRecheck <= 0 {
+		p.bad("kafka.topic_recheck", "must be positive")
+	}
 }
 
 // validatePretrain checks that the cohort and its traffic can be recognised.

@@ -101,64 +101,149 @@ func (d *Detector) existingKey(id uint64) string {
 	return spillKey(info.Shared, false)
 }
 
+// secCount is a fingerprint's train-served errors and the requests of a
+// DB section (or of several), after the deploy (1) and before it (0).
+type secCount struct{ a1, a0, r1, r0 int64 }
+
+// existingCase is one existing fingerprint's spillover test after a
+// Pretrain deploy: what each step of the rule found. The steps share these
+// numbers (the finding reports most of them), so they travel together
+// rather than as a dozen arguments.
+type existingCase struct {
+	id   uint64
+	st   *existingState
+	dep  *window.Deploy
+	b1   int64
+	from int64 // the pre-period's start: the attribution window before the deploy, within the data
+	info window.FingerprintInfo
+
+	pOwn   float64 // own history: the fleet's rate of it after the deploy against before
+	preReq int64   // the train fleet's requests in the pre-period
+
+	secs   []string
+	counts []secCount // per section (its requests without the cohort's wikis)
+	tot    secCount   // over all sections
+
+	best    int     // the section that rose most against the others (-1: none could be tested)
+	bestP   float64 // its difference-in-differences p-value
+	bestRho float64 // its null: margin × the other sections' change, at its upper bound
+	level   float64
+
+	code      CodeTest
+	set       wikiSet // the best section's wikis, the cohort's left out
+	cands     []Candidate
+	distinct  int64 // distinct train-served requests logging it since the deploy
+	undecided string
+	held      guards
+}
+
+// existingTest tests an existing shared-data fingerprint that rose since
+// the latest Pretrain deploy: its own history first, then which DB section
+// rose beyond the others' change, then the code test on that section.
+// Unlike a new fingerprint's, a case held back records no pending finding
+// (status lists an undecided one).
 func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy, b1 int64) {
-	from := max(d.dataStart, d.w.Oldest(), dep.At-int64(d.cfg.Attribution))
-	if st.pre < 0 {
-		st.pre = d.w.FingerprintDistinct(id, event.ScopeTrain, from, dep.At)
-	}
-	// Own history first: the fleet's train-served rate of it per request
-	// (distinct requests, not lines) after the deploy against before.
-	post := d.w.FingerprintDistinct(id, event.ScopeTrain, dep.At, b1)
-	postReq, preReq := d.trainRequests(dep.At, b1), d.trainRequests(from, dep.At)
-	pOwn := RateRatioPValue(post, st.pre, float64(postReq), float64(preReq), d.cfg.Margin, false)
-	if pOwn > math.Sqrt(d.cfg.Alpha) {
-		return
+	c := &existingCase{id: id, st: st, dep: dep, b1: b1}
+	c.from = max(d.dataStart, d.w.Oldest(), dep.At-int64(d.cfg.Attribution))
+	d.existingOwnHistory(c)
+	if c.pOwn > math.Sqrt(d.cfg.Alpha) {
+		return // nothing close to significant: skip the per-section reads
 	}
 	info, ok := d.w.Fingerprint(id)
 	if !ok {
 		return
 	}
-	secs := d.w.Sections()
-	// Which sections rose: per section, after against before, and the other
-	// sections' change bounds what a fleet-wide trend explains.
+	c.info = info
+	c.secs = d.w.Sections()
+	d.sectionCounts(c)
+	d.risenSection(c)
+	if c.best < 0 {
+		return
+	}
+	c.level = Bonferroni(d.cfg.Alpha, max(1, len(d.existing)))
+	d.existingCodeTest(c)
+	c.set = d.sectionWikis(c.best)
+	c.cands = d.candidates(dep, &c.code, c.set, b1)
+	d.existingGuards(c)
+	key := spillKey(info.Shared, false)
+	c.held.add(c.undecided != "", guard{kind: guardUndecided, reason: c.undecided})
+	if c.held.blocks() {
+		if c.held.only(guardUndecided) {
+			d.undetermined(KindSharedDataSpillover, key, b1, c.undecided, c.cands)
+		}
+		return // held back: no pending finding either; status lists an undecided one
+	}
+	d.upsert(KindSharedDataSpillover, key, b1, nil, func(f *Finding) {
+		d.fillExisting(f, c)
+	})
+}
+
+// existingOwnHistory tests the fingerprint against its own history: the
+// fleet's train-served rate of it per request (distinct requests, not
+// lines) after the deploy against before. The pre-period's count is read
+// once per deploy and kept in st.
+func (d *Detector) existingOwnHistory(c *existingCase) {
+	id, st, dep, b1 := c.id, c.st, c.dep, c.b1
+	if st.pre < 0 {
+		st.pre = d.w.FingerprintDistinct(id, event.ScopeTrain, c.from, dep.At)
+	}
+	post := d.w.FingerprintDistinct(id, event.ScopeTrain, dep.At, b1)
+	postReq, preReq := d.trainRequests(dep.At, b1), d.trainRequests(c.from, dep.At)
+	c.preReq = preReq
+	c.pOwn = RateRatioPValue(post, st.pre, float64(postReq), float64(preReq), d.cfg.Margin, false)
+}
+
+// sectionCounts gathers, per DB section, the fingerprint's errors and the
+// requests (the cohort's wikis left out) before and after the deploy.
+// Sections are counted in lines; each period's count is scaled by its
+// share of distinct requests, so a looping request weighs as one.
+func (d *Detector) sectionCounts(c *existingCase) {
+	id, dep, b1, from := c.id, c.dep, c.b1, c.from
 	sumPost := d.trainSince(dep.At, b1)
-	type secCount struct{ a1, a0, r1, r0 int64 }
-	counts := make([]secCount, len(secs))
+	c.counts = make([]secCount, len(c.secs))
 	d.sumT = d.w.SumWikis(event.ScopeTrain, from, dep.At, d.sumT[:0])
 	for wid := 1; wid < len(sumPost); wid++ {
 		s := d.w.SectionOf(wikimap.ID(wid))
 		if d.topo.cohort.has(wikimap.ID(wid)) {
 			continue
 		}
-		counts[s].r1 += sumPost[wid].Requests
-		counts[s].r0 += d.sumT[wid].Requests
+		c.counts[s].r1 += sumPost[wid].Requests
+		c.counts[s].r0 += d.sumT[wid].Requests
 	}
-	// Sections are counted in lines; scaled by each period's share of
-	// distinct requests, so a looping request weighs as one.
-	scale := func(from, to int64) float64 {
-		tot := d.w.FingerprintTotal(id, event.ScopeTrain, from, to)
-		if tot == 0 {
-			return 1
-		}
-		return math.Min(1, float64(d.w.FingerprintDistinct(id, event.ScopeTrain, from, to))/float64(tot))
+	k1, k0 := d.distinctShare(id, dep.At, b1), d.distinctShare(id, from, dep.At)
+	for s := range c.secs {
+		c.counts[s].a1 = int64(math.Round(float64(d.w.FingerprintSection(id, s, event.ScopeTrain, dep.At, b1)) * k1))
+		c.counts[s].a0 = int64(math.Round(float64(d.w.FingerprintSection(id, s, event.ScopeTrain, from, dep.At)) * k0))
+		c.tot.a1, c.tot.a0, c.tot.r1, c.tot.r0 = c.tot.a1+c.counts[s].a1, c.tot.a0+c.counts[s].a0, c.tot.r1+c.counts[s].r1, c.tot.r0+c.counts[s].r0
 	}
-	k1, k0 := scale(dep.At, b1), scale(from, dep.At)
-	var tot secCount
-	for s := range secs {
-		counts[s].a1 = int64(math.Round(float64(d.w.FingerprintSection(id, s, event.ScopeTrain, dep.At, b1)) * k1))
-		counts[s].a0 = int64(math.Round(float64(d.w.FingerprintSection(id, s, event.ScopeTrain, from, dep.At)) * k0))
-		tot.a1, tot.a0, tot.r1, tot.r0 = tot.a1+counts[s].a1, tot.a0+counts[s].a0, tot.r1+counts[s].r1, tot.r0+counts[s].r0
+}
+
+// distinctShare is the share of fingerprint id's train-served lines over
+// [from, to) that are distinct requests (1 without lines).
+func (d *Detector) distinctShare(id uint64, from, to int64) float64 {
+	tot := d.w.FingerprintTotal(id, event.ScopeTrain, from, to)
+	if tot == 0 {
+		return 1
 	}
-	best, bestP, bestRho := -1, 1.0, 0.0
-	for s := range secs {
-		c := counts[s]
-		if c.a1 < existingMinPost || c.r1 == 0 || c.r0 == 0 {
+	return math.Min(1, float64(d.w.FingerprintDistinct(id, event.ScopeTrain, from, to))/float64(tot))
+}
+
+// risenSection finds the section that rose most: per section, its change
+// after the deploy against before, tested against margin × the upper bound
+// of the other sections' change (difference in differences), which bounds
+// what a fleet-wide trend explains. Sections with too few errors since,
+// or without requests in either period, are not tested.
+func (d *Detector) risenSection(c *existingCase) {
+	c.best, c.bestP, c.bestRho = -1, 1.0, 0.0
+	for s := range c.secs {
+		sc := c.counts[s]
+		if sc.a1 < existingMinPost || sc.r1 == 0 || sc.r0 == 0 {
 			continue
 		}
-		if info.Shared == event.SharedCoreDB && !d.cohortSections[d.fleet.sectionIndexOf(secs[s])] {
+		if c.info.Shared == event.SharedCoreDB && !d.cohortSections[d.fleet.sectionIndexOf(c.secs[s])] {
 			continue // a core-DB error reaches Pretrain's data only on the cohort's section
 		}
-		ob1, ob0, or1, or0 := tot.a1-c.a1, tot.a0-c.a0, tot.r1-c.r1, tot.r0-c.r0
+		ob1, ob0, or1, or0 := c.tot.a1-sc.a1, c.tot.a0-sc.a0, c.tot.r1-sc.r1, c.tot.r0-sc.r0
 		// The others' change: its upper 95% bound (unbounded when they
 		// had none before and some after: then nothing stands out).
 		hiO := d.cfg.Margin
@@ -170,90 +255,111 @@ func (d *Detector) existingTest(id uint64, st *existingState, dep *window.Deploy
 			continue
 		}
 		rho0 := hiO * d.cfg.Margin
-		p := RateRatioPValue(c.a1, c.a0, float64(c.r1), float64(c.r0), rho0, false)
-		if p < bestP {
-			best, bestP, bestRho = s, p, rho0
+		p := RateRatioPValue(sc.a1, sc.a0, float64(sc.r1), float64(sc.r0), rho0, false)
+		if p < c.bestP {
+			c.best, c.bestP, c.bestRho = s, p, rho0
 		}
 	}
-	if best < 0 {
-		return
-	}
-	level := Bonferroni(d.cfg.Alpha, max(1, len(d.existing)))
-	sec := secs[best]
-	c := counts[best]
-	// Code test: the cohort's Pretrain-served requests logging it since the
-	// deploy against the section's train-served ones.
+}
+
+// existingCodeTest is the code test on the best section: the cohort's
+// Pretrain-served requests logging the fingerprint since the deploy (at
+// most its distinct ones) against the section's train-served ones. A
+// spillover spares Pretrain-served requests.
+func (d *Detector) existingCodeTest(c *existingCase) {
 	var k int64
 	for _, cid := range d.cohortIDs {
-		k += d.w.FingerprintCount(id, cid, event.ScopePretrain, dep.At, b1)
+		k += d.w.FingerprintCount(c.id, cid, event.ScopePretrain, c.dep.At, c.b1)
 	}
-	k = min(k, d.w.FingerprintDistinct(id, event.ScopePretrain, dep.At, b1))
-	code := codeTest("train-served wikis of "+sec, k, d.cohortRate.rc, c.a1, c.r1, d.cfg.Margin)
+	k = min(k, d.w.FingerprintDistinct(c.id, event.ScopePretrain, c.dep.At, c.b1))
+	sc := c.counts[c.best]
+	c.code = codeTest("train-served wikis of "+c.secs[c.best], k, d.cohortRate.rc, sc.a1, sc.r1, d.cfg.Margin)
+}
+
+// sectionWikis returns the wikis of section sec outside the cohort: where
+// a spillover through the section's data lands.
+func (d *Detector) sectionWikis(sec int) wikiSet {
 	set := newWikiSet(d.wikis.Len())
 	for wid := 1; wid <= d.wikis.Len(); wid++ {
-		if d.w.SectionOf(wikimap.ID(wid)) == best && !d.topo.cohort.has(wikimap.ID(wid)) {
+		if d.w.SectionOf(wikimap.ID(wid)) == sec && !d.topo.cohort.has(wikimap.ID(wid)) {
 			set[wid] = true
 		}
 	}
-	cands := d.candidates(dep, &code, set, b1)
-	var held guards
-	held.add(bestP > level, guard{kind: guardEvidence, test: "difference in differences", p: bestP, level: level})
-	held.add(pOwn > level, guard{kind: guardEvidence, test: "own-history", p: pOwn, level: level})
-	distinct := d.w.FingerprintDistinct(id, event.ScopeTrain, dep.At, b1)
-	held.add(distinct < int64(d.cfg.MinDistinct) || st.buckets < d.cfg.MinBuckets, guard{kind: guardBurst, distinct: distinct, buckets: st.buckets})
-	held.add(d.fleet.active && !d.explainsFleet(id, b1), guard{kind: guardFleet, beyond: true})
-	undecided := d.otherIncident(id, set, b1)
-	if infraFingerprint(&info) && code.PSpared > d.cfg.Alpha && code.Verdict == VerdictPretrainSpared {
-		code.Verdict = VerdictUndetermined // infrastructure-looking: the code test at alpha
+	return set
+}
+
+// existingGuards records the guards, in the rule's order: either test
+// short of its level, a burst, a fleet-wide incident beyond this
+// fingerprint; and why the finding is undecided, if it is: a section or
+// fleet incident that is more than this error, else a code test that does
+// not single Pretrain out, else another candidate the evidence fits.
+func (d *Detector) existingGuards(c *existingCase) {
+	id, b1 := c.id, c.b1
+	c.held.add(c.bestP > c.level, guard{kind: guardEvidence, test: "difference in differences", p: c.bestP, level: c.level})
+	c.held.add(c.pOwn > c.level, guard{kind: guardEvidence, test: "own-history", p: c.pOwn, level: c.level})
+	c.distinct = d.w.FingerprintDistinct(id, event.ScopeTrain, c.dep.At, b1)
+	c.held.add(c.distinct < int64(d.cfg.MinDistinct) || c.st.buckets < d.cfg.MinBuckets, guard{kind: guardBurst, distinct: c.distinct, buckets: c.st.buckets})
+	c.held.add(d.fleet.active && !d.explainsFleet(id, b1), guard{kind: guardFleet, beyond: true})
+	c.undecided = d.otherIncident(id, c.set, b1)
+	if infraFingerprint(&c.info) && c.code.PSpared > d.cfg.Alpha && c.code.Verdict == VerdictPretrainSpared {
+		c.code.Verdict = VerdictUndetermined // infrastructure-looking: the code test at alpha
 	}
-	if undecided != "" {
-	} else if code.Verdict != VerdictPretrainSpared {
-		undecided = code.Verdict + ": " + code.String()
-	} else if why, ok := otherFits(cands); ok {
-		undecided = why
-	}
-	key := spillKey(info.Shared, false)
-	held.add(undecided != "", guard{kind: guardUndecided, reason: undecided})
-	if held.blocks() {
-		if held.only(guardUndecided) {
-			d.undetermined(KindSharedDataSpillover, key, b1, undecided, cands)
+	switch {
+	case c.undecided != "":
+	case c.code.Verdict != VerdictPretrainSpared:
+		c.undecided = c.code.Verdict + ": " + c.code.String()
+	default:
+		if why, ok := otherFits(c.cands); ok {
+			c.undecided = why
 		}
-		return // held back: no pending finding either; status lists an undecided one
 	}
-	d.upsert(KindSharedDataSpillover, key, b1, nil, func(f *Finding) {
-		d.fillFingerprint(f, &info, event.ScopeTrain, dep.At, b1)
-		var top []WikiCount
-		for wid := 1; wid < len(set); wid++ {
-			if !set[wid] {
-				continue
-			}
-			if n := d.w.FingerprintCount(id, wikimap.ID(wid), event.ScopeTrain, dep.At, b1); n > 0 {
-				top = append(top, WikiCount{Wiki: d.wikiName(wikimap.ID(wid)), Errors: n})
-			}
+}
+
+// sectionTop counts fingerprint id on each wiki of set over [from, to),
+// most errors first (then by name, for a stable order).
+func (d *Detector) sectionTop(id uint64, set wikiSet, from, to int64) []WikiCount {
+	var top []WikiCount
+	for wid := 1; wid < len(set); wid++ {
+		if !set[wid] {
+			continue
 		}
-		sort.Slice(top, func(i, j int) bool {
-			if top[i].Errors != top[j].Errors {
-				return top[i].Errors > top[j].Errors
-			}
-			return top[i].Wiki < top[j].Wiki
-		})
-		f.Wikis = wikisOf(top)
-		f.StartedAt = ts(dep.At)
-		f.Deploy = deployOf(dep)
-		f.Evidence.Test = "existing shared-data fingerprint rising after a Pretrain deploy: difference in differences (section × before/after against the other sections' change), own history, and the code test (Pretrain-served requests spared)"
-		f.Evidence.CohortErrors, f.Evidence.CohortRequests = c.a1, c.r1
-		f.Evidence.ControlErrors, f.Evidence.ControlRequests = c.a0, c.r0
-		f.Evidence.BaselineErrors, f.Evidence.BaselineRequest = st.pre, preReq
-		f.Evidence.BaselineRatio = bestRho
-		f.Evidence.RateRatio = ratio(float64(c.a1), float64(c.r1), float64(c.a0), float64(c.r0))
-		f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = bestP, level, distinct
-		f.Evidence.TopWikis = capTop(top, 10)
-		f.Evidence.Code, f.Evidence.Candidates, f.Evidence.Margin = &code, cands, winMargin(code, cands)
-		f.Evidence.Note = fmt.Sprintf("reached via shared data (%s) on %s; cohort = %s after the deploy, control = the same before it; own-history p=%s", info.Shared, sec, sec, fmtP(pOwn))
-		f.Summary = fmt.Sprintf("An existing error rose %s× on train-served %s wikis (%d wikis, e.g. %s) after the Pretrain deploy at %s, not on the other sections and sparing Pretrain-served requests, in %s: “%s” (%d errors since, %d before; difference in differences p=%s ≤ %s).",
-			fmtRatio(f.Evidence.RateRatio), sec, len(f.Wikis), strings.Join(firstN(f.Wikis, 3), ", "), ts(dep.At).Format("15:04"),
-			info.Shared, short(f.NormalizedMessage, 100), c.a1, c.a0, fmtP(bestP), fmtP(level))
+		if n := d.w.FingerprintCount(id, wikimap.ID(wid), event.ScopeTrain, from, to); n > 0 {
+			top = append(top, WikiCount{Wiki: d.wikiName(wikimap.ID(wid)), Errors: n})
+		}
+	}
+	sort.Slice(top, func(i, j int) bool {
+		if top[i].Errors != top[j].Errors {
+			return top[i].Errors > top[j].Errors
+		}
+		return top[i].Wiki < top[j].Wiki
 	})
+	return top
+}
+
+// fillExisting builds the finding from the case: the fingerprint, the
+// section's wikis it hit, and the evidence of each test; the cohort is the
+// section after the deploy, the control the same section before it.
+func (d *Detector) fillExisting(f *Finding, c *existingCase) {
+	info, dep, st := &c.info, c.dep, c.st
+	sec, sc := c.secs[c.best], c.counts[c.best]
+	d.fillFingerprint(f, info, event.ScopeTrain, dep.At, c.b1)
+	top := d.sectionTop(c.id, c.set, dep.At, c.b1)
+	f.Wikis = wikisOf(top)
+	f.StartedAt = ts(dep.At)
+	f.Deploy = deployOf(dep)
+	f.Evidence.Test = "existing shared-data fingerprint rising after a Pretrain deploy: difference in differences (section × before/after against the other sections' change), own history, and the code test (Pretrain-served requests spared)"
+	f.Evidence.CohortErrors, f.Evidence.CohortRequests = sc.a1, sc.r1
+	f.Evidence.ControlErrors, f.Evidence.ControlRequests = sc.a0, sc.r0
+	f.Evidence.BaselineErrors, f.Evidence.BaselineRequest = st.pre, c.preReq
+	f.Evidence.BaselineRatio = c.bestRho
+	f.Evidence.RateRatio = ratio(float64(sc.a1), float64(sc.r1), float64(sc.a0), float64(sc.r0))
+	f.Evidence.PValue, f.Evidence.Alpha, f.Evidence.Distinct = c.bestP, c.level, c.distinct
+	f.Evidence.TopWikis = capTop(top, 10)
+	f.Evidence.Code, f.Evidence.Candidates, f.Evidence.Margin = &c.code, c.cands, winMargin(c.code, c.cands)
+	f.Evidence.Note = fmt.Sprintf("reached via shared data (%s) on %s; cohort = %s after the deploy, control = the same before it; own-history p=%s", info.Shared, sec, sec, fmtP(c.pOwn))
+	f.Summary = fmt.Sprintf("An existing error rose %s× on train-served %s wikis (%d wikis, e.g. %s) after the Pretrain deploy at %s, not on the other sections and sparing Pretrain-served requests, in %s: “%s” (%d errors since, %d before; difference in differences p=%s ≤ %s).",
+		fmtRatio(f.Evidence.RateRatio), sec, len(f.Wikis), strings.Join(firstN(f.Wikis, 3), ", "), ts(dep.At).Format("15:04"),
+		info.Shared, short(f.NormalizedMessage, 100), sc.a1, sc.a0, fmtP(c.bestP), fmtP(c.level))
 }
 
 // trainRequests counts the train fleet's requests over [from, to).

@@ -47,6 +47,9 @@ const min5xxShare = 1e-4
 
 var anomalyRhos = [maxAlternatives]float64{2, 3, 5, 10}
 
+// wikiAnomalyTest runs wiki-anomaly's two CUSUMs on every wiki outside
+// the cohort for bucket [b0, b1): its errors against the other wikis'
+// (wikiErrorTest) and its 5xx share against its own (status5xxTest).
 func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 	y, ro := d.controlCounts(d.trainB)
 	if ro == 0 {
@@ -69,25 +72,12 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 		if d.fleet.active {
 			// A fleet-wide incident explains every wiki's excursion: none
 			// may accumulate into an anomaly that fires once it ends.
-			st.s, st.s5 = [maxAlternatives]float64{}, [maxAlternatives]float64{}
-			st.buckets, st.onset, st.buckets5, st.onset5 = 0, 0, 0, 0
-			st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
+			st.resetExcursions()
 			continue
 		}
-		if d.sectionActive(wid) {
-			// A section incident explains its wikis' excursions unless this
-			// wiki makes most of it (one wiki can raise a small section).
-			sec := d.fleet.sectionOf[id]
-			if st.incSince != d.fleet.secSince[sec] {
-				st.incSince, st.incX = d.fleet.secSince[sec], 0
-			}
-			st.incX += d.trainB[id].ErrorRequests + d.trainB[id].Status5xx
-			if 2*st.incX < d.fleet.secTotal[sec] {
-				st.s, st.s5 = [maxAlternatives]float64{}, [maxAlternatives]float64{}
-				st.buckets, st.onset, st.buckets5, st.onset5 = 0, 0, 0, 0
-				st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
-				continue
-			}
+		if d.sectionExplains(id, st) {
+			st.resetExcursions()
+			continue
 		}
 		// The access-log test is held to at most one false alarm a week
 		// over all wikis (not alpha): it blames nobody, and 5xx shares
@@ -95,40 +85,7 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 		d.status5xxTest(wid, st, testing, a, h-math.Log(1/d.cfg.Alpha), b0, b1, dc)
 		yo, rro := y-x, ro-rw
 		if testing && st.bx > 0 && rw > 0 && rro > 0 && (x > 0 || st.buckets > 0) {
-			// The baseline moves slowly: its confidence bound (a few µs
-			// each) is refreshed about once a minute per wiki, staggered.
-			// The EWMA's weights sum to 1/a buckets (about 86 min of
-			// them): the bound is on that many buckets' counts.
-			if st.rho0 == 0 || (x > 0 && (b0/d.bw+int64(id))%6 == 0) {
-				_, hi := RateRatioCI(int64(math.Round(st.bx/a)), int64(math.Round(st.by/a)), st.brw/a, st.bro/a, 0.99)
-				st.rho0 = math.Max(d.cfg.Margin, hi)
-			}
-			if !math.IsInf(st.rho0, 0) {
-				s := float64(rw) / float64(rw+rro)
-				p0 := st.rho0 * s / (st.rho0*s + 1 - s)
-				top := 0.0
-				for j, r := range anomalyRhos {
-					q := st.rho0 * r * s / (st.rho0*r*s + 1 - s)
-					inc := float64(x)*math.Log(q/p0) + float64(yo)*math.Log((1-q)/(1-p0))
-					st.s[j] = math.Max(0, st.s[j]+inc)
-					top = math.Max(top, st.s[j])
-				}
-				if top == 0 {
-					st.buckets, st.onset, st.x, st.rw, st.y, st.ro = 0, 0, 0, 0, 0, 0
-				} else {
-					if st.onset == 0 {
-						st.onset = b0
-					}
-					if float64(x) > p0*float64(x+yo) {
-						st.buckets++
-						d.touch(KindWikiAnomaly, "wiki:"+d.wikiName(wid), b1)
-					}
-					st.x, st.rw, st.y, st.ro = st.x+x, st.rw+rw, st.y+yo, st.ro+rro
-					if top >= h && st.buckets >= d.cfg.MinBuckets {
-						d.fireAnomaly(wid, st, top, h, b1, dc)
-					}
-				}
-			}
+			d.wikiErrorTest(wid, st, x, rw, yo, rro, a, h, b0, b1, dc)
 		}
 		// Baseline learns only from buckets that are not part of an excursion.
 		// The EWMAs start at 0, so their ratio is unbiased from the first
@@ -140,6 +97,82 @@ func (d *Detector) wikiAnomalyTest(b0, b1 int64, dc deployContext) {
 			st.bro += a * (float64(rro) - st.bro)
 		}
 	}
+}
+
+// resetExcursions forgets both CUSUMs' excursions (not the baselines): what
+// an incident explains must not accumulate into an anomaly that fires once
+// it ends.
+func (st *wikiState) resetExcursions() {
+	st.s, st.s5 = [maxAlternatives]float64{}, [maxAlternatives]float64{}
+	st.buckets, st.onset, st.buckets5, st.onset5 = 0, 0, 0, 0
+	st.x, st.rw, st.y, st.ro, st.x5, st.r5 = 0, 0, 0, 0, 0, 0
+}
+
+// sectionExplains says whether a section incident under way explains wiki
+// id's excursion, counting the wiki's errors and 5xx since the incident
+// began: it does unless this wiki makes most of it (one wiki can raise a
+// small section, and that is an anomaly of its own).
+func (d *Detector) sectionExplains(id int, st *wikiState) bool {
+	if !d.sectionActive(wikimap.ID(id)) {
+		return false
+	}
+	sec := d.fleet.sectionOf[id]
+	if st.incSince != d.fleet.secSince[sec] {
+		st.incSince, st.incX = d.fleet.secSince[sec], 0
+	}
+	st.incX += d.trainB[id].ErrorRequests + d.trainB[id].Status5xx
+	return 2*st.incX < d.fleet.secTotal[sec]
+}
+
+// wikiErrorTest is the error half of wiki-anomaly for one wiki's bucket: a
+// CUSUM of its erroring requests (x of rw) against the other wikis' (yo of
+// rro), under a null ratio rho0 taken from its own baseline, so that a
+// wiki that always errors more than the others is not an anomaly.
+func (d *Detector) wikiErrorTest(wid wikimap.ID, st *wikiState, x, rw, yo, rro int64, a, h float64, b0, b1 int64, dc deployContext) {
+	// The baseline moves slowly: its confidence bound (a few µs
+	// each) is refreshed about once a minute per wiki, staggered.
+	// The EWMA's weights sum to 1/a buckets (about 86 min of
+	// them): the bound is on that many buckets' counts.
+	if st.rho0 == 0 || (x > 0 && (b0/d.bw+int64(wid))%6 == 0) {
+		_, hi := RateRatioCI(int64(math.Round(st.bx/a)), int64(math.Round(st.by/a)), st.brw/a, st.bro/a, 0.99)
+		st.rho0 = math.Max(d.cfg.Margin, hi)
+	}
+	if math.IsInf(st.rho0, 0) {
+		return // an unbounded null (the baseline has too little to bound it): nothing to test against
+	}
+	s := float64(rw) / float64(rw+rro)
+	p0 := st.rho0 * s / (st.rho0*s + 1 - s)
+	top := st.errorCUSUM(x, yo, s, p0)
+	if top == 0 {
+		st.buckets, st.onset, st.x, st.rw, st.y, st.ro = 0, 0, 0, 0, 0, 0
+		return
+	}
+	if st.onset == 0 {
+		st.onset = b0
+	}
+	if float64(x) > p0*float64(x+yo) {
+		st.buckets++
+		d.touch(KindWikiAnomaly, "wiki:"+d.wikiName(wid), b1)
+	}
+	st.x, st.rw, st.y, st.ro = st.x+x, st.rw+rw, st.y+yo, st.ro+rro
+	if top >= h && st.buckets >= d.cfg.MinBuckets {
+		d.fireAnomaly(wid, st, top, h, b1, dc)
+	}
+}
+
+// errorCUSUM adds one bucket's log-likelihood ratio to the CUSUM of each
+// alternative (the wiki's share of the errors at rho0 × r, against p0, with
+// s its share of the requests) and returns the highest: several
+// alternatives catch both a small rise that lasts and a large one.
+func (st *wikiState) errorCUSUM(x, yo int64, s, p0 float64) float64 {
+	top := 0.0
+	for j, r := range anomalyRhos {
+		q := st.rho0 * r * s / (st.rho0*r*s + 1 - s)
+		inc := float64(x)*math.Log(q/p0) + float64(yo)*math.Log((1-q)/(1-p0))
+		st.s[j] = math.Max(0, st.s[j]+inc)
+		top = math.Max(top, st.s[j])
+	}
+	return top
 }
 
 // status5xxTest is the access-log half of wiki-anomaly: a CUSUM of the

@@ -62,6 +62,9 @@ func rate(errs, reqs int64) float64 {
 	return 1000 * float64(errs) / float64(reqs)
 }
 
+// layoutPlot lays out a finding's plot: axes, the cohort's, the control's
+// and the fingerprint's rates step by step, and the deploy, onset and
+// detection markers that fall inside it.
 func layoutPlot(f Finding, deploys []Deploy) *PlotView {
 	p := f.Plot
 	step := p.Step
@@ -70,21 +73,69 @@ func layoutPlot(f Finding, deploys []Deploy) *PlotView {
 	}
 	n := len(p.Points)
 	t0 := p.Start
-	t1 := t0.Add(time.Duration(n) * step)
+	fr := plotFrame{t0: t0, t1: t0.Add(time.Duration(n) * step), step: step}
 	v := &PlotView{W: plotW, H: plotH, X0: padL, X1: plotW - padR, Y0: plotH - padB, Y1: padT}
-	x := func(t time.Time) float64 {
-		return v.X0 + (v.X1-v.X0)*float64(t.Sub(t0))/float64(t1.Sub(t0))
+	fr.v = v
+	v.YLabel = "errors per 1000 requests, per " + stepText(step)
+	cohort, control, fp, top := plotRates(p.Points)
+	var yticks []float64
+	fr.ymax, yticks = niceScale(top)
+	for _, t := range yticks {
+		v.YTicks = append(v.YTicks, tick{Pos: round1(fr.y(t)), Label: FloatText(t)})
 	}
-	perStep := "minute"
+	for _, t := range timeTicks(fr.t0, fr.t1, 6) {
+		v.XTicks = append(v.XTicks, tick{Pos: round1(fr.x(t)), Label: t.UTC().Format("15:04")})
+	}
+	v.CohortLabel = cohortLabel(p)
+	v.ControlLabel = "control: every other wiki (train-served)"
+	v.Cohort = fr.series(p.Points, cohort, func(pt Point) int64 { return pt.CohortErrors }, func(pt Point) int64 { return pt.CohortRequests }, "cohort")
+	v.Control = fr.series(p.Points, control, func(pt Point) int64 { return pt.ControlErrors }, func(pt Point) int64 { return pt.ControlRequests }, "control")
+	if p.Fingerprint != "" {
+		s := fr.series(p.Points, fp, func(pt Point) int64 { return pt.FingerprintErrors }, func(pt Point) int64 { return pt.CohortRequests }, "this error on the cohort")
+		v.Fingerprint = &s
+	}
+	fr.markers(f, deploys)
+	return v
+}
+
+// plotFrame maps a plot's time and rates onto its plotting area, [t0, t1)
+// across and [0, ymax] up. It keeps the arithmetic of each coordinate in
+// one place so that every series and marker lands on the same scale.
+type plotFrame struct {
+	v      *PlotView
+	t0, t1 time.Time
+	step   time.Duration
+	ymax   float64
+}
+
+// x is the abscissa of time t.
+func (fr *plotFrame) x(t time.Time) float64 {
+	return fr.v.X0 + (fr.v.X1-fr.v.X0)*float64(t.Sub(fr.t0))/float64(fr.t1.Sub(fr.t0))
+}
+
+// y is the ordinate of rate r.
+func (fr *plotFrame) y(r float64) float64 { return fr.v.Y0 - (fr.v.Y0-fr.v.Y1)*r/fr.ymax }
+
+// mid is the middle of step i: a step's rate is drawn there, not at its start.
+func (fr *plotFrame) mid(i int) time.Time { return fr.t0.Add(time.Duration(i)*fr.step + fr.step/2) }
+
+// stepText names a step for the y axis: "minute" for the usual step.
+func stepText(step time.Duration) string {
 	if step != time.Minute {
-		perStep = DurText(step)
+		return DurText(step)
 	}
-	v.YLabel = "errors per 1000 requests, per " + perStep
-	cohort := make([]float64, n)
-	control := make([]float64, n)
-	fp := make([]float64, n)
-	top := 0.0
-	for i, pt := range p.Points {
+	return "minute"
+}
+
+// plotRates returns the cohort's, the control's and the fingerprint's
+// rates (NaN where a step has no requests) and the highest of them, which
+// the y axis must reach.
+func plotRates(points []Point) (cohort, control, fp []float64, top float64) {
+	n := len(points)
+	cohort = make([]float64, n)
+	control = make([]float64, n)
+	fp = make([]float64, n)
+	for i, pt := range points {
 		cohort[i] = rate(pt.CohortErrors, pt.CohortRequests)
 		control[i] = rate(pt.ControlErrors, pt.ControlRequests)
 		fp[i] = rate(pt.FingerprintErrors, pt.CohortRequests)
@@ -94,64 +145,64 @@ func layoutPlot(f Finding, deploys []Deploy) *PlotView {
 			}
 		}
 	}
-	ymax, yticks := niceScale(top)
-	y := func(r float64) float64 { return v.Y0 - (v.Y0-v.Y1)*r/ymax }
-	for _, t := range yticks {
-		v.YTicks = append(v.YTicks, tick{Pos: round1(y(t)), Label: FloatText(t)})
-	}
-	for _, t := range timeTicks(t0, t1, 6) {
-		v.XTicks = append(v.XTicks, tick{Pos: round1(x(t)), Label: t.UTC().Format("15:04")})
-	}
-	mid := func(i int) time.Time { return t0.Add(time.Duration(i)*step + step/2) }
+	return cohort, control, fp, top
+}
+
+// cohortLabel names the cohort for the legend: its first three wikis, and
+// how many more, so that a spillover over dozens of wikis stays one line.
+func cohortLabel(p *Plot) string {
 	who := strings.Join(p.Cohort[:min(3, len(p.Cohort))], ", ")
 	if len(p.Cohort) > 3 {
 		who += fmt.Sprintf(" and %d more", len(p.Cohort)-3)
 	}
-	v.CohortLabel = fmt.Sprintf("cohort: %s (%s-served)", who, p.CohortScope)
-	v.ControlLabel = "control: every other wiki (train-served)"
-	build := func(vals []float64, errs, reqs func(Point) int64, what string) series {
-		var s series
-		var path strings.Builder
-		pen := false
-		for i, r := range vals {
-			if math.IsNaN(r) {
-				pen = false
-				continue
-			}
-			px, py := round1(x(mid(i))), round1(y(r))
-			if pen {
-				fmt.Fprintf(&path, " L%g %g", px, py)
-			} else {
-				fmt.Fprintf(&path, " M%g %g", px, py)
-				pen = true
-			}
-			pt := p.Points[i]
-			s.Points = append(s.Points, dot{X: px, Y: py, Title: fmt.Sprintf("%s %s: %s errors in %s requests (%s per 1000)",
-				mid(i).Add(-step/2).UTC().Format("15:04"), what, Num(errs(pt)), Num(reqs(pt)), FloatText(r))})
+	return fmt.Sprintf("cohort: %s (%s-served)", who, p.CohortScope)
+}
+
+// series draws one line of the plot: a path broken where a step has no
+// requests (a gap is not a zero rate), and a dot per step whose title gives
+// its counts (errs and reqs read them from a point).
+func (fr *plotFrame) series(points []Point, vals []float64, errs, reqs func(Point) int64, what string) series {
+	var s series
+	var path strings.Builder
+	pen := false
+	for i, r := range vals {
+		if math.IsNaN(r) {
+			pen = false
+			continue
 		}
-		s.Path = strings.TrimSpace(path.String())
-		return s
+		px, py := round1(fr.x(fr.mid(i))), round1(fr.y(r))
+		if pen {
+			fmt.Fprintf(&path, " L%g %g", px, py)
+		} else {
+			fmt.Fprintf(&path, " M%g %g", px, py)
+			pen = true
+		}
+		pt := points[i]
+		s.Points = append(s.Points, dot{X: px, Y: py, Title: fmt.Sprintf("%s %s: %s errors in %s requests (%s per 1000)",
+			fr.mid(i).Add(-fr.step/2).UTC().Format("15:04"), what, Num(errs(pt)), Num(reqs(pt)), FloatText(r))})
 	}
-	v.Cohort = build(cohort, func(pt Point) int64 { return pt.CohortErrors }, func(pt Point) int64 { return pt.CohortRequests }, "cohort")
-	v.Control = build(control, func(pt Point) int64 { return pt.ControlErrors }, func(pt Point) int64 { return pt.ControlRequests }, "control")
-	if p.Fingerprint != "" {
-		s := build(fp, func(pt Point) int64 { return pt.FingerprintErrors }, func(pt Point) int64 { return pt.CohortRequests }, "this error on the cohort")
-		v.Fingerprint = &s
-	}
+	s.Path = strings.TrimSpace(path.String())
+	return s
+}
+
+// markers places the deploys, the estimated onset and the detection that
+// fall within the plot's time range; those outside are left out rather
+// than drawn on its edges.
+func (fr *plotFrame) markers(f Finding, deploys []Deploy) {
+	v, t0, t1 := fr.v, fr.t0, fr.t1
 	for _, dp := range deploys {
 		if dp.At.Before(t0) || !dp.At.Before(t1) {
 			continue
 		}
-		v.Markers = append(v.Markers, marker{X: round1(x(dp.At)), Class: "deploy-" + scopeClass(dp.Scope),
+		v.Markers = append(v.Markers, marker{X: round1(fr.x(dp.At)), Class: "deploy-" + scopeClass(dp.Scope),
 			Label: "deploy: " + DeployText(dp.Scope, dp.Group, dp.Version, dp.At)})
 	}
 	if !f.StartedAt.IsZero() && !f.StartedAt.Before(t0) && f.StartedAt.Before(t1) {
-		v.Onset = &marker{X: round1(x(f.StartedAt)), Class: "onset", Label: "estimated onset " + TimeText(f.StartedAt)}
+		v.Onset = &marker{X: round1(fr.x(f.StartedAt)), Class: "onset", Label: "estimated onset " + TimeText(f.StartedAt)}
 	}
 	if !f.DetectedAt.Before(t0) && f.DetectedAt.Before(t1) {
-		v.Detected = &marker{X: round1(x(f.DetectedAt)), Class: "detected", Label: "detected " + TimeText(f.DetectedAt)}
+		v.Detected = &marker{X: round1(fr.x(f.DetectedAt)), Class: "detected", Label: "detected " + TimeText(f.DetectedAt)}
 	}
-	return v
 }
 
 func scopeClass(scope string) string {

@@ -100,35 +100,16 @@ const (
 	levelError = 400
 )
 
-// decodeMediaWikiLog decodes an error-log record into ev and det. It is
-// long on purpose: it reads a dozen fields in a fixed order, the first
-// that fails deciding the rejection reason, and interns and classifies
-// only once every read has succeeded. Split into helpers it measured no
-// faster, and the new code placement moved the benchmarks of the other
-// formats (see json.go), so it is kept whole.
+// decodeMediaWikiLog decodes an error-log record: the error's event in
+// ev, and its detail in det. It reads the fields in a fixed order, the
+// first that fails deciding the rejection reason (mediaWikiChannel,
+// eventTime, wikiOf, mediaWikiDetail), and interns and classifies only once
+// every read has succeeded.
 func (d *Decoder) decodeMediaWikiLog(ev *event.Event, det *event.Detail, kt int64) error {
-	channel, err := d.nonEmpty(mwChannel)
+	channel, err := d.mediaWikiChannel()
 	if err != nil {
 		return err
 	}
-	if len(channel) == 0 {
-		// Not a MediaWiki log line (php-fpm slowlog, rsyslog's own lines).
-		return ErrSkip
-	}
-	// What scap and the alerts count: exceptions, PHP errors and fatals;
-	// plus the channels that report trouble with shared data.
-	errChannel := string(channel) == "exception" || string(channel) == "error" || string(channel) == "fatal"
-	if !errChannel && d.opts.Classifier.channelClass(channel) == event.SharedNone {
-		return ErrSkip
-	}
-	atError, err := d.mediaWikiAtError()
-	if err != nil {
-		return err
-	}
-	if !atError {
-		return ErrSkip
-	}
-
 	ns, err := d.eventTime(kt, mwAtTimestamp, mwTimestamp)
 	if err != nil {
 		return err
@@ -143,7 +124,69 @@ func (d *Decoder) decodeMediaWikiLog(ev *event.Event, det *event.Detail, kt int6
 	if err != nil {
 		return err
 	}
+	if err := d.mediaWikiDetail(det, channel); err != nil {
+		return err
+	}
+	namespace, err := d.nonEmpty(mwNamespace)
+	if err != nil {
+		return err
+	}
+	deployment, err := d.nonEmpty(mwDeployment)
+	if err != nil {
+		return err
+	}
+	release, err := d.nonEmpty(mwRelease)
+	if err != nil {
+		return err
+	}
+	pod, err := d.nonEmpty(mwPod)
+	if err != nil {
+		return err
+	}
 
+	ev.Time = ns
+	ev.Kind = event.KindError
+	ev.Wiki = wiki
+	ev.Scope, ev.Role, ev.Rollout = d.origin(det.Servergroup, namespace, deployment, release, pod)
+	if len(det.Version) > 0 {
+		ev.Version = d.versions.ID(det.Version)
+	}
+	ev.Shared, det.Frame = d.opts.Classifier.Classify(channel, det.File, det.Trace)
+	ev.Fingerprint = Fingerprint(det.Message, det.Class, det.File)
+	return nil
+}
+
+// mediaWikiChannel returns the record's channel if the record is counted,
+// else ErrSkip: what scap and the alerts count (exceptions, PHP errors and
+// fatals) and the channels that report trouble with shared data, at ERROR
+// or above.
+func (d *Decoder) mediaWikiChannel() ([]byte, error) {
+	channel, err := d.nonEmpty(mwChannel)
+	if err != nil {
+		return nil, err
+	}
+	if len(channel) == 0 {
+		// Not a MediaWiki log line (php-fpm slowlog, rsyslog's own lines).
+		return nil, ErrSkip
+	}
+	errChannel := string(channel) == "exception" || string(channel) == "error" || string(channel) == "fatal"
+	if !errChannel && d.opts.Classifier.channelClass(channel) == event.SharedNone {
+		return nil, ErrSkip
+	}
+	atError, err := d.mediaWikiAtError()
+	if err != nil {
+		return nil, err
+	}
+	if !atError {
+		return nil, ErrSkip
+	}
+	return channel, nil
+}
+
+// mediaWikiDetail fills det from the record's message, exception, version,
+// servergroup and request ID fields. A record without a message is
+// ErrMissingField.
+func (d *Decoder) mediaWikiDetail(det *event.Detail, channel []byte) error {
 	msg, err := d.nonEmpty(mwMessage)
 	if err != nil {
 		return err
@@ -179,22 +222,6 @@ func (d *Decoder) decodeMediaWikiLog(ev *event.Event, det *event.Detail, kt int6
 	if err != nil {
 		return err
 	}
-	namespace, err := d.nonEmpty(mwNamespace)
-	if err != nil {
-		return err
-	}
-	deployment, err := d.nonEmpty(mwDeployment)
-	if err != nil {
-		return err
-	}
-	release, err := d.nonEmpty(mwRelease)
-	if err != nil {
-		return err
-	}
-	pod, err := d.nonEmpty(mwPod)
-	if err != nil {
-		return err
-	}
 
 	if len(version) == 0 {
 		// php-wmerrors fatals log no mwversion; their paths carry it.
@@ -218,16 +245,6 @@ func (d *Decoder) decodeMediaWikiLog(ev *event.Event, det *event.Detail, kt int6
 	det.Version = version
 	det.Servergroup = servergroup
 	det.ReqID = reqID
-
-	ev.Time = ns
-	ev.Kind = event.KindError
-	ev.Wiki = wiki
-	ev.Scope, ev.Role, ev.Rollout = d.origin(servergroup, namespace, deployment, release, pod)
-	if len(version) > 0 {
-		ev.Version = d.versions.ID(version)
-	}
-	ev.Shared, det.Frame = d.opts.Classifier.Classify(channel, det.File, trace)
-	ev.Fingerprint = Fingerprint(det.Message, det.Class, det.File)
 	return nil
 }
 

@@ -56,7 +56,9 @@ func NewReplayNotifier(opts NotifierOptions, logger *slog.Logger, reg prometheus
 // finding that resolves during the replay stays firing here: the replayed
 // incident is happening now, until the replay ends.
 func (a *ReplayNotifier) Notify(changed, _ []detect.Finding) error {
-	if a == nil {
+	// Called after every evaluation; without a change there is nothing
+	// new to send, and the progress tick (Resend) keeps the rest alive.
+	if a == nil || len(changed) == 0 {
 		return nil
 	}
 	a.mu.Lock()

@@ -7,7 +7,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/event"
 )
@@ -27,6 +26,10 @@ type recordHandler struct {
 	// newest is the newest Kafka time read, Unix ns, not past notAfter (a
 	// producer whose clock runs fast must not pull the watermark along).
 	newest int64
+	// records and bytes read since the last publish: the topic's counters
+	// are shared by its partitions' goroutines, so they are added to once
+	// per fetch, not once per record.
+	records, bytes int
 }
 
 func newRecordHandler(dec *decode.Decoder, sink Sink, pm *partitionMetricsHandle, logger *slog.Logger) recordHandler {
@@ -37,7 +40,7 @@ func newRecordHandler(dec *decode.Decoder, sink Sink, pm *partitionMetricsHandle
 	return h
 }
 
-func (r *recordHandler) handle(msg *kafka.Message) {
+func (r *recordHandler) handle(msg *record) {
 	var kt int64 // 0: the record has no timestamp
 	if !msg.Time.IsZero() {
 		kt = msg.Time.UnixNano()
@@ -48,8 +51,8 @@ func (r *recordHandler) handle(msg *kafka.Message) {
 	if kt > r.newest && (r.notAfter == 0 || kt <= r.notAfter) {
 		r.newest = kt
 	}
-	r.pm.records.Inc()
-	r.pm.bytes.Add(float64(len(msg.Value)))
+	r.records++
+	r.bytes += len(msg.Value)
 	r.det = event.Detail{}
 	err := r.dec.Decode(msg.Value, msg.Time, &r.ev, &r.det)
 	switch {
@@ -66,8 +69,14 @@ func (r *recordHandler) handle(msg *kafka.Message) {
 	}
 }
 
-// publishNewest sets the topic's last-record gauge; once per fetch.
-func (r *recordHandler) publishNewest() {
+// publish adds the fetch's records and bytes to the topic's counters and
+// sets its last-record gauge; once per fetch.
+func (r *recordHandler) publish() {
+	if r.records > 0 {
+		r.pm.records.Add(float64(r.records))
+		r.pm.bytes.Add(float64(r.bytes))
+		r.records, r.bytes = 0, 0
+	}
 	if r.newest > 0 {
 		r.pm.observeNewest(r.newest)
 	}
@@ -75,7 +84,7 @@ func (r *recordHandler) publishNewest() {
 
 // sample logs a rejected record at most every 10 s per partition, quoted
 // and truncated: records carry user input.
-func (r *recordHandler) sample(msg *kafka.Message, err error) {
+func (r *recordHandler) sample(msg *record, err error) {
 	now := time.Now()
 	if now.Sub(r.lastSample) < 10*time.Second {
 		return

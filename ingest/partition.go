@@ -24,6 +24,8 @@ type partitionReader struct {
 	src  Source
 	part int
 	st   *partState
+	// reader reads each fetch's records into one reused buffer.
+	reader *batchReader
 
 	offset     int64 // next offset to read; -1 before the first seek
 	stopOffset int64 // with End: the high-water mark at the first fetch
@@ -39,7 +41,7 @@ func (c *Consumer) readPartition(ctx context.Context, s Source, st *partState) {
 	}
 	r := &partitionReader{
 		recordHandler: newRecordHandler(dec, c.opts.NewSink(), c.metrics.forTopic(s.Topic), c.logger.With("topic", s.Topic, "partition", part)),
-		c:             c, src: s, part: part, st: st,
+		c:             c, src: s, part: part, st: st, reader: newBatchReader(),
 		offset: -1, stopOffset: -1,
 	}
 	if r.timed != nil {
@@ -122,24 +124,24 @@ func (r *partitionReader) session(ctx context.Context) (done bool, err error) {
 		}
 		past := false
 		for {
-			msg, err := batch.ReadMessage()
+			rec, err := r.reader.next(batch, r.offset)
 			if err != nil {
 				break
 			}
-			r.offset = msg.Offset + 1
+			r.offset = rec.Offset + 1
 			if r.atOldest {
 				r.atOldest = false
-				r.checkOldest(msg.Time)
+				r.checkOldest(rec.Time)
 			}
-			if !r.c.opts.End.IsZero() && msg.Time.After(r.c.opts.End) {
+			if !r.c.opts.End.IsZero() && rec.Time.After(r.c.opts.End) {
 				past = true
 				break
 			}
-			r.handle(&msg)
+			r.handle(&rec)
 		}
 		berr := batch.Close()
 		r.sink.Flush()
-		r.publishNewest()
+		r.publish()
 		if hwm >= 0 {
 			r.pm.lag.Set(float64(max(hwm-r.offset, 0)))
 		}

@@ -66,15 +66,18 @@ func TestRunSmall(t *testing.T) {
 					r := rd.Results[i]
 					require.Equal(t, name, r.Name)
 					require.Equal(t, int64(records), r.Records, name)
-					if name == RunRaw || name == RunRawBuffered || name == RunFranzGo || name == RunClientFetch {
+					if name == RunFranzGo || name == RunClientFetch {
 						require.Equal(t, rep.Bytes, r.Bytes, "%s counts keys and values", name)
 					} else {
-						// The ingest counter counts values only; keys are 36-byte request ids.
+						// Batch.Read and the ingest counter count values only;
+						// keys are 36-byte request ids.
 						require.Equal(t, rep.Bytes-36*int64(records), r.Bytes, name)
 					}
 					require.Positive(t, r.Wall, name)
-					if name != RunFranzGo && name != RunClientFetch {
-						require.GreaterOrEqual(t, r.Mallocs, uint64(records), "%s: kafka-go copies each value", name)
+					if name != RunFranzGo && tc.child { // an in-process broker allocates per record
+						// Values are read into reused buffers: what allocates
+						// is per fetch, per step, per evaluation.
+						require.Less(t, r.Mallocs, uint64(records)/10, "%s: no allocation per record", name)
 					}
 					require.Equal(t, tc.child, r.BrokerCPU > 0, name)
 					if name == RunConsumer || name == RunPipeline || name == RunConsumerBuffered {

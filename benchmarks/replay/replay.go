@@ -4,20 +4,25 @@
 // 10-s bucket holds what it holds in production) into kfake once, then in
 // each round times, over the same records,
 //
-//	(a) raw: kafka-go Conn.ReadBatch over all partitions in parallel,
-//	    counting bytes and nothing else: the ceiling set by the client
-//	    library and the broker;
+//	(a) raw: kafka-go at its best over all partitions in parallel
+//	    (Conn.ReadBatch with 16-MiB fetches, Batch.Read into one reused
+//	    buffer: no allocation per record), counting records and bytes and
+//	    nothing else: the honest ceiling set by the client library and the
+//	    broker (ingestbench.ReadRaw);
 //	(b) replay: replay.Replay, the deterministic replay of `detector
 //	    replay` (decoders, merge by event time, window, detector), from the
 //	    first record to the last.
 //
-// It prints records/s of both and their ratio, so that machine noise
-// cancels (docs/design.md section 8), and extrapolates from the replay's rate
-// how long one simulated day of Wikimedia-scale access logs would take.
+// It prints records/s of both, their ratio (so that machine noise cancels,
+// docs/design.md section 8) and the replay's heap allocations per record,
+// checks them against the bars (ratio ≥ MinRatio, ≥ MinRate records/s),
+// and extrapolates from the replay's rate how long one simulated day of
+// Wikimedia-scale access logs would take. An untimed raw read comes first:
+// the broker's first read of freshly loaded data is slower than later ones.
 // The broker is best run in its own process (the command's default), so
 // that its CPU and allocations are not the client's. Run it with
 //
-//	go run ./benchmarks/replay/cmd/replaybench [--rounds=3]
+//	go run ./benchmarks/replay/cmd/replaybench [--rounds=3] [--records=3000000]
 package replaybench
 
 import (
@@ -41,6 +46,7 @@ import (
 
 	ingestbench "github.com/wikimedia/pretrain-detector/benchmarks/ingest"
 	"github.com/wikimedia/pretrain-detector/config"
+	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/replay"
 	"github.com/wikimedia/pretrain-detector/simulate"
 	"github.com/wikimedia/pretrain-detector/wikimap"
@@ -48,7 +54,7 @@ import (
 
 // Config says what to benchmark. Zero values take the defaults.
 type Config struct {
-	Records    int     // access-log records to load; default 1,000,000
+	Records    int     // access-log records to load; default 3,000,000
 	Partitions int     // of the topic; default 4
 	Rate       float64 // simulated train fleet's requests/s; default 20,000 (production)
 	Seed       int64
@@ -63,12 +69,16 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultRecords    = 1_000_000
+	DefaultRecords    = 3_000_000
 	DefaultPartitions = 4
 	DefaultRate       = 20_000.0
 	DefaultRounds     = 3
 	// ProductionRate is Wikimedia's request rate the day estimate is for.
 	ProductionRate = 20_000.0
+	// The bars: the replay's median records/s against the ceiling's, and
+	// on its own.
+	MinRatio = 0.6
+	MinRate  = 1_000_000.0
 )
 
 const topic = simulate.DefaultAccessLog
@@ -108,7 +118,11 @@ type Result struct {
 	Bytes   int64 // raw only: key and value bytes read
 	Events  int64 // replay only: events applied to the window
 	Wall    time.Duration
+	Mallocs uint64 // heap allocations of this process over the run
 }
+
+// AllocsPerRecord is heap allocations per record read.
+func (r Result) AllocsPerRecord() float64 { return float64(r.Mallocs) / float64(r.Records) }
 
 // PerSecond is records read per wall second.
 func (r Result) PerSecond() float64 { return float64(r.Records) / r.Wall.Seconds() }
@@ -195,6 +209,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Load = time.Since(start)
 	cfg.Logger.Info("Records loaded", "records", rep.Records, "bytes", rep.Bytes, "duration", rep.Load)
+	if _, err := raw(ctx, broker.Addrs()[0], cfg.Partitions); err != nil {
+		return nil, fmt.Errorf("warm-up read: %w", err)
+	}
 	for i := 1; i <= cfg.Rounds; i++ {
 		var rd Round
 		runtime.GC()
@@ -233,9 +250,10 @@ func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, r
 func raw(ctx context.Context, addr string, partitions int) (Result, error) {
 	def := config.Default().Kafka
 	bc := kafka.ReadBatchConfig{MinBytes: def.MinBytes, MaxBytes: def.MaxBytes, MaxWait: time.Duration(def.MaxWait)}
-	d := &kafka.Dialer{Timeout: 10 * time.Second}
+	d := ingest.NewDialer("replaybench", nil, nil) // the replay's own dialer
 	var records, bytes atomic.Int64
 	errs := make([]error, partitions)
+	m0 := mallocs()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for p := range partitions {
@@ -247,7 +265,8 @@ func raw(ctx context.Context, addr string, partitions int) (Result, error) {
 		})
 	}
 	wg.Wait()
-	return Result{Records: records.Load(), Bytes: bytes.Load(), Wall: time.Since(start)}, errors.Join(errs...)
+	wall := time.Since(start)
+	return Result{Records: records.Load(), Bytes: bytes.Load(), Wall: wall, Mallocs: mallocs() - m0}, errors.Join(errs...)
 }
 
 // replay runs replay.Replay over every loaded record: from the first to
@@ -274,13 +293,22 @@ func runReplay(ctx context.Context, addrs []string, wikis *wikimap.Map, rep *Rep
 		}
 		defer pprof.StopCPUProfile()
 	}
+	m0 := mallocs()
 	start := time.Now()
 	res, err := r.Run(ctx)
 	wall := time.Since(start)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Records: res.Records, Events: res.Events, Wall: wall}, nil
+	return Result{Records: res.Records, Events: res.Events, Wall: wall, Mallocs: mallocs() - m0}, nil
+}
+
+// mallocs is the process's heap allocations so far. ReadMemStats stops
+// the world, so it is read only at the ends of a run.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 // Write prints the report.
@@ -293,20 +321,17 @@ func (r *Report) Write(w io.Writer) error {
 	fmt.Fprintf(w, "replay benchmark: %d access-log records (%.0f MiB, %s of traffic at %.0f requests/s), %d partitions, GOMAXPROCS %d, kfake %s; loaded in %s\n\n",
 		r.Records, float64(r.Bytes)/(1<<20), span, r.Config.Rate, r.Config.Partitions, r.GOMAXPROCS, where, r.Load.Round(100*time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\traw records/s\traw µs/record\treplay records/s\treplay events/s\treplay µs/record\treplay/raw\t")
+	fmt.Fprintln(tw, "round\traw records/s\traw µs/record\treplay records/s\treplay events/s\treplay µs/record\treplay allocs/record\treplay/raw\t")
 	for i, rd := range r.Rounds {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t\n", i+1, rd.Raw.PerSecond(), micros(rd.Raw), rd.Replay.PerSecond(),
-			float64(rd.Replay.Events)/rd.Replay.Wall.Seconds(), micros(rd.Replay), rd.Ratio())
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.0f\t%.0f\t%.2f\t%.4f\t%.2f\t\n", i+1, rd.Raw.PerSecond(), micros(rd.Raw), rd.Replay.PerSecond(),
+			float64(rd.Replay.Events)/rd.Replay.Wall.Seconds(), micros(rd.Replay), rd.Replay.AllocsPerRecord(), rd.Ratio())
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	verdict := "meets"
-	if r.Ratio() < 0.8 {
-		verdict = "misses"
-	}
-	_, err := fmt.Fprintf(w, "\nmedian replay/raw: %.2f (%s the bar of 0.8)\none simulated day at %.0f requests/s (%.2f G records) replays in %s at the median %.0f records/s\n",
-		r.Ratio(), verdict, ProductionRate, r.DayRecords()/1e9, r.Day().Round(time.Minute), r.ReplayRate())
+	_, err := fmt.Fprintf(w, "\nmedian replay/raw: %.2f (%s the bar of %.1f)\nmedian replay records/s: %.0f (%s the bar of %.0f)\none simulated day at %.0f requests/s (%.2f G records) replays in %s at the median rate\n",
+		r.Ratio(), meets(r.Ratio() >= MinRatio), MinRatio, r.ReplayRate(), meets(r.ReplayRate() >= MinRate), MinRate,
+		ProductionRate, r.DayRecords()/1e9, r.Day().Round(time.Minute))
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
@@ -321,3 +346,10 @@ func profilePath(prefix string, round int) string {
 }
 
 func micros(r Result) float64 { return r.Wall.Seconds() * 1e6 / float64(r.Records) }
+
+func meets(ok bool) string {
+	if ok {
+		return "meets"
+	}
+	return "misses"
+}

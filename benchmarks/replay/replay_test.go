@@ -29,7 +29,7 @@ func TestRunSmall(t *testing.T) {
 
 	var b bytes.Buffer
 	require.NoError(t, rep.Write(&b))
-	for _, s := range []string{"replay/raw", "median replay/raw", "one simulated day at 20000 requests/s"} {
+	for _, s := range []string{"replay/raw", "median replay/raw", "replay allocs/record", "median replay records/s", "one simulated day at 20000 requests/s"} {
 		require.Contains(t, b.String(), s)
 	}
 }

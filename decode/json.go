@@ -394,13 +394,34 @@ func scanNumber(data []byte, i int) (int, error) {
 // with vector instructions.
 func (d *Decoder) scanStr(i int) (end int, escaped bool, err error) {
 	if d.clean {
-		j := bytes.IndexByte(d.data[i:], '"')
+		// Most keys and values are short: look at the first 16 bytes
+		// here, a word at a time, before paying for a call.
+		data := d.data
+		if i+16 <= len(data) {
+			w := data[i : i+16 : i+16]
+			if m := hasQuote(binary.LittleEndian.Uint64(w[0:8])); m != 0 {
+				return i + bits.TrailingZeros64(m)>>3, false, nil
+			}
+			if m := hasQuote(binary.LittleEndian.Uint64(w[8:16])); m != 0 {
+				return i + 8 + bits.TrailingZeros64(m)>>3, false, nil
+			}
+			i += 16
+		}
+		j := bytes.IndexByte(data[i:], '"')
 		if j < 0 {
 			return 0, false, ErrInvalidJSON
 		}
 		return i + j, false, nil
 	}
 	return scanString(d.data, i)
+}
+
+// hasQuote sets the high bit of each byte of x that is a quote; in a
+// plain-ASCII word (below 0x80) there are no false positives, so the
+// lowest set bit is the first quote.
+func hasQuote(x uint64) uint64 {
+	q := x ^ (swarOnes * '"')
+	return (q - swarOnes) &^ q & swarHigh
 }
 
 // plainASCII says whether b holds only printable ASCII and no backslash.

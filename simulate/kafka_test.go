@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -18,22 +19,41 @@ func TestKafkaSink(t *testing.T) {
 	defer c.Close()
 
 	for _, tc := range []struct {
-		name  string
-		async bool
-	}{{"sync", false}, {"async", true}} {
+		name        string
+		async       bool
+		producer    bool
+		compression compress.Compression
+		maxInflight int64
+	}{
+		{name: "sync"},
+		{name: "async", async: true},
+		{name: "producer", producer: true, compression: DefaultProducerCompression},
+		// A small bound: the Sink waits for the broker on most batches.
+		{name: "producer-uncompressed-bounded", producer: true, maxInflight: 64 << 10},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Read from where the topics end now, so the subtests do not see
 			// each other's records.
 			starts := endOffsets(t, c.ListenAddrs()[0], topics)
 			transport := &kafka.Transport{}
 			defer transport.CloseIdleConnections()
-			w := &kafka.Writer{
-				Addr: kafka.TCP(c.ListenAddrs()...), Transport: transport, Balancer: &kafka.Hash{},
-				BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Async: tc.async,
-				// With kafka-go's default RequireNone nothing waits for the
-				// broker, so requests on different connections may land out
-				// of order.
-				RequiredAcks: kafka.RequireAll,
+			var sink Sink
+			var flush func() error
+			if tc.producer {
+				p, err := NewProducer(ProducerOptions{Brokers: c.ListenAddrs(), Compression: tc.compression,
+					MaxInflight: tc.maxInflight, Transport: transport})
+				require.NoError(t, err)
+				sink, flush = p.Sink(), p.Close
+			} else {
+				w := &kafka.Writer{
+					Addr: kafka.TCP(c.ListenAddrs()...), Transport: transport, Balancer: &kafka.Hash{},
+					BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Async: tc.async,
+					// With kafka-go's default RequireNone nothing waits for the
+					// broker, so requests on different connections may land out
+					// of order.
+					RequiredAcks: kafka.RequireAll,
+				}
+				sink, flush = KafkaSink(w), w.Close // Close flushes an Async writer
 			}
 			// fleet-db-incident puts errors on both DC topics; a low rate keeps
 			// the two hours small.
@@ -47,9 +67,9 @@ func TestKafkaSink(t *testing.T) {
 					return sink(ctx, batch)
 				}
 			}
-			_, err := Run(context.Background(), cfg, testMap(t), tee(KafkaSink(w)))
+			_, err := Run(context.Background(), cfg, testMap(t), tee(sink))
 			require.NoError(t, err)
-			require.NoError(t, w.Close()) // flushes an Async writer
+			require.NoError(t, flush())
 			perTopic := map[string]int{}
 			for _, r := range want {
 				perTopic[r.Topic]++
@@ -114,4 +134,24 @@ func endOffsets(t *testing.T, addr string, topics []string) map[string][]int64 {
 		}
 	}
 	return out
+}
+
+// TestProducerReportsWriteErrors: a record the Writer refuses (above the
+// broker's message.max.bytes) is an error of that Sink call, of every later
+// one and of Close.
+func TestProducerReportsWriteErrors(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	require.NoError(t, err)
+	defer c.Close()
+	p, err := NewProducer(ProducerOptions{Brokers: c.ListenAddrs()})
+	require.NoError(t, err)
+	sink := p.Sink()
+	ctx := context.Background()
+	require.NoError(t, sink(ctx, []Record{{Topic: "t", Key: []byte("k"), Value: []byte("{}"), Time: time.Now()}}))
+	big := make([]byte, 2<<20)
+	err = sink(ctx, []Record{{Topic: "t", Key: []byte("k"), Value: big, Time: time.Now()}})
+	require.ErrorContains(t, err, "writing 1 records to kafka")
+	require.ErrorIs(t, sink(ctx, []Record{{Topic: "t", Value: []byte("{}")}}), err, "the first error stays")
+	require.ErrorIs(t, p.Close(), err)
+	require.Equal(t, int64(1), p.Written())
 }

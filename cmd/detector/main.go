@@ -19,6 +19,8 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/wikimedia/pretrain-detector/simulate"
 )
 
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -175,4 +177,6 @@ func (o *simulateOptions) addFlags(cmd *kingpin.CmdClause) {
 	cmd.Flag("rate", "Train-fleet requests per simulated second; 0 = default.").Default("0").Float64Var(&o.rate)
 	cmd.Flag("truth", "Write the scenario's ground truth (JSON) to this file.").StringVar(&o.truth)
 	cmd.Flag("create-topics", "Create missing topics with this many partitions (0 = do not).").Default("4").IntVar(&o.partitions)
+	cmd.Flag("compression", "Compression of the record batches written: none, gzip, snappy, lz4 or zstd.").
+		Default(simulate.DefaultProducerCompression.String()).EnumVar(&o.compression, "none", "gzip", "snappy", "lz4", "zstd")
 }

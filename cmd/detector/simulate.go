@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
 
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/decode"
@@ -20,17 +21,18 @@ import (
 )
 
 type simulateOptions struct {
-	common     commonOptions
-	brokers    []string
-	scenario   string
-	list       bool
-	seed       int64
-	speed      float64
-	duration   time.Duration
-	start      string
-	rate       float64
-	truth      string
-	partitions int
+	common      commonOptions
+	brokers     []string
+	scenario    string
+	list        bool
+	seed        int64
+	speed       float64
+	duration    time.Duration
+	start       string
+	rate        float64
+	truth       string
+	partitions  int
+	compression string
 }
 
 // runSimulate is `detector simulate`: realistic traffic into any Kafka.
@@ -64,25 +66,31 @@ func runSimulate(ctx context.Context, o simulateOptions) error {
 	if err := ensureTopics(ctx, brokers, topics, o.partitions); err != nil {
 		return err
 	}
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections() // Writer.Close leaves them open
-	w := &kafka.Writer{
-		Addr: kafka.TCP(brokers...), Transport: tr, Balancer: &kafka.Hash{},
-		BatchSize: 1000, BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne,
+	codec, err := compressionOf(o.compression)
+	if err != nil {
+		return err
 	}
-	defer func() { _ = w.Close() }()
+	p, err := simulate.NewProducer(simulate.ProducerOptions{Brokers: brokers, Compression: codec})
+	if err != nil {
+		return err
+	}
 	var n int
-	sink := simulate.KafkaSink(w)
+	sink := p.Sink()
 	counted := func(ctx context.Context, batch []simulate.Record) error {
 		n += len(batch)
 		return sink(ctx, batch)
 	}
 	start := time.Now()
 	o.common.logger.Info("Simulating", "scenario", gt.Scenario, "seed", gt.Seed, "from", gt.Start, "to", gt.End, "speed", o.speed)
-	if _, err := simulate.Run(ctx, cfg, wikis, counted); err != nil {
+	_, err = simulate.Run(ctx, cfg, wikis, counted)
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	o.common.logger.Info("Simulation done", "records", n, "seconds", time.Since(start).Seconds())
+	secs := time.Since(start).Seconds()
+	o.common.logger.Info("Simulation done", "records", n, "seconds", secs, "records_per_second", int64(float64(n)/secs))
 	if o.truth != "" {
 		b, err := json.MarshalIndent(gt, "", "  ")
 		if err != nil {
@@ -149,4 +157,16 @@ func simTopics() simulate.Topics {
 		}
 	}
 	return t
+}
+
+// compressionOf maps --compression to kafka-go's codec; "none" is 0.
+func compressionOf(name string) (compress.Compression, error) {
+	if name == "none" {
+		return 0, nil
+	}
+	var c compress.Compression
+	if err := c.UnmarshalText([]byte(name)); err != nil {
+		return 0, fmt.Errorf("--compression: %w", err)
+	}
+	return c, nil
 }

@@ -3,9 +3,10 @@
 // simulator's, in the real wire format) into kfake once, then in one run
 // times, over the same records,
 //
-//	(a) raw: kafka-go Conn.ReadBatch over all partitions in parallel,
-//	    counting bytes and nothing else: the ceiling set by the client
-//	    library and the broker;
+//	(a) raw: kafka-go at its best over all partitions in parallel
+//	    (Conn.ReadBatch, 16-MiB fetches, Batch.Read into one reused
+//	    buffer; see ReadRaw), counting records and bytes and nothing
+//	    else: the ceiling set by the client library and the broker;
 //	(b) consumer: ingest.Consumer with the real decoders and a sink that
 //	    only counts;
 //	(c) pipeline: pipeline.New/Run through a real window.Store and
@@ -16,7 +17,8 @@
 // machine noise cancels (docs/design.md section 8), plus wall and client-CPU
 // µs/msg, allocs/msg and GC counts. Optional runs repeat (a) and (b) with a
 // large read buffer under kafka-go's connection (bufConn) and consume with
-// franz-go (franzStage), to show what the client library costs. The broker should run in its own process (Child):
+// franz-go (franzStage), to show what the client library costs. The broker
+// should run in its own process (Child):
 // on the 2-core machine an in-process kfake takes CPU and allocations that
 // would be charged to the client. Run it with
 //

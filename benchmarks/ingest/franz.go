@@ -10,9 +10,8 @@ import (
 // franzStage is an optional second raw baseline: franz-go's PollFetches
 // over the same partitions, counting bytes. franz-go decodes a fetch in
 // place (records point into slabs, about 0.01 allocations per record) and
-// reads whole responses, where kafka-go copies each key and value and
-// reads the socket 4 KiB at a time: it shows how much of (a)'s cost is the
-// client library's.
+// reads whole responses: it shows how much of (a)'s cost is the client
+// library's.
 type franzStage struct {
 	e              *env
 	cl             *kgo.Client

@@ -27,7 +27,9 @@ import (
 // version and TestBatchReaderMatchesReadMessage reads the same fetches
 // both ways (several record batches per fetch, a fetch starting inside a
 // record batch, compressed batches, headers, null values): a kafka-go
-// release that changes the method fails that test, never silently.
+// release that changes the method fails that test, never silently. A
+// response cut by MaxBytes (which kfake never sends) is tested on the
+// callbacks (TestBatchReaderCut).
 
 //go:linkname batchReadMessage github.com/segmentio/kafka-go.(*Batch).readMessage
 func batchReadMessage(b *kafka.Batch, key, val func(*bufio.Reader, int, int) (int, error)) (offset, timestamp int64, headers []kafka.Header, err error)
@@ -45,7 +47,7 @@ var errShortRead error
 type record struct {
 	Offset int64
 	Time   time.Time // zero when the record has none
-	Value  []byte    // nil for a null value
+	Value  []byte    // nil for a null or empty value, as Message.Value
 }
 
 // batchReader reads records from Batches into one reused value buffer. One
@@ -71,7 +73,7 @@ func newBatchReader() *batchReader {
 		return discard(r, size, n)
 	}
 	br.intoBuf = func(r *bufio.Reader, size, n int) (int, error) {
-		if n < 0 {
+		if n <= 0 { // null, or empty: ReadMessage gives nil for both
 			br.null = true
 			return size, nil
 		}
@@ -90,7 +92,18 @@ func newBatchReader() *batchReader {
 	return br
 }
 
+// discard skips n bytes of the size left in the response, as kafka-go's
+// discardN: a key cut by the end of the response ends the Batch at the cut
+// (errShortRead) instead of reading past the response, which would wait
+// for bytes that never come until the fetch's deadline.
 func discard(r *bufio.Reader, size, n int) (int, error) {
+	if n > size {
+		d, err := r.Discard(size)
+		if err == nil {
+			err = errShortRead
+		}
+		return size - d, err
+	}
 	d, err := r.Discard(n)
 	return size - d, err
 }

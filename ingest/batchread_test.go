@@ -101,16 +101,29 @@ func TestBatchReaderMatchesReadMessage(t *testing.T) {
 	}
 }
 
-// TestBatchReaderCutValue: a value cut by the end of the response ends the
-// batch with kafka-go's own sentinel, which its Batch treats as the cut.
-func TestBatchReaderCutValue(t *testing.T) {
+// TestBatchReaderCut: a key or a value cut by the end of the response ends
+// the batch with kafka-go's own sentinel, which its Batch treats as the cut,
+// and never reads past the response.
+func TestBatchReaderCut(t *testing.T) {
 	require.EqualError(t, errShortRead, "not enough bytes available to load the response")
 	br := newBatchReader()
-	rem, err := br.intoBuf(bufio.NewReader(strings.NewReader("0123456789")), 10, 20)
+	resp := func() *bufio.Reader { return bufio.NewReader(strings.NewReader("0123456789")) }
+
+	rem, err := br.intoBuf(resp(), 10, 20)
 	require.Same(t, errShortRead, err)
 	require.Equal(t, 10, rem)
-	rem, err = br.intoBuf(bufio.NewReader(strings.NewReader("0123456789")), 10, 4)
+	rem, err = br.intoBuf(resp(), 10, 4)
 	require.NoError(t, err)
 	require.Equal(t, 6, rem)
 	require.Equal(t, "0123", string(br.buf))
+
+	r := resp()
+	rem, err = br.skipKey(r, 6, 20) // 6 bytes of the response left, a 20-byte key
+	require.Same(t, errShortRead, err)
+	require.Equal(t, 0, rem)
+	rest, _ := io.ReadAll(r)
+	require.Equal(t, "6789", string(rest), "not a byte past the response")
+	rem, err = br.skipKey(resp(), 10, 4)
+	require.NoError(t, err)
+	require.Equal(t, 6, rem)
 }

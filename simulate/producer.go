@@ -24,11 +24,18 @@ import (
 // partition holds its records in the order they were simulated, and in the
 // same partitions as with KafkaSink (kafka.Hash of the key).
 //
-// One Writer: kafka-go compresses on its connection's goroutine, so a
-// second Writer (connection) per half of the partitions could compress on
-// the second core; measured, it was slower (207k against 223–256k
-// records/s with lz4), as the broker, in the same two cores, then works
-// more per record.
+// One Writer: kafka-go already sends the batches of different partitions
+// concurrently, each request on a connection of its own, and compresses
+// on that connection's goroutine; a partition's batches go one request at
+// a time. A second Writer per half of the partitions measured slower (207k
+// against 223–256k records/s with lz4).
+//
+// A batch's buffer is reused once the broker has acknowledged every record
+// in it (Completion). kafka-go calls Completion after its last attempt; a
+// request that timed out while still being encoded and then succeeded on
+// retry could, in principle, still be reading the buffer. That takes a
+// goroutine starved for the whole write timeout (10 s); so does the
+// reordering a retry can cause without idempotent writes.
 type Producer struct {
 	opts ProducerOptions
 	w    *kafka.Writer
@@ -174,6 +181,9 @@ func (p *Producer) Sink() Sink {
 				Key: a.buf[k:v:v], Value: a.buf[v:len(a.buf):len(a.buf)]}
 			if r.Key == nil {
 				m.Key = nil
+			}
+			if r.Value == nil {
+				m.Value = nil
 			}
 			msgs = append(msgs, m)
 		}

@@ -174,7 +174,7 @@ const defaultDialTimeout = 10 * time.Second
 type Result struct {
 	Name     string
 	Records  int64 // Kafka records read
-	Bytes    int64 // key and value bytes read
+	Bytes    int64 // value bytes read (franz-go and Client.Fetch: key and value)
 	Events   int64 // records decoded into events (raw: Records)
 	Skipped  int64 // well-formed records not counted (consumer, pipeline)
 	Rejected int64 // malformed records (consumer, pipeline)

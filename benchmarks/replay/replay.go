@@ -115,7 +115,7 @@ func (c Config) withDefaults() (Config, error) {
 // Result is one timed run.
 type Result struct {
 	Records int64 // Kafka records read
-	Bytes   int64 // raw only: key and value bytes read
+	Bytes   int64 // raw only: value bytes read
 	Events  int64 // replay only: events applied to the window
 	Wall    time.Duration
 	Mallocs uint64 // heap allocations of this process over the run

@@ -53,19 +53,23 @@ type record struct {
 // batchReader reads records from Batches into one reused value buffer. One
 // per partition reader; not safe for concurrent use.
 type batchReader struct {
-	buf      []byte
-	null     bool
-	skipKey  func(*bufio.Reader, int, int) (int, error)
-	intoBuf  func(*bufio.Reader, int, int) (int, error)
-	maxValue int // the buffer shrinks back below this after a larger value
+	buf     []byte
+	null    bool
+	skipKey func(*bufio.Reader, int, int) (int, error)
+	intoBuf func(*bufio.Reader, int, int) (int, error)
 }
 
-// initialBatchBuffer fits every access-log and MediaWiki record of
-// ordinary size; a larger value grows the buffer.
-const initialBatchBuffer = 64 << 10
+const (
+	// initialBatchBuffer fits every access-log and MediaWiki record of
+	// ordinary size; a larger value grows the buffer.
+	initialBatchBuffer = 64 << 10
+	// maxKeptBuffer: after a value larger than this, the buffer shrinks
+	// back to initialBatchBuffer.
+	maxKeptBuffer = 4 << 20
+)
 
 func newBatchReader() *batchReader {
-	br := &batchReader{buf: make([]byte, 0, initialBatchBuffer), maxValue: 4 << 20}
+	br := &batchReader{buf: make([]byte, 0, initialBatchBuffer)}
 	br.skipKey = func(r *bufio.Reader, size, n int) (int, error) {
 		if n < 0 {
 			return size, nil
@@ -113,7 +117,7 @@ func discard(r *bufio.Reader, size, n int) (int, error) {
 // for; those records are skipped, as Batch.ReadMessage skips them). Its
 // errors are the Batch's: io.EOF at its end.
 func (br *batchReader) next(b *kafka.Batch, from int64) (record, error) {
-	if cap(br.buf) > br.maxValue {
+	if cap(br.buf) > maxKeptBuffer {
 		br.buf = make([]byte, 0, initialBatchBuffer)
 	}
 	for {

@@ -14,15 +14,11 @@ func (s *Store) FingerprintCount(fp uint64, w wikimap.ID, sc event.Scope, from, 
 	if !s.validKey(w, sc) {
 		return 0
 	}
-	lo, hi, ok := s.ring()
-	if !ok {
-		return 0
-	}
-	b0, b1 := s.span(from, to)
+	b0, b1 := s.inRing(s.span(from, to))
 	var n int64
 	sh := s.shardOf(w)
 	sh.mu.RLock()
-	for b := max(b0, lo); b < min(b1, hi+1); b++ {
+	for b := b0; b < b1; b++ {
 		n += int64(sh.wikiCount(fpKey{fp: fp, bucket: b, sub: uint16(w), scope: sc}))
 	}
 	sh.mu.RUnlock()
@@ -37,13 +33,10 @@ func (s *Store) FingerprintSeries(fp uint64, w wikimap.ID, sc event.Scope, from,
 	if !s.validKey(w, sc) {
 		return dst
 	}
-	lo, hi, ok := s.ring()
-	if !ok {
-		return dst
-	}
+	r0, r1 := s.inRing(b0, b1)
 	sh := s.shardOf(w)
 	sh.mu.RLock()
-	for b := max(b0, lo); b < min(b1, hi+1); b++ {
+	for b := r0; b < r1; b++ {
 		dst[b-b0] = int64(sh.wikiCount(fpKey{fp: fp, bucket: b, sub: uint16(w), scope: sc}))
 	}
 	sh.mu.RUnlock()
@@ -72,12 +65,7 @@ func (s *Store) fingerprintAll(fp uint64, sc event.Scope, from, to int64) (count
 	if sc >= event.NumScopes {
 		return 0, 0
 	}
-	lo, hi, ok := s.ring()
-	if !ok {
-		return 0, 0
-	}
-	b0, b1 := s.span(from, to)
-	b0, b1 = max(b0, lo), min(b1, hi+1)
+	b0, b1 := s.inRing(s.span(from, to))
 	for _, sh := range s.shards {
 		sh.mu.RLock()
 		for b := b0; b < b1; b++ {
@@ -98,12 +86,7 @@ func (s *Store) FingerprintSection(fp uint64, sect int, sc event.Scope, from, to
 	if sc >= event.NumScopes || sect < 0 || sect >= maxSections {
 		return 0
 	}
-	lo, hi, ok := s.ring()
-	if !ok {
-		return 0
-	}
-	b0, b1 := s.span(from, to)
-	b0, b1 = max(b0, lo), min(b1, hi+1)
+	b0, b1 := s.inRing(s.span(from, to))
 	var n int64
 	for _, sh := range s.shards {
 		sh.mu.RLock()

@@ -48,6 +48,16 @@ func (s *Store) ring() (lo, hi int64, ok bool) {
 	return hi - s.slots + 1, hi, true
 }
 
+// inRing clamps the buckets [b0, b1) to those the ring holds: an empty
+// range (b0 ≥ b1) before the first event.
+func (s *Store) inRing(b0, b1 int64) (int64, int64) {
+	lo, hi, ok := s.ring()
+	if !ok {
+		return b0, b0
+	}
+	return max(b0, lo), min(b1, hi+1)
+}
+
 // span converts the time range [from, to) to the bucket numbers [b0, b1)
 // whose start lies in it.
 func (s *Store) span(from, to int64) (b0, b1 int64) {
@@ -73,12 +83,7 @@ func (s *Store) Sum(w wikimap.ID, sc event.Scope, from, to int64) Counts {
 	if !s.validKey(w, sc) {
 		return c
 	}
-	lo, hi, ok := s.ring()
-	if !ok {
-		return c
-	}
-	b0, b1 := s.span(from, to)
-	b0, b1 = max(b0, lo), min(b1, hi+1)
+	b0, b1 := s.inRing(s.span(from, to))
 	if b0 >= b1 {
 		return c
 	}
@@ -98,13 +103,10 @@ func (s *Store) Series(w wikimap.ID, sc event.Scope, from, to int64, dst []Count
 	if !s.validKey(w, sc) {
 		return dst
 	}
-	lo, hi, ok := s.ring()
-	if !ok {
-		return dst
-	}
+	r0, r1 := s.inRing(b0, b1)
 	sh := s.shardOf(w)
 	sh.mu.RLock()
-	for b := max(b0, lo); b < min(b1, hi+1); b++ {
+	for b := r0; b < r1; b++ {
 		sh.sum(w, sc, b, b+1, &dst[b-b0])
 	}
 	sh.mu.RUnlock()
@@ -118,12 +120,7 @@ func (s *Store) SumWikis(sc event.Scope, from, to int64, dst []Counts) []Counts 
 	if sc >= event.NumScopes {
 		return dst
 	}
-	lo, hi, ok := s.ring()
-	if !ok {
-		return dst
-	}
-	b0, b1 := s.span(from, to)
-	b0, b1 = max(b0, lo), min(b1, hi+1)
+	b0, b1 := s.inRing(s.span(from, to))
 	if b0 >= b1 {
 		return dst
 	}

@@ -110,15 +110,23 @@ func newNotifier(o runOptions, cfg config.Config, reg prometheus.Registerer, log
 	if o.resendDelay > 0 {
 		resend = o.resendDelay
 	}
-	n, err := alert.NewNotifier(alert.NotifierOptions{
-		URLs: splitList(o.alertmanagers), Sets: alertmanagerSets(cfg), ResendDelay: resend, ExternalURL: o.externalURL,
-		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
-		ExtraLabels: cfg.Alerting.Labels(),
-	}, logger.With("component", "notifier"), reg)
+	opts := notifierOptions(cfg, splitList(o.alertmanagers), alertmanagerSets(cfg))
+	opts.ResendDelay, opts.ExternalURL = resend, o.externalURL
+	n, err := alert.NewNotifier(opts, logger.With("component", "notifier"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager: %w", err)
 	}
 	return n, nil
+}
+
+// notifierOptions are the notifier options run and replay both take from
+// the configuration: where to send, and what every alert carries.
+func notifierOptions(cfg config.Config, urls []string, sets []alert.AlertmanagerSet) alert.NotifierOptions {
+	return alert.NotifierOptions{
+		URLs: urls, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
+		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
+		ExtraLabels: cfg.Alerting.Labels(),
+	}
 }
 
 // newPipeline builds the pipeline with its outputs, both fed from its

@@ -159,11 +159,7 @@ func (o replayOptions) timeRange(now time.Time) (from, to time.Time, err error) 
 // alerting.alertmanagers[] set that lists it (replayTargets).
 func newReplayNotifier(cfg config.Config, urls []string, logger *slog.Logger, reg prometheus.Registerer) (*alert.ReplayNotifier, error) {
 	plain, sets := replayTargets(cfg, urls)
-	n, err := alert.NewReplayNotifier(alert.NotifierOptions{
-		URLs: plain, Sets: sets, ResendDelay: time.Duration(cfg.Alerting.ResendDelay),
-		RunbookURL: cfg.Alerting.RunbookURL, DashboardURL: cfg.Alerting.DashboardURL,
-		ExtraLabels: cfg.Alerting.Labels(),
-	}, logger.With("component", "notifier"), reg)
+	n, err := alert.NewReplayNotifier(notifierOptions(cfg, plain, sets), logger.With("component", "notifier"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager: %w", err)
 	}

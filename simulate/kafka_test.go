@@ -155,3 +155,18 @@ func TestProducerReportsWriteErrors(t *testing.T) {
 	require.ErrorIs(t, p.Close(), err)
 	require.Equal(t, int64(1), p.Written())
 }
+
+// TestParseCompression: every name the flags offer maps to a codec whose
+// name is the same again; anything else is refused with the choices.
+func TestParseCompression(t *testing.T) {
+	for _, name := range Compressions {
+		c, err := ParseCompression(name)
+		require.NoError(t, err, name)
+		require.Equal(t, name, CompressionName(c))
+	}
+	c, err := ParseCompression("none")
+	require.NoError(t, err)
+	require.Zero(t, c)
+	_, err = ParseCompression("brotli")
+	require.ErrorContains(t, err, `compression "brotli": want one of [none gzip snappy lz4 zstd]`)
+}

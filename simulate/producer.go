@@ -66,6 +66,30 @@ type ProducerOptions struct {
 	Transport kafka.RoundTripper
 }
 
+// Compressions are the names ParseCompression takes, as the flags offer them.
+var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+// ParseCompression maps a compression name (one of Compressions) to
+// kafka-go's codec; "none" is zero.
+func ParseCompression(name string) (compress.Compression, error) {
+	if name == "none" {
+		return 0, nil
+	}
+	var c compress.Compression
+	if err := c.UnmarshalText([]byte(name)); err != nil {
+		return 0, fmt.Errorf("compression %q: want one of %v", name, Compressions)
+	}
+	return c, nil
+}
+
+// CompressionName is ParseCompression's inverse: c's name, "none" for zero.
+func CompressionName(c compress.Compression) string {
+	if c == 0 {
+		return "none"
+	}
+	return c.String()
+}
+
 // Producer defaults.
 const (
 	DefaultProducerCompression = compress.Snappy

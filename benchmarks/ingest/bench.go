@@ -48,6 +48,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
 
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/decode"
@@ -73,6 +74,8 @@ type Config struct {
 	Rate float64
 	// Seed of the simulator.
 	Seed int64
+	// Compression of the loaded record batches. Default none.
+	Compression compress.Compression
 	// Rounds repeats (a), (b), (c) over the same loaded records. Default 1.
 	Rounds int
 	// Topic is the access-log topic name. Default mediawiki.httpd.accesslog.
@@ -333,23 +336,38 @@ type Loaded struct {
 	From, To       time.Time // event times of the first and last record
 }
 
-// LoadAccessLogs writes records access-log records of the simulator's
-// "quiet" scenario at rate requests/s into topic, keyed by request id (as
-// the simulator keys them) and timestamped with their event time. The
+// LoadOptions says what LoadAccessLogs writes where.
+type LoadOptions struct {
+	Addrs   []string
+	Topic   string
+	Records int     // access-log records to write
+	Rate    float64 // the simulated train fleet's requests/s
+	Seed    int64
+	Wikis   *wikimap.Map
+	// Compression of the record batches (zero: none). Wikimedia's
+	// producers compress; uncompressed records cost the broker and the
+	// loopback more per record and the client less (README, Performance).
+	Compression compress.Compression
+}
+
+// LoadAccessLogs writes o.Records access-log records of the simulator's
+// "quiet" scenario at o.Rate requests/s into o.Topic, keyed by request id
+// (as the simulator keys them) and timestamped with their event time. The
 // ingest and replay benchmarks load their brokers with it.
-func LoadAccessLogs(ctx context.Context, addrs []string, topic string, records int, rate float64, seed int64, wikis *wikimap.Map) (Loaded, error) {
+func LoadAccessLogs(ctx context.Context, o LoadOptions) (Loaded, error) {
 	var l Loaded
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections() // Writer.Close leaves its Transport's connections open
 	w := &kafka.Writer{
-		Addr: kafka.TCP(addrs...), Topic: topic, Transport: tr, Balancer: &kafka.Hash{},
+		Addr: kafka.TCP(o.Addrs...), Topic: o.Topic, Transport: tr, Balancer: &kafka.Hash{},
 		BatchSize: 10000, BatchBytes: 1 << 20, // kfake's default message.max.bytes
-		BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne,
+		BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne, Compression: o.Compression,
 	}
+	records, wikis := o.Records, o.Wikis
 	// The daily cycle is near its mean at the scenario's noon start; twice
 	// the expected span leaves room, and the sink stops early.
-	span := time.Duration(2*float64(records)/rate*float64(time.Second)) + time.Minute
-	sim := simulate.Config{Scenario: "quiet", Seed: seed, Rate: rate, Duration: span, BatchSize: 10000}
+	span := time.Duration(2*float64(records)/o.Rate*float64(time.Second)) + time.Minute
+	sim := simulate.Config{Scenario: "quiet", Seed: o.Seed, Rate: o.Rate, Duration: span, BatchSize: 10000}
 	msgs := make([]kafka.Message, 0, sim.BatchSize)
 	n := 0
 	_, err := simulate.Run(ctx, sim, wikis, func(ctx context.Context, batch []simulate.Record) error {
@@ -393,7 +411,8 @@ func LoadAccessLogs(ctx context.Context, addrs []string, topic string, records i
 
 // load fills the benchmark's topic and checks the broker holds it all.
 func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, rep *Report) error {
-	l, err := LoadAccessLogs(ctx, addrs, cfg.Topic, cfg.Records, cfg.Rate, cfg.Seed, wikis)
+	l, err := LoadAccessLogs(ctx, LoadOptions{Addrs: addrs, Topic: cfg.Topic, Records: cfg.Records, Rate: cfg.Rate,
+		Seed: cfg.Seed, Wikis: wikis, Compression: cfg.Compression})
 	if err != nil {
 		return err
 	}
@@ -490,13 +509,13 @@ func measure(ctx context.Context, e *env, broker Broker, name string, round int,
 	runtime.GC() // start every run with the same clean heap
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	cpu0, _ := processCPU()
+	cpu0, _ := ProcessCPU()
 	bcpu0, bok0 := broker.CPU()
 	t0 := time.Now()
 	err = st.run(ctx)
 	wall := time.Since(t0)
 	bcpu1, bok1 := broker.CPU()
-	cpu1, _ := processCPU()
+	cpu1, _ := ProcessCPU()
 	runtime.ReadMemStats(&m1)
 	if err != nil {
 		return Result{}, err

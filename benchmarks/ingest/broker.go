@@ -98,7 +98,7 @@ func ServeBroker(ctx context.Context, in io.Reader, out io.Writer, topic string,
 			if l != lineCPU {
 				return fmt.Errorf("unknown command %q", l)
 			}
-			cpu, _ := processCPU()
+			cpu, _ := ProcessCPU()
 			if _, err := fmt.Fprintf(out, "%s %d\n", lineCPU, int64(cpu)); err != nil {
 				return fmt.Errorf("answer cpu: %w", err)
 			}

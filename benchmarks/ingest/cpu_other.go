@@ -4,5 +4,5 @@ package ingestbench
 
 import "time"
 
-// processCPU cannot be measured here; results then show wall time only.
-func processCPU() (time.Duration, bool) { return 0, false }
+// ProcessCPU cannot be measured here; results then show wall time only.
+func ProcessCPU() (time.Duration, bool) { return 0, false }

@@ -43,6 +43,7 @@ import (
 	"github.com/montanaflynn/stats"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
 
 	ingestbench "github.com/wikimedia/pretrain-detector/benchmarks/ingest"
 	"github.com/wikimedia/pretrain-detector/config"
@@ -58,7 +59,9 @@ type Config struct {
 	Partitions int     // of the topic; default 4
 	Rate       float64 // simulated train fleet's requests/s; default 20,000 (production)
 	Seed       int64
-	Rounds     int // raw and replay runs over the same records; default 3
+	// Compression of the loaded record batches. Default none.
+	Compression compress.Compression
+	Rounds      int // raw and replay runs over the same records; default 3
 	// Broker holds the records. Nil starts kfake in this process.
 	Broker ingestbench.Broker
 	// CPUProfile, when set, is the path prefix of a CPU profile of each
@@ -119,6 +122,32 @@ type Result struct {
 	Events  int64 // replay only: events applied to the window
 	Wall    time.Duration
 	Mallocs uint64 // heap allocations of this process over the run
+	// CPU is this process's (the client's) user and system CPU over the
+	// run; BrokerCPU the broker process's, zero when the broker runs in
+	// this process (then CPU holds both). With both, the two cores' budget
+	// shows: a run cannot be faster than (CPU+BrokerCPU)/cores.
+	CPU, BrokerCPU time.Duration
+}
+
+// cpuAt is the client's and the broker's CPU at one end of a run.
+type cpuAt struct {
+	client, broker time.Duration
+	brokerOK       bool
+}
+
+func readCPU(b ingestbench.Broker) cpuAt {
+	var c cpuAt
+	c.broker, c.brokerOK = b.CPU()
+	c.client, _ = ingestbench.ProcessCPU()
+	return c
+}
+
+// spent fills r's CPU from the readings at the start and the end.
+func (r *Result) spent(start, end cpuAt) {
+	r.CPU = end.client - start.client
+	if start.brokerOK && end.brokerOK {
+		r.BrokerCPU = end.broker - start.broker
+	}
 }
 
 // AllocsPerRecord is heap allocations per record read.
@@ -209,17 +238,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Load = time.Since(start)
 	cfg.Logger.Info("Records loaded", "records", rep.Records, "bytes", rep.Bytes, "duration", rep.Load)
-	if _, err := raw(ctx, broker.Addrs()[0], cfg.Partitions); err != nil {
+	if _, err := raw(ctx, broker, cfg.Partitions); err != nil {
 		return nil, fmt.Errorf("warm-up read: %w", err)
 	}
 	for i := 1; i <= cfg.Rounds; i++ {
 		var rd Round
 		runtime.GC()
-		if rd.Raw, err = raw(ctx, broker.Addrs()[0], cfg.Partitions); err != nil {
+		if rd.Raw, err = raw(ctx, broker, cfg.Partitions); err != nil {
 			return nil, fmt.Errorf("round %d, raw: %w", i, err)
 		}
 		runtime.GC()
-		if rd.Replay, err = runReplay(ctx, broker.Addrs(), wikis, rep, profilePath(cfg.CPUProfile, i)); err != nil {
+		if rd.Replay, err = runReplay(ctx, broker, wikis, rep, profilePath(cfg.CPUProfile, i)); err != nil {
 			return nil, fmt.Errorf("round %d, replay: %w", i, err)
 		}
 		for name, r := range map[string]Result{"raw": rd.Raw, "replay": rd.Replay} {
@@ -237,7 +266,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // load writes cfg.Records access-log records of the "quiet" scenario,
 // keyed by request id and timestamped with their event time.
 func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, rep *Report) error {
-	l, err := ingestbench.LoadAccessLogs(ctx, addrs, topic, cfg.Records, cfg.Rate, cfg.Seed, wikis)
+	l, err := ingestbench.LoadAccessLogs(ctx, ingestbench.LoadOptions{Addrs: addrs, Topic: topic, Records: cfg.Records,
+		Rate: cfg.Rate, Seed: cfg.Seed, Wikis: wikis, Compression: cfg.Compression})
 	if err != nil {
 		return err
 	}
@@ -247,13 +277,15 @@ func load(ctx context.Context, cfg Config, wikis *wikimap.Map, addrs []string, r
 
 // raw reads every partition from its first to its last offset in parallel
 // with kafka-go's Conn.ReadBatch, counting records and bytes.
-func raw(ctx context.Context, addr string, partitions int) (Result, error) {
+func raw(ctx context.Context, broker ingestbench.Broker, partitions int) (Result, error) {
+	addr := broker.Addrs()[0]
 	def := config.Default().Kafka
 	bc := kafka.ReadBatchConfig{MinBytes: def.MinBytes, MaxBytes: def.MaxBytes, MaxWait: time.Duration(def.MaxWait)}
 	d := ingest.NewDialer("replaybench", nil, nil) // the replay's own dialer
 	var records, bytes atomic.Int64
 	errs := make([]error, partitions)
 	m0 := mallocs()
+	cpu0 := readCPU(broker)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for p := range partitions {
@@ -266,14 +298,17 @@ func raw(ctx context.Context, addr string, partitions int) (Result, error) {
 	}
 	wg.Wait()
 	wall := time.Since(start)
-	return Result{Records: records.Load(), Bytes: bytes.Load(), Wall: wall, Mallocs: mallocs() - m0}, errors.Join(errs...)
+	r := Result{Records: records.Load(), Bytes: bytes.Load(), Wall: wall}
+	r.spent(cpu0, readCPU(broker))
+	r.Mallocs = mallocs() - m0
+	return r, errors.Join(errs...)
 }
 
 // replay runs replay.Replay over every loaded record: from the first to
 // the last (its warm-up starts a window length earlier, before any record).
-func runReplay(ctx context.Context, addrs []string, wikis *wikimap.Map, rep *Report, profile string) (Result, error) {
+func runReplay(ctx context.Context, broker ingestbench.Broker, wikis *wikimap.Map, rep *Report, profile string) (Result, error) {
 	cfg := config.Default()
-	cfg.OverrideBrokers(addrs)
+	cfg.OverrideBrokers(broker.Addrs())
 	cfg.Kafka.Clusters[0].Topics = []config.Topic{{Name: topic, Format: "httpd-accesslog"}}
 	r, err := replay.New(replay.Options{
 		Config: cfg, Wikis: wikis, From: rep.From, To: rep.To, Registry: prometheus.NewRegistry(),
@@ -294,13 +329,17 @@ func runReplay(ctx context.Context, addrs []string, wikis *wikimap.Map, rep *Rep
 		defer pprof.StopCPUProfile()
 	}
 	m0 := mallocs()
+	cpu0 := readCPU(broker)
 	start := time.Now()
 	res, err := r.Run(ctx)
 	wall := time.Since(start)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Records: res.Records, Events: res.Events, Wall: wall, Mallocs: mallocs() - m0}, nil
+	out := Result{Records: res.Records, Events: res.Events, Wall: wall}
+	out.spent(cpu0, readCPU(broker))
+	out.Mallocs = mallocs() - m0
+	return out, nil
 }
 
 // mallocs is the process's heap allocations so far. ReadMemStats stops
@@ -318,13 +357,14 @@ func (r *Report) Write(w io.Writer) error {
 		where = "in its own process"
 	}
 	span := r.To.Sub(r.From).Round(time.Second)
-	fmt.Fprintf(w, "replay benchmark: %d access-log records (%.0f MiB, %s of traffic at %.0f requests/s), %d partitions, GOMAXPROCS %d, kfake %s; loaded in %s\n\n",
-		r.Records, float64(r.Bytes)/(1<<20), span, r.Config.Rate, r.Config.Partitions, r.GOMAXPROCS, where, r.Load.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "replay benchmark: %d access-log records (%.0f MiB, %s of traffic at %.0f requests/s), %d partitions, batches compressed: %s, GOMAXPROCS %d, kfake %s; loaded in %s\n\n",
+		r.Records, float64(r.Bytes)/(1<<20), span, r.Config.Rate, r.Config.Partitions, simulate.CompressionName(r.Config.Compression), r.GOMAXPROCS, where, r.Load.Round(100*time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\traw records/s\traw µs/record\treplay records/s\treplay events/s\treplay µs/record\treplay allocs/record\treplay/raw\t")
+	fmt.Fprintln(tw, "round\traw records/s\traw µs/record\traw CPU µs/record client+broker\treplay records/s\treplay events/s\treplay µs/record\treplay CPU µs/record client+broker\treplay allocs/record\treplay/raw\t")
 	for i, rd := range r.Rounds {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.0f\t%.0f\t%.2f\t%.4f\t%.2f\t\n", i+1, rd.Raw.PerSecond(), micros(rd.Raw), rd.Replay.PerSecond(),
-			float64(rd.Replay.Events)/rd.Replay.Wall.Seconds(), micros(rd.Replay), rd.Replay.AllocsPerRecord(), rd.Ratio())
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%s\t%.0f\t%.0f\t%.2f\t%s\t%.4f\t%.2f\t\n", i+1, rd.Raw.PerSecond(), micros(rd.Raw, rd.Raw.Wall), cpuSplit(rd.Raw),
+			rd.Replay.PerSecond(), float64(rd.Replay.Events)/rd.Replay.Wall.Seconds(), micros(rd.Replay, rd.Replay.Wall), cpuSplit(rd.Replay),
+			rd.Replay.AllocsPerRecord(), rd.Ratio())
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
@@ -345,7 +385,18 @@ func profilePath(prefix string, round int) string {
 	return fmt.Sprintf("%s-%d.pprof", prefix, round)
 }
 
-func micros(r Result) float64 { return r.Wall.Seconds() * 1e6 / float64(r.Records) }
+// micros is d per record of r, in µs.
+func micros(r Result, d time.Duration) float64 { return d.Seconds() * 1e6 / float64(r.Records) }
+
+// cpuSplit is r's client and broker CPU per record; "-" for a broker in
+// this process, whose CPU is in the client's.
+func cpuSplit(r Result) string {
+	broker := "-"
+	if r.BrokerCPU > 0 {
+		broker = fmt.Sprintf("%.2f", micros(r, r.BrokerCPU))
+	}
+	return fmt.Sprintf("%.2f+%s", micros(r, r.CPU), broker)
+}
 
 func meets(ok bool) string {
 	if ok {

@@ -6,31 +6,40 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go/compress"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wikimedia/pretrain-detector/simulate"
 )
 
 // TestRunSmall runs the benchmark on a few records with the broker in
-// process: every run reads every record, and the report says what it must.
+// process, uncompressed and compressed as Wikimedia's producers write:
+// every run reads every record, and the report says what it must.
 func TestRunSmall(t *testing.T) {
-	rep, err := Run(context.Background(), Config{Records: 30_000, Rounds: 2, Partitions: 3})
-	require.NoError(t, err)
-	require.Equal(t, int64(30_000), rep.Records)
-	require.Len(t, rep.Rounds, 2)
-	for _, rd := range rep.Rounds {
-		require.Equal(t, rep.Records, rd.Raw.Records)
-		require.Equal(t, rep.Records, rd.Replay.Records)
-		require.Positive(t, rd.Raw.Bytes)
-		require.Positive(t, rd.Replay.Events)
-		require.Positive(t, rd.Ratio())
-	}
-	require.Equal(t, 1.728e9, rep.DayRecords(), "20k requests/s for a day")
-	require.Equal(t, time.Duration(rep.DayRecords()/rep.ReplayRate()*1e9), rep.Day())
-	require.Greater(t, rep.Day(), time.Minute)
+	for _, codec := range []compress.Compression{0, compress.Snappy} {
+		t.Run(simulate.CompressionName(codec), func(t *testing.T) {
+			rep, err := Run(context.Background(), Config{Records: 30_000, Rounds: 2, Partitions: 3, Compression: codec})
+			require.NoError(t, err)
+			require.Equal(t, int64(30_000), rep.Records)
+			require.Len(t, rep.Rounds, 2)
+			for _, rd := range rep.Rounds {
+				require.Equal(t, rep.Records, rd.Raw.Records)
+				require.Equal(t, rep.Records, rd.Replay.Records)
+				require.Positive(t, rd.Raw.Bytes)
+				require.Positive(t, rd.Replay.Events)
+				require.Positive(t, rd.Ratio())
+			}
+			require.Equal(t, 1.728e9, rep.DayRecords(), "20k requests/s for a day")
+			require.Equal(t, time.Duration(rep.DayRecords()/rep.ReplayRate()*1e9), rep.Day())
+			require.Greater(t, rep.Day(), time.Minute)
 
-	var b bytes.Buffer
-	require.NoError(t, rep.Write(&b))
-	for _, s := range []string{"replay/raw", "median replay/raw", "replay allocs/record", "median replay records/s", "one simulated day at 20000 requests/s"} {
-		require.Contains(t, b.String(), s)
+			var b bytes.Buffer
+			require.NoError(t, rep.Write(&b))
+			for _, s := range []string{"replay/raw", "median replay/raw", "replay allocs/record", "median replay records/s",
+				"one simulated day at 20000 requests/s", "batches compressed: " + simulate.CompressionName(codec)} {
+				require.Contains(t, b.String(), s)
+			}
+		})
 	}
 }
 

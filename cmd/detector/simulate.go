@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/compress"
 
 	"github.com/wikimedia/pretrain-detector/config"
 	"github.com/wikimedia/pretrain-detector/decode"
@@ -66,7 +65,7 @@ func runSimulate(ctx context.Context, o simulateOptions) error {
 	if err := ensureTopics(ctx, brokers, topics, o.partitions); err != nil {
 		return err
 	}
-	codec, err := compressionOf(o.compression)
+	codec, err := simulate.ParseCompression(o.compression)
 	if err != nil {
 		return err
 	}
@@ -157,16 +156,4 @@ func simTopics() simulate.Topics {
 		}
 	}
 	return t
-}
-
-// compressionOf maps --compression to kafka-go's codec; "none" is 0.
-func compressionOf(name string) (compress.Compression, error) {
-	if name == "none" {
-		return 0, nil
-	}
-	var c compress.Compression
-	if err := c.UnmarshalText([]byte(name)); err != nil {
-		return 0, fmt.Errorf("--compression: %w", err)
-	}
-	return c, nil
 }

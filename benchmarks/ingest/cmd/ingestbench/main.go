@@ -28,15 +28,17 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 
 	ingestbench "github.com/wikimedia/pretrain-detector/benchmarks/ingest"
+	"github.com/wikimedia/pretrain-detector/simulate"
 )
 
 func main() { os.Exit(realMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 // options are the flags of the benchmark.
 type options struct {
-	cfg    ingestbench.Config
-	broker string // "child" or "inproc"
-	stderr io.Writer
+	compression string
+	cfg         ingestbench.Config
+	broker      string // "child" or "inproc"
+	stderr      io.Writer
 }
 
 func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -54,6 +56,7 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	runCmd.Flag("partitions", "Partitions of the topic.").Default(strconv.Itoa(ingestbench.DefaultPartitions)).IntVar(&o.cfg.Partitions)
 	runCmd.Flag("rate", "Simulated train-fleet requests/s (production: about 20000).").Default(strconv.FormatFloat(ingestbench.DefaultRate, 'f', -1, 64)).Float64Var(&o.cfg.Rate)
 	runCmd.Flag("seed", "Simulator seed.").Default("1").Int64Var(&o.cfg.Seed)
+	runCmd.Flag("compression", "Compression of the loaded record batches: none, gzip, snappy, lz4 or zstd.").Default("none").EnumVar(&o.compression, simulate.Compressions...)
 	runCmd.Flag("rounds", "Times to repeat the three runs over the loaded records.").Default("1").IntVar(&o.cfg.Rounds)
 	runCmd.Flag("kafka.max-bytes", "Fetch size per partition (0: the detector's default).").IntVar(&o.cfg.MaxBytes)
 	runCmd.Flag("broker", "Where kfake runs: child (its own process, so its CPU is not the client's) or inproc.").Default("child").EnumVar(&o.broker, "child", "inproc")
@@ -83,7 +86,9 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = ingestbench.ServeBroker(ctx, stdin, stdout, topic, partitions)
 	default:
 		o.cfg.Logger = promslog.New(logCfg)
-		err = run(ctx, o, stdout)
+		if o.cfg.Compression, err = simulate.ParseCompression(o.compression); err == nil {
+			err = run(ctx, o, stdout)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "ingestbench:", err)

@@ -170,6 +170,7 @@ type Report struct {
 	From, To       time.Time
 	Load           time.Duration
 	GOMAXPROCS     int
+	NumCPU         int // the cores the client and the broker share
 	BrokerSeparate bool
 	Rounds         []Round
 }
@@ -231,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		broker = ip
 	}
 	_, separate := broker.CPU()
-	rep := &Report{Config: cfg, GOMAXPROCS: runtime.GOMAXPROCS(0), BrokerSeparate: separate}
+	rep := &Report{Config: cfg, GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), BrokerSeparate: separate}
 	start := time.Now()
 	if err := load(ctx, cfg, wikis, broker.Addrs(), rep); err != nil {
 		return nil, err
@@ -374,6 +375,20 @@ func (r *Report) Write(w io.Writer) error {
 		ProductionRate, r.DayRecords()/1e9, r.Day().Round(time.Minute))
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
+	}
+	if r.BrokerSeparate && len(r.Rounds) > 0 {
+		// The budget: both processes share the cores, so no run can go
+		// faster than the cores divided by the CPU it spends per record.
+		raw, rep := make([]float64, len(r.Rounds)), make([]float64, len(r.Rounds))
+		for i, rd := range r.Rounds {
+			raw[i] = micros(rd.Raw, rd.Raw.CPU+rd.Raw.BrokerCPU)
+			rep[i] = micros(rd.Replay, rd.Replay.CPU+rd.Replay.BrokerCPU)
+		}
+		_, err = fmt.Fprintf(w, "CPU per record, client and broker together (median): raw %.2f µs, replay %.2f µs; %d cores give %.0f records/s %.2f µs per record\n",
+			median(raw), median(rep), r.NumCPU, MinRate, float64(r.NumCPU)*1e6/MinRate)
+		if err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
 	}
 	return nil
 }

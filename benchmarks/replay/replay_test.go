@@ -59,3 +59,23 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteBudget: with the broker in its own process, the report adds
+// the CPU both spend per record and what the cores allow at the bar.
+func TestWriteBudget(t *testing.T) {
+	rd := Round{
+		Raw:    Result{Records: 1000, Wall: time.Millisecond, CPU: 500 * time.Microsecond, BrokerCPU: 1200 * time.Microsecond},
+		Replay: Result{Records: 1000, Wall: 2 * time.Millisecond, CPU: 2 * time.Millisecond, BrokerCPU: 1400 * time.Microsecond},
+	}
+	rep := &Report{Records: 1000, NumCPU: 2, BrokerSeparate: true, Rounds: []Round{rd}}
+	var b bytes.Buffer
+	require.NoError(t, rep.Write(&b))
+	require.Contains(t, b.String(), "CPU per record, client and broker together (median): raw 1.70 µs, replay 3.40 µs; 2 cores give 1000000 records/s 2.00 µs per record")
+	require.Contains(t, b.String(), "0.50+1.20")
+	require.Contains(t, b.String(), "2.00+1.40")
+
+	rep.BrokerSeparate = false
+	b.Reset()
+	require.NoError(t, rep.Write(&b))
+	require.NotContains(t, b.String(), "client and broker together")
+}

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/wikimedia/pretrain-detector/decode"
+	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
@@ -30,13 +31,13 @@ func Default() Config {
 					{Name: "mediawiki.httpd.accesslog", Format: "httpd-accesslog"},
 				},
 			}},
-			MaxWait:           model.Duration(250 * time.Millisecond),
-			MinBytes:          1,
-			MaxBytes:          16 << 20,
-			TopicRecheck:      model.Duration(time.Minute),
+			MaxWait:           model.Duration(ingest.DefaultMaxWait),
+			MinBytes:          ingest.DefaultMinBytes,
+			MaxBytes:          ingest.DefaultMaxBytes,
+			TopicRecheck:      model.Duration(ingest.DefaultTopicRecheck),
 			MaxRecordBytes:    decode.DefaultMaxRecordBytes,
 			MaxSkew:           model.Duration(decode.DefaultMaxSkew),
-			MaxPartitionStall: model.Duration(2 * time.Minute),
+			MaxPartitionStall: model.Duration(ingest.DefaultMaxPartitionStall),
 		},
 		Pretrain: Pretrain{
 			Cohort:            []string{"testwiki"},

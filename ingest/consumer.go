@@ -18,6 +18,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
+
 	"github.com/wikimedia/pretrain-detector/decode"
 	"github.com/wikimedia/pretrain-detector/event"
 )
@@ -85,9 +86,20 @@ type ConsumerOptions struct {
 	// must read every topic they are given; replay checks for itself).
 	MissingTopicIsError bool
 	// MaxPartitionStall is how long a partition may be unreadable, or hold
-	// the watermark back, before Assess sets it aside. Default 2 min.
+	// the watermark back, before Assess sets it aside.
 	MaxPartitionStall time.Duration
 }
+
+// Defaults of what ConsumerOptions leaves unset. config.Default reads
+// them, and so does markertopic's reader, so that a hand-built Options, the
+// configuration and the other consumer agree.
+const (
+	DefaultMaxWait           = 250 * time.Millisecond // a short long-poll, so that shutdown is quick
+	DefaultMinBytes          = 1
+	DefaultMaxBytes          = 16 << 20
+	DefaultTopicRecheck      = time.Minute
+	DefaultMaxPartitionStall = 2 * time.Minute
+)
 
 // Consumer reads every partition of every source in parallel, one
 // goroutine and one connection per (topic, partition), without a consumer
@@ -122,10 +134,10 @@ func NewConsumer(opts ConsumerOptions, logger *slog.Logger, m *Metrics) (*Consum
 		return nil, errors.New("consumer needs NewSink and NewDecoder")
 	}
 	if opts.TopicRecheck <= 0 {
-		opts.TopicRecheck = time.Minute
+		opts.TopicRecheck = DefaultTopicRecheck
 	}
 	if opts.MaxPartitionStall <= 0 {
-		opts.MaxPartitionStall = 2 * time.Minute
+		opts.MaxPartitionStall = DefaultMaxPartitionStall
 	}
 	for _, s := range opts.Sources {
 		if _, err := opts.NewDecoder(s.Format); err != nil {

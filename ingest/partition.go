@@ -226,19 +226,18 @@ func (r *partitionReader) checkOldest(t time.Time) {
 		"start", r.c.opts.Start.UTC().Format(time.RFC3339), "oldest_retained", t.UTC().Format(time.RFC3339))
 }
 
-// fetchConfig returns the fetch settings of a partition reader, with
-// defaults for what is unset: a short MaxWait, so that shutdown is quick,
-// and fetches of up to 16 MiB.
+// fetchConfig returns the fetch settings of a partition reader, with the
+// defaults for what is unset.
 func fetchConfig(maxWait time.Duration, minBytes, maxBytes int) kafka.ReadBatchConfig {
 	c := kafka.ReadBatchConfig{MaxWait: maxWait, MinBytes: minBytes, MaxBytes: maxBytes}
 	if c.MaxWait <= 0 {
-		c.MaxWait = 250 * time.Millisecond
+		c.MaxWait = DefaultMaxWait
 	}
 	if c.MinBytes <= 0 {
-		c.MinBytes = 1
+		c.MinBytes = DefaultMinBytes
 	}
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = 16 << 20
+		c.MaxBytes = DefaultMaxBytes
 	}
 	return c
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 
+	"github.com/wikimedia/pretrain-detector/ingest"
 	"github.com/wikimedia/pretrain-detector/window"
 )
 
@@ -69,7 +70,7 @@ type Options struct {
 	// MaxWait bounds a fetch's long poll (small, so shutdown is quick).
 	MaxWait time.Duration
 	// Recheck is how often a missing topic and new partitions are looked
-	// for (default 1m).
+	// for.
 	Recheck time.Duration
 	// Apply adds a checked marker to the deploy timeline.
 	Apply    func(window.Deploy) error
@@ -88,10 +89,10 @@ func (o *Options) defaults() error {
 		o.ClientID = "pretrain-detector"
 	}
 	if o.MaxWait <= 0 {
-		o.MaxWait = 250 * time.Millisecond
+		o.MaxWait = ingest.DefaultMaxWait
 	}
 	if o.Recheck <= 0 {
-		o.Recheck = time.Minute
+		o.Recheck = ingest.DefaultTopicRecheck
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

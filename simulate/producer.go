@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,18 +67,23 @@ type ProducerOptions struct {
 	Transport kafka.RoundTripper
 }
 
-// Compressions are the names ParseCompression takes, as the flags offer them.
-var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+// Compressions returns the names ParseCompression takes, as the flags
+// offer them.
+func Compressions() []string { return []string{"none", "gzip", "snappy", "lz4", "zstd"} }
 
 // ParseCompression maps a compression name (one of Compressions) to
-// kafka-go's codec; "none" is zero.
+// kafka-go's codec; "none" is zero. kafka-go's own other spellings
+// ("uncompressed", codec numbers) are refused, so a name means one thing.
 func ParseCompression(name string) (compress.Compression, error) {
+	if !slices.Contains(Compressions(), name) {
+		return 0, fmt.Errorf("compression %q: want one of %v", name, Compressions())
+	}
 	if name == "none" {
 		return 0, nil
 	}
 	var c compress.Compression
 	if err := c.UnmarshalText([]byte(name)); err != nil {
-		return 0, fmt.Errorf("compression %q: want one of %v", name, Compressions)
+		return 0, fmt.Errorf("compression %q: %w", name, err)
 	}
 	return c, nil
 }

@@ -15,7 +15,7 @@ import (
 // rounds.
 func (rep *Report) Write(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "ingest benchmark: %d access-log records, %.0f B average (%.2f GB), %d partitions, batches compressed: %s, %s of simulated traffic at %.0f req/s; loaded in %s\n",
+	fmt.Fprintf(&b, "ingest benchmark: %d access-log records, %.0f B average (%.2f GB uncompressed), %d partitions, batches compressed: %s, %s of simulated traffic at %.0f req/s; loaded in %s\n",
 		rep.Records, float64(rep.Bytes)/float64(rep.Records), float64(rep.Bytes)/1e9, rep.Config.Partitions, simulate.CompressionName(rep.Config.Compression),
 		rep.To.Sub(rep.From).Round(time.Second), rep.Config.Rate, rep.Load.Round(time.Millisecond))
 	b.WriteString("every record is one event: (a) counts records, (b) and (c) decode each into one\n")

@@ -123,10 +123,12 @@ type Result struct {
 	Wall    time.Duration
 	Mallocs uint64 // heap allocations of this process over the run
 	// CPU is this process's (the client's) user and system CPU over the
-	// run; BrokerCPU the broker process's, zero when the broker runs in
-	// this process (then CPU holds both). With both, the two cores' budget
-	// shows: a run cannot be faster than (CPU+BrokerCPU)/cores.
+	// run; BrokerCPU the broker process's when BrokerOK (it is not when
+	// the broker runs in this process, whose CPU is then in CPU, or did not
+	// answer). With both, the cores' budget shows: a run cannot be faster
+	// than (CPU+BrokerCPU)/cores.
 	CPU, BrokerCPU time.Duration
+	BrokerOK       bool
 }
 
 // cpuAt is the client's and the broker's CPU at one end of a run.
@@ -146,7 +148,7 @@ func readCPU(b ingestbench.Broker) cpuAt {
 func (r *Result) spent(start, end cpuAt) {
 	r.CPU = end.client - start.client
 	if start.brokerOK && end.brokerOK {
-		r.BrokerCPU = end.broker - start.broker
+		r.BrokerCPU, r.BrokerOK = end.broker-start.broker, true
 	}
 }
 
@@ -170,7 +172,7 @@ type Report struct {
 	From, To       time.Time
 	Load           time.Duration
 	GOMAXPROCS     int
-	NumCPU         int // the cores the client and the broker share
+	NumCPU         int // the machine's cores, which the client and the broker share
 	BrokerSeparate bool
 	Rounds         []Round
 }
@@ -358,7 +360,7 @@ func (r *Report) Write(w io.Writer) error {
 		where = "in its own process"
 	}
 	span := r.To.Sub(r.From).Round(time.Second)
-	fmt.Fprintf(w, "replay benchmark: %d access-log records (%.0f MiB, %s of traffic at %.0f requests/s), %d partitions, batches compressed: %s, GOMAXPROCS %d, kfake %s; loaded in %s\n\n",
+	fmt.Fprintf(w, "replay benchmark: %d access-log records (%.0f MiB uncompressed, %s of traffic at %.0f requests/s), %d partitions, batches compressed: %s, GOMAXPROCS %d, kfake %s; loaded in %s\n\n",
 		r.Records, float64(r.Bytes)/(1<<20), span, r.Config.Rate, r.Config.Partitions, simulate.CompressionName(r.Config.Compression), r.GOMAXPROCS, where, r.Load.Round(100*time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "round\traw records/s\traw µs/record\traw CPU µs/record client+broker\treplay records/s\treplay events/s\treplay µs/record\treplay CPU µs/record client+broker\treplay allocs/record\treplay/raw\t")
@@ -376,16 +378,19 @@ func (r *Report) Write(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if r.BrokerSeparate && len(r.Rounds) > 0 {
-		// The budget: both processes share the cores, so no run can go
-		// faster than the cores divided by the CPU it spends per record.
-		raw, rep := make([]float64, len(r.Rounds)), make([]float64, len(r.Rounds))
-		for i, rd := range r.Rounds {
-			raw[i] = micros(rd.Raw, rd.Raw.CPU+rd.Raw.BrokerCPU)
-			rep[i] = micros(rd.Replay, rd.Replay.CPU+rd.Replay.BrokerCPU)
+	// The budget: both processes share the machine's cores, so no run can
+	// go faster than the cores divided by the CPU it spends per record.
+	// Only rounds where the broker's CPU was read count.
+	var raw, rep []float64
+	for _, rd := range r.Rounds {
+		if rd.Raw.BrokerOK && rd.Replay.BrokerOK {
+			raw = append(raw, micros(rd.Raw, rd.Raw.CPU+rd.Raw.BrokerCPU))
+			rep = append(rep, micros(rd.Replay, rd.Replay.CPU+rd.Replay.BrokerCPU))
 		}
-		_, err = fmt.Fprintf(w, "CPU per record, client and broker together (median): raw %.2f µs, replay %.2f µs; %d cores give %.0f records/s %.2f µs per record\n",
-			median(raw), median(rep), r.NumCPU, MinRate, float64(r.NumCPU)*1e6/MinRate)
+	}
+	if len(raw) > 0 {
+		_, err = fmt.Fprintf(w, "CPU per record, client and broker together (median of %d rounds): raw %.2f µs, replay %.2f µs; at %.0f records/s, %d cores allow %.2f µs per record\n",
+			len(raw), median(raw), median(rep), MinRate, r.NumCPU, float64(r.NumCPU)*1e6/MinRate)
 		if err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
@@ -403,11 +408,11 @@ func profilePath(prefix string, round int) string {
 // micros is d per record of r, in µs.
 func micros(r Result, d time.Duration) float64 { return d.Seconds() * 1e6 / float64(r.Records) }
 
-// cpuSplit is r's client and broker CPU per record; "-" for a broker in
-// this process, whose CPU is in the client's.
+// cpuSplit is r's client and broker CPU per record; "-" for a broker whose
+// CPU was not read (in this process, its CPU is in the client's).
 func cpuSplit(r Result) string {
 	broker := "-"
-	if r.BrokerCPU > 0 {
+	if r.BrokerOK {
 		broker = fmt.Sprintf("%.2f", micros(r, r.BrokerCPU))
 	}
 	return fmt.Sprintf("%.2f+%s", micros(r, r.CPU), broker)

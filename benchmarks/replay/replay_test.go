@@ -60,21 +60,32 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestWriteBudget: with the broker in its own process, the report adds
-// the CPU both spend per record and what the cores allow at the bar.
+// TestWriteBudget: with the broker's CPU read, the report adds the CPU
+// both processes spend per record (the median over the rounds where it was
+// read) and what the cores allow at the bar; without it, a dash and no
+// budget line.
 func TestWriteBudget(t *testing.T) {
-	rd := Round{
-		Raw:    Result{Records: 1000, Wall: time.Millisecond, CPU: 500 * time.Microsecond, BrokerCPU: 1200 * time.Microsecond},
-		Replay: Result{Records: 1000, Wall: 2 * time.Millisecond, CPU: 2 * time.Millisecond, BrokerCPU: 1400 * time.Microsecond},
+	round := func(rawClient, rawBroker, repClient, repBroker time.Duration, brokerOK bool) Round {
+		return Round{
+			Raw:    Result{Records: 1000, Wall: time.Millisecond, CPU: rawClient, BrokerCPU: rawBroker, BrokerOK: brokerOK},
+			Replay: Result{Records: 1000, Wall: 2 * time.Millisecond, CPU: repClient, BrokerCPU: repBroker, BrokerOK: brokerOK},
+		}
 	}
-	rep := &Report{Records: 1000, NumCPU: 2, BrokerSeparate: true, Rounds: []Round{rd}}
+	us := time.Microsecond
+	rep := &Report{Records: 1000, NumCPU: 2, Rounds: []Round{
+		round(500*us, 1200*us, 2000*us, 1400*us, true),
+		round(600*us, 1300*us, 2200*us, 1600*us, true),
+		round(9000*us, 0, 9000*us, 0, false), // the broker did not answer: left out
+	}}
 	var b bytes.Buffer
 	require.NoError(t, rep.Write(&b))
-	require.Contains(t, b.String(), "CPU per record, client and broker together (median): raw 1.70 µs, replay 3.40 µs; 2 cores give 1000000 records/s 2.00 µs per record")
-	require.Contains(t, b.String(), "0.50+1.20")
-	require.Contains(t, b.String(), "2.00+1.40")
+	out := b.String()
+	require.Contains(t, out, "CPU per record, client and broker together (median of 2 rounds): raw 1.80 µs, replay 3.60 µs; at 1000000 records/s, 2 cores allow 2.00 µs per record")
+	require.Contains(t, out, "0.50+1.20")
+	require.Contains(t, out, "2.20+1.60")
+	require.Contains(t, out, "9.00+-")
 
-	rep.BrokerSeparate = false
+	rep.Rounds = rep.Rounds[2:]
 	b.Reset()
 	require.NoError(t, rep.Write(&b))
 	require.NotContains(t, b.String(), "client and broker together")

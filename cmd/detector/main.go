@@ -178,5 +178,5 @@ func (o *simulateOptions) addFlags(cmd *kingpin.CmdClause) {
 	cmd.Flag("truth", "Write the scenario's ground truth (JSON) to this file.").StringVar(&o.truth)
 	cmd.Flag("create-topics", "Create missing topics with this many partitions (0 = do not).").Default("4").IntVar(&o.partitions)
 	cmd.Flag("compression", "Compression of the record batches written: none, gzip, snappy, lz4 or zstd.").
-		Default(simulate.DefaultProducerCompression.String()).EnumVar(&o.compression, simulate.Compressions...)
+		Default(simulate.DefaultProducerCompression.String()).EnumVar(&o.compression, simulate.Compressions()...)
 }

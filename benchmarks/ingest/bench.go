@@ -509,21 +509,16 @@ func measure(ctx context.Context, e *env, broker Broker, name string, round int,
 	runtime.GC() // start every run with the same clean heap
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	cpu0, _ := ProcessCPU()
-	bcpu0, bok0 := broker.CPU()
+	mark := MarkCPU(broker)
 	t0 := time.Now()
 	err = st.run(ctx)
 	wall := time.Since(t0)
-	bcpu1, bok1 := broker.CPU()
-	cpu1, _ := ProcessCPU()
+	cpu, bcpu, _ := mark.Since(broker) // bcpu is 0 when unknown
 	runtime.ReadMemStats(&m1)
 	if err != nil {
 		return Result{}, err
 	}
-	r := Result{Name: name, Wall: wall, CPU: cpu1 - cpu0, Mallocs: m1.Mallocs - m0.Mallocs, GCs: m1.NumGC - m0.NumGC}
-	if bok0 && bok1 {
-		r.BrokerCPU = bcpu1 - bcpu0
-	}
+	r := Result{Name: name, Wall: wall, CPU: cpu, BrokerCPU: bcpu, Mallocs: m1.Mallocs - m0.Mallocs, GCs: m1.NumGC - m0.NumGC}
 	if err := st.result(&r); err != nil {
 		return Result{}, err
 	}

@@ -9,7 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go/compress"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wikimedia/pretrain-detector/simulate"
+	"github.com/wikimedia/pretrain-detector/wikimap"
 )
 
 // TestRunSmall runs the whole benchmark on a small input, with the broker
@@ -128,6 +133,40 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 			require.Equal(t, DefaultRate, got.Rate)
 			require.Equal(t, 1, got.Rounds)
 			require.Equal(t, "mediawiki.httpd.accesslog", got.Topic)
+		})
+	}
+}
+
+// TestLoadCompression: LoadAccessLogs writes its batches with the codec it
+// is given (franz-go reports each record's batch codec), so a benchmark's
+// "compressed" runs read compressed records.
+func TestLoadCompression(t *testing.T) {
+	wikis, err := wikimap.Default()
+	require.NoError(t, err)
+	for _, codec := range []compress.Compression{0, compress.Snappy, compress.Zstd} {
+		t.Run(simulate.CompressionName(codec), func(t *testing.T) {
+			const topic = "accesslog-codec"
+			b, err := StartInProcess(topic, 1)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, b.Close()) }()
+			l, err := LoadAccessLogs(context.Background(), LoadOptions{Addrs: b.Addrs(), Topic: topic, Records: 500, Rate: 2000, Seed: 1, Wikis: wikis, Compression: codec})
+			require.NoError(t, err)
+			require.Equal(t, int64(500), l.Records)
+
+			cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			require.NoError(t, err)
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			n := 0
+			for n < 500 {
+				fs := cl.PollFetches(ctx)
+				require.NoError(t, ctx.Err())
+				fs.EachRecord(func(r *kgo.Record) {
+					require.Equal(t, uint8(codec), r.Attrs.CompressionType(), "record %d", r.Offset)
+					n++
+				})
+			}
 		})
 	}
 }

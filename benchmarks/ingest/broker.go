@@ -27,6 +27,31 @@ type Broker interface {
 	Close() error
 }
 
+// CPUMark is the CPU this process (the client) and the broker have used
+// up to one moment: taken at the start of a run, Since gives the run's.
+type CPUMark struct {
+	client, broker time.Duration
+	brokerOK       bool
+}
+
+// MarkCPU reads the client's and the broker's CPU now.
+func MarkCPU(b Broker) CPUMark {
+	var m CPUMark
+	m.client, _ = ProcessCPU()
+	m.broker, m.brokerOK = b.CPU()
+	return m
+}
+
+// Since is the client's and the broker's CPU from m to now; brokerOK is
+// false when the broker's could not be read at either end.
+func (m CPUMark) Since(b Broker) (client, broker time.Duration, brokerOK bool) {
+	now := MarkCPU(b)
+	if m.brokerOK && now.brokerOK {
+		broker, brokerOK = now.broker-m.broker, true
+	}
+	return now.client - m.client, broker, brokerOK
+}
+
 // InProcess is a kfake cluster in this process. It is what tests use; its
 // CPU is counted as the client's, which understates the client's speed.
 type InProcess struct{ c *kfake.Cluster }

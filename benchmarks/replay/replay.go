@@ -131,27 +131,6 @@ type Result struct {
 	BrokerOK       bool
 }
 
-// cpuAt is the client's and the broker's CPU at one end of a run.
-type cpuAt struct {
-	client, broker time.Duration
-	brokerOK       bool
-}
-
-func readCPU(b ingestbench.Broker) cpuAt {
-	var c cpuAt
-	c.broker, c.brokerOK = b.CPU()
-	c.client, _ = ingestbench.ProcessCPU()
-	return c
-}
-
-// spent fills r's CPU from the readings at the start and the end.
-func (r *Result) spent(start, end cpuAt) {
-	r.CPU = end.client - start.client
-	if start.brokerOK && end.brokerOK {
-		r.BrokerCPU, r.BrokerOK = end.broker-start.broker, true
-	}
-}
-
 // AllocsPerRecord is heap allocations per record read.
 func (r Result) AllocsPerRecord() float64 { return float64(r.Mallocs) / float64(r.Records) }
 
@@ -288,7 +267,7 @@ func raw(ctx context.Context, broker ingestbench.Broker, partitions int) (Result
 	var records, bytes atomic.Int64
 	errs := make([]error, partitions)
 	m0 := mallocs()
-	cpu0 := readCPU(broker)
+	mark := ingestbench.MarkCPU(broker)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for p := range partitions {
@@ -302,7 +281,7 @@ func raw(ctx context.Context, broker ingestbench.Broker, partitions int) (Result
 	wg.Wait()
 	wall := time.Since(start)
 	r := Result{Records: records.Load(), Bytes: bytes.Load(), Wall: wall}
-	r.spent(cpu0, readCPU(broker))
+	r.CPU, r.BrokerCPU, r.BrokerOK = mark.Since(broker)
 	r.Mallocs = mallocs() - m0
 	return r, errors.Join(errs...)
 }
@@ -332,7 +311,7 @@ func runReplay(ctx context.Context, broker ingestbench.Broker, wikis *wikimap.Ma
 		defer pprof.StopCPUProfile()
 	}
 	m0 := mallocs()
-	cpu0 := readCPU(broker)
+	mark := ingestbench.MarkCPU(broker)
 	start := time.Now()
 	res, err := r.Run(ctx)
 	wall := time.Since(start)
@@ -340,7 +319,7 @@ func runReplay(ctx context.Context, broker ingestbench.Broker, wikis *wikimap.Ma
 		return Result{}, err
 	}
 	out := Result{Records: res.Records, Events: res.Events, Wall: wall}
-	out.spent(cpu0, readCPU(broker))
+	out.CPU, out.BrokerCPU, out.BrokerOK = mark.Since(broker)
 	out.Mallocs = mallocs() - m0
 	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -177,6 +178,6 @@ func (o *simulateOptions) addFlags(cmd *kingpin.CmdClause) {
 	cmd.Flag("rate", "Train-fleet requests per simulated second; 0 = default.").Default("0").Float64Var(&o.rate)
 	cmd.Flag("truth", "Write the scenario's ground truth (JSON) to this file.").StringVar(&o.truth)
 	cmd.Flag("create-topics", "Create missing topics with this many partitions (0 = do not).").Default("4").IntVar(&o.partitions)
-	cmd.Flag("compression", "Compression of the record batches written: none, gzip, snappy, lz4 or zstd.").
+	cmd.Flag("compression", "Compression of the record batches written: "+strings.Join(simulate.Compressions(), ", ")+".").
 		Default(simulate.DefaultProducerCompression.String()).EnumVar(&o.compression, simulate.Compressions()...)
 }

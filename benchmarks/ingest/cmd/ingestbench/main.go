@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,7 +57,7 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	runCmd.Flag("partitions", "Partitions of the topic.").Default(strconv.Itoa(ingestbench.DefaultPartitions)).IntVar(&o.cfg.Partitions)
 	runCmd.Flag("rate", "Simulated train-fleet requests/s (production: about 20000).").Default(strconv.FormatFloat(ingestbench.DefaultRate, 'f', -1, 64)).Float64Var(&o.cfg.Rate)
 	runCmd.Flag("seed", "Simulator seed.").Default("1").Int64Var(&o.cfg.Seed)
-	runCmd.Flag("compression", "Compression of the loaded record batches: none, gzip, snappy, lz4 or zstd.").Default("none").EnumVar(&o.compression, simulate.Compressions()...)
+	runCmd.Flag("compression", "Compression of the loaded record batches: "+strings.Join(simulate.Compressions(), ", ")+".").Default("none").EnumVar(&o.compression, simulate.Compressions()...)
 	runCmd.Flag("rounds", "Times to repeat the three runs over the loaded records.").Default("1").IntVar(&o.cfg.Rounds)
 	runCmd.Flag("kafka.max-bytes", "Fetch size per partition (0: the detector's default).").IntVar(&o.cfg.MaxBytes)
 	runCmd.Flag("broker", "Where kfake runs: child (its own process, so its CPU is not the client's) or inproc.").Default("child").EnumVar(&o.broker, "child", "inproc")

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -48,7 +49,7 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	runCmd.Flag("rate", "Simulated train-fleet requests/s (production: about 20000).").Default(strconv.FormatFloat(replaybench.DefaultRate, 'f', -1, 64)).Float64Var(&cfg.Rate)
 	runCmd.Flag("seed", "Simulator seed.").Default("1").Int64Var(&cfg.Seed)
 	var compression string
-	runCmd.Flag("compression", "Compression of the loaded record batches: none, gzip, snappy, lz4 or zstd.").Default("none").EnumVar(&compression, simulate.Compressions()...)
+	runCmd.Flag("compression", "Compression of the loaded record batches: "+strings.Join(simulate.Compressions(), ", ")+".").Default("none").EnumVar(&compression, simulate.Compressions()...)
 	runCmd.Flag("rounds", "Times to repeat the raw and replay runs over the loaded records.").Default(strconv.Itoa(replaybench.DefaultRounds)).IntVar(&cfg.Rounds)
 	runCmd.Flag("broker", "Where kfake runs: child (its own process) or inproc.").Default("child").EnumVar(&broker, "child", "inproc")
 	runCmd.Flag("cpuprofile", "Write a CPU profile of each replay run to <prefix>-<round>.pprof.").StringVar(&cfg.CPUProfile)

@@ -30,6 +30,7 @@ type replayOptions struct {
 	summary       string
 	alertmanagers []string
 	hold          time.Duration
+	progress      time.Duration
 }
 
 func (o *replayOptions) addFlags(cmd *kingpin.CmdClause) {
@@ -41,6 +42,7 @@ func (o *replayOptions) addFlags(cmd *kingpin.CmdClause) {
 	cmd.Flag("summary", "Write the report's JSON summary (findings per kind, every deploy's verdict) to this file.").StringVar(&o.summary)
 	cmd.Flag("alertmanager.url", "Send the replayed findings to this Alertmanager (repeatable), firing now with the label replay=\"true\", resolved when the replay ends.").StringsVar(&o.alertmanagers)
 	cmd.Flag("alertmanager.hold", "How long replayed alerts stay firing after the replay before they are resolved, so that routes' group_wait passes and receivers get them.").Default("1m").DurationVar(&o.hold)
+	cmd.Flag("progress.interval", "How often progress is shown on stderr (and replayed alerts are resent).").Default("1s").DurationVar(&o.progress)
 }
 
 // runReplay is `detector replay`: the detector over [from, to] of the
@@ -102,7 +104,7 @@ func replayRange(ctx context.Context, o replayOptions) (err error) {
 	progress := newReplayProgress(o.common.stderr, logger)
 	r, err := replay.New(replay.Options{
 		Config: cfg, Wikis: wikis, From: from, To: to, Plots: o.report != "", Verdicts: true,
-		Registry: reg, Logger: logger, Sink: sinks,
+		Registry: reg, Logger: logger, Sink: sinks, ProgressInterval: o.progress,
 		OnProgress: func(p replay.Progress) {
 			progress.show(p)
 			alerts.Resend()

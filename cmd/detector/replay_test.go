@@ -327,7 +327,9 @@ func TestReplayProgressAndSummary(t *testing.T) {
 	wikis, err := wikimap.Default()
 	require.NoError(t, err)
 	c, gt := replayFill(t, simulate.Config{Scenario: "quiet", Rate: 200, Duration: 40 * time.Minute}, wikis)
-	code, stdout, stderr := runMain(t, "replay", "--kafka.brokers="+c.ListenAddrs()[0],
+	// A short interval: the replay of these records can take under the
+	// default second, and then shows no progress at all.
+	code, stdout, stderr := runMain(t, "replay", "--kafka.brokers="+c.ListenAddrs()[0], "--progress.interval=20ms",
 		"--from="+gt.Start.Add(10*time.Minute).Format(time.RFC3339), "--to="+gt.End.Format(time.RFC3339))
 	require.Equal(t, 0, code, stderr)
 	require.Empty(t, stdout, "a quiet scenario has no finding")
